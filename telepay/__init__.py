@@ -1,0 +1,1 @@
+"""TelePay: paid access to private Telegram channels, donations, automatic payouts."""
