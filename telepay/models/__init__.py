@@ -1,0 +1,22 @@
+"""SQLAlchemy models, the engine factory and Alembic migrations.
+
+Importing this package registers every table on `Base.metadata` (Alembic reads it).
+"""
+
+from telepay.models.base import Base
+from telepay.models.channels import AuditLog, BroadcastPost, Channel, ChannelStatus, PayoutCurrency, PayoutStrategy, Tier
+from telepay.models.jobs import Job, JobState
+from telepay.models.payments import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentStatus
+from telepay.models.payouts import (
+    Accumulation, ChainTransaction, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
+)
+from telepay.models.state import AcceptedSignature, BotState, TimerRun
+from telepay.models.subscriptions import Invite, InviteStatus, Subscription, SubscriptionStatus
+
+__all__ = [
+    "AcceptedSignature", "Accumulation", "AuditLog", "Base", "BotState", "BroadcastPost",
+    "ChainTransaction", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
+    "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
+    "PaymentStatus", "Payout", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
+    "Subscription", "SubscriptionStatus", "Tier", "TimerRun",
+]

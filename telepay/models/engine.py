@@ -1,0 +1,115 @@
+"""The engine factory for the three database modes, and the session factory.
+
+- `DATABASE_URL`: used as given (a bare `postgresql://` URL is given the pg8000 driver).
+- `CLOUD_SQL_CONNECTION_NAME`: the Cloud SQL Python Connector opens pg8000 connections.
+- neither: an embedded PostgreSQL from the `pgserver` wheel in `TELEPAY_DATA_DIR/pg`, reached
+  over its unix socket, so a fresh machine needs no database set-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from telepay.config import ConfigError, Settings
+
+logger = logging.getLogger(__name__)
+
+
+def normalise_url(url: str) -> str:
+    """Give plain PostgreSQL URLs the pg8000 driver; refuse anything that is not PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError("DATABASE_URL must be a PostgreSQL URL", ["DATABASE_URL"])
+    if parsed.get_driver_name() != "pg8000":
+        parsed = parsed.set(drivername="postgresql+pg8000")
+    return parsed.render_as_string(hide_password=False)
+
+
+def embedded_url(data_dir: Path) -> str:
+    """Start (or join) the embedded server in `data_dir/pg` and return its socket URL."""
+    import pgserver  # imported here: only the embedded mode needs it
+
+    pg_dir = (Path(data_dir) / "pg").resolve()
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode="stop": the server stops when the last process using it exits; its data stays.
+    pgserver.get_server(pg_dir, cleanup_mode="stop")
+    logger.info("embedded PostgreSQL in %s", pg_dir)
+    return f"postgresql+pg8000://postgres@/postgres?unix_sock={pg_dir}/.s.PGSQL.5432"
+
+
+def describe(settings: Settings) -> str:
+    if settings.database_url:
+        return "DATABASE_URL " + make_url(normalise_url(settings.database_url)).render_as_string()
+    if settings.cloud_sql_connection_name:
+        return f"Cloud SQL {settings.cloud_sql_connection_name}/{settings.database_name}"
+    return f"embedded PostgreSQL in {Path(settings.data_dir) / 'pg'}"
+
+
+def make_engine(settings: Settings) -> Engine:
+    pool = dict(
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=True,
+    )
+    if settings.database_url:
+        engine = create_engine(normalise_url(settings.database_url), **pool)
+    elif settings.cloud_sql_connection_name:
+        engine = _cloud_sql_engine(settings, pool)
+    else:
+        engine = create_engine(embedded_url(settings.data_dir), **pool)
+    _use_utc(engine)
+    return engine
+
+
+def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
+    missing = [
+        name
+        for name, value in (
+            ("DATABASE_NAME", settings.database_name),
+            ("DATABASE_USER", settings.database_user),
+            ("DATABASE_PASSWORD", settings.database_password),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            "CLOUD_SQL_CONNECTION_NAME is set, so these are needed too: " + ", ".join(missing), missing
+        )
+    from google.cloud.sql.connector import Connector
+
+    connector = Connector()
+
+    def connect():
+        return connector.connect(
+            settings.cloud_sql_connection_name,
+            "pg8000",
+            user=settings.database_user,
+            password=settings.database_password,
+            db=settings.database_name,
+        )
+
+    engine = create_engine("postgresql+pg8000://", creator=connect, **pool)
+    # The connector owns a background refresh thread; close it with the engine.
+    event.listen(engine, "engine_disposed", lambda _engine: connector.close())
+    return engine
+
+
+def _use_utc(engine: Engine) -> None:
+    """Every connection talks UTC, whatever the server's default time zone."""
+
+    @event.listens_for(engine, "connect")
+    def _set_utc(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

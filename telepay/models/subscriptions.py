@@ -1,0 +1,59 @@
+"""Who has access to which closed channel until when, and the invite links that grant it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from telepay.models.base import Base, utcnow
+
+
+class SubscriptionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "user_id"),
+        # The expiry sweep reads only active rows in expiry order.
+        Index("ix_subscriptions_due", "expires_at", postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    user_id: Mapped[int]
+    status: Mapped[SubscriptionStatus] = mapped_column(default=SubscriptionStatus.ACTIVE)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InviteStatus(enum.StrEnum):
+    CREATED = "created"
+    SENT = "sent"
+    UNDELIVERED = "undelivered"  # the buyer's chat refused it; /mysubs offers a fresh one
+    USED = "used"
+    REVOKED = "revoked"
+
+
+class Invite(Base):
+    """A join-request link made for one buyer; anyone else's request on it is declined."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
+    chat_id: Mapped[int]
+    user_id: Mapped[int]
+    link: Mapped[str | None] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[InviteStatus] = mapped_column(default=InviteStatus.CREATED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
