@@ -1,0 +1,255 @@
+"""Internal webhook signatures: the pinned format, every rejection, and round-trip properties."""
+
+import hashlib
+import hmac
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telepay.security import signing
+from telepay.security.errors import (
+    BadSignature,
+    FutureSignature,
+    MalformedSignature,
+    MissingSignature,
+    SignatureError,
+    StaleSignature,
+)
+
+SECRET = "whsec_telepay_test"
+BODY = b'{"chat_id":-1001234567890,"text":"hello"}'
+TS = 1_700_000_000
+# Computed independently: printf '%s' '1700000000.{...}' | openssl dgst -sha256 -hmac ...
+# If this test fails, every caller's signatures stop verifying: the format changed.
+VECTOR = "48bd47e4edd008fc75b893d97f8f3d33e01df3fe0f3cfadc46f0d4495461ecee"
+
+
+def test_fixed_vector_pins_the_format():
+    assert signing.sign(SECRET, BODY, TS) == VECTOR
+    assert signing.sign(SECRET.encode(), BODY, TS) == VECTOR
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS) == TS
+
+
+def test_format_is_hmac_sha256_of_timestamp_dot_body():
+    expected = hmac.new(b"k", b"42.body", hashlib.sha256).hexdigest()
+    assert signing.sign(b"k", b"body", 42) == expected
+
+
+def test_signature_headers_names_and_values():
+    headers = signing.signature_headers(SECRET, BODY, now=TS + 0.9)
+    assert headers == {"X-Signature-Timestamp": str(TS), "X-Signature": VECTOR}
+
+
+def test_signature_headers_default_clock_verifies_now():
+    import time
+
+    headers = signing.signature_headers(SECRET, BODY)
+    ts = signing.verify(
+        SECRET, BODY, headers["X-Signature-Timestamp"], headers["X-Signature"], now=time.time()
+    )
+    assert ts == int(headers["X-Signature-Timestamp"])
+
+
+@pytest.mark.parametrize(
+    "signature", [VECTOR.upper(), f" {VECTOR}", f"{VECTOR}\t"], ids=["upper", "lead-ws", "trail-ws"]
+)
+def test_equivalent_spellings_verify_and_share_one_replay_key(signature):
+    assert signing.verify(SECRET, BODY, f" {TS} ", signature, now=TS) == TS
+    assert signing.replay_key(signature) == VECTOR
+
+
+def test_window_bounds_are_inclusive():
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 300) == TS
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS - 300) == TS
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 30, tolerance=30) == TS
+
+
+@pytest.mark.parametrize(
+    ("now", "tolerance", "error"),
+    [
+        (TS + 301, 300, StaleSignature),
+        (TS + 300.5, 300, StaleSignature),
+        (TS + 10**6, 300, StaleSignature),
+        (TS + 31, 30, StaleSignature),
+        (TS - 301, 300, FutureSignature),
+        (TS - 300.5, 300, FutureSignature),
+        (0, 300, FutureSignature),
+        (TS - 31, 30, FutureSignature),
+    ],
+)
+def test_outside_the_window(now, tolerance, error):
+    with pytest.raises(error):
+        signing.verify(SECRET, BODY, str(TS), VECTOR, now=now, tolerance=tolerance)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        (None, VECTOR),
+        ("", VECTOR),
+        ("  ", VECTOR),
+        (str(TS), None),
+        (str(TS), ""),
+        (str(TS), " \t"),
+        (None, None),
+    ],
+)
+def test_missing(timestamp, signature):
+    with pytest.raises(MissingSignature) as info:
+        signing.verify(SECRET, BODY, timestamp, signature, now=TS)
+    assert info.value.code == "signature_missing"
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "-1700000000",
+        "+1700000000",
+        "1700000000.0",
+        "1_700_000_000",
+        "1e9",
+        "0x6553f100",
+        "１７００００００００",  # full-width digits: int() would accept them
+        "١٧٠٠٠٠٠٠٠٠",  # Arabic-Indic digits
+        "1700000000 1",
+        "9" * 16,
+        "abc",
+        "t=1700000000",
+    ],
+)
+def test_malformed_timestamp(timestamp):
+    with pytest.raises(MalformedSignature) as info:
+        signing.verify(SECRET, BODY, timestamp, VECTOR, now=TS)
+    assert info.value.code == "signature_malformed"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        VECTOR[:-1],
+        VECTOR + "0",
+        VECTOR[:-1] + "g",
+        "v1=" + VECTOR,
+        VECTOR[:32] + " " + VECTOR[32:],
+        "sha256=" + VECTOR,
+        hmac.new(SECRET.encode(), b"x", hashlib.sha512).hexdigest(),
+        "0x" + VECTOR[2:],
+        "é" * 64,
+    ],
+)
+def test_malformed_signature(signature):
+    with pytest.raises(MalformedSignature):
+        signing.verify(SECRET, BODY, str(TS), signature, now=TS)
+    with pytest.raises(MalformedSignature):
+        signing.replay_key(signature)
+
+
+@pytest.mark.parametrize(
+    ("secret", "body", "timestamp", "signature"),
+    [
+        ("other-secret", BODY, str(TS), VECTOR),
+        (SECRET, BODY + b" ", str(TS), VECTOR),
+        (SECRET, BODY.replace(b"hello", b"hellO"), str(TS), VECTOR),
+        (SECRET, b"", str(TS), VECTOR),
+        (SECRET, BODY, str(TS + 1), VECTOR),
+        (SECRET, BODY, "0" + str(TS), signing.sign(SECRET, BODY, TS).replace("4", "5", 1)),
+        (SECRET, BODY, str(TS), "0" * 64),
+        (SECRET, BODY, str(TS), VECTOR[:-1] + "f"),
+    ],
+)
+def test_bad_signature(secret, body, timestamp, signature):
+    with pytest.raises(BadSignature) as info:
+        signing.verify(secret, body, timestamp, signature, now=TS)
+    assert info.value.code == "signature_mismatch"
+
+
+def test_leading_zero_timestamp_is_the_same_signed_value():
+    # "01700000000" parses to the same int, and the signature covers the int's decimal text,
+    # so it verifies; the replay key is the digest, so it cannot be used to replay.
+    assert signing.verify(SECRET, BODY, "0" + str(TS), VECTOR, now=TS) == TS
+
+
+def test_forged_request_gets_mismatch_not_clock_errors():
+    # The digest is checked first, so a stale forgery learns nothing about our clock.
+    with pytest.raises(BadSignature):
+        signing.verify(SECRET, BODY, "1", "0" * 64, now=TS)
+
+
+@pytest.mark.parametrize("secret", ["", b""])
+def test_empty_secret_is_a_configuration_error(secret):
+    with pytest.raises(ValueError):
+        signing.sign(secret, BODY, TS)
+    with pytest.raises(ValueError):
+        signing.verify(secret, BODY, str(TS), VECTOR, now=TS)
+
+
+@pytest.mark.parametrize("timestamp", [-1, 1.5, "1700000000", True, None])
+def test_sign_rejects_bad_timestamps(timestamp):
+    with pytest.raises(ValueError):
+        signing.sign(SECRET, BODY, timestamp)
+
+
+def test_codes_are_stable_and_distinct():
+    codes = {
+        SignatureError: "signature_invalid",
+        MissingSignature: "signature_missing",
+        MalformedSignature: "signature_malformed",
+        StaleSignature: "signature_stale",
+        FutureSignature: "signature_future",
+        BadSignature: "signature_mismatch",
+    }
+    for cls, code in codes.items():
+        assert cls.code == code
+        assert issubclass(cls, SignatureError)
+
+
+secrets = st.one_of(st.binary(min_size=1, max_size=64), st.text(min_size=1, max_size=32))
+timestamps = st.integers(min_value=0, max_value=10**12)
+
+
+@settings(max_examples=200)
+@given(secret=secrets, body=st.binary(max_size=512), ts=timestamps, skew=st.integers(-300, 300))
+def test_round_trip(secret, body, ts, skew):
+    headers = signing.signature_headers(secret, body, now=ts)
+    got = signing.verify(
+        secret, body, headers["X-Signature-Timestamp"], headers["X-Signature"], now=ts + skew
+    )
+    assert got == ts
+    assert signing.replay_key(headers["X-Signature"]) == headers["X-Signature"]
+
+
+@settings(max_examples=200)
+@given(
+    secret=secrets,
+    body=st.binary(min_size=1, max_size=256),
+    ts=timestamps,
+    data=st.data(),
+)
+def test_any_one_byte_change_in_the_body_fails(secret, body, ts, data):
+    signature = signing.sign(secret, body, ts)
+    index = data.draw(st.integers(0, len(body) - 1))
+    flip = data.draw(st.integers(1, 255))
+    tampered = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
+    with pytest.raises(BadSignature):
+        signing.verify(secret, tampered, str(ts), signature, now=ts)
+
+
+@settings(max_examples=200)
+@given(secret=secrets, body=st.binary(max_size=256), ts=timestamps, data=st.data())
+def test_any_one_character_change_in_the_signature_fails(secret, body, ts, data):
+    signature = signing.sign(secret, body, ts)
+    index = data.draw(st.integers(0, len(signature) - 1))
+    other = data.draw(st.sampled_from("0123456789abcdef").filter(lambda c: c != signature[index]))
+    tampered = signature[:index] + other + signature[index + 1 :]
+    with pytest.raises(BadSignature):
+        signing.verify(secret, body, str(ts), tampered, now=ts)
+
+
+@settings(max_examples=100)
+@given(secret=secrets, body=st.binary(max_size=64), ts=timestamps, other=timestamps)
+def test_a_signature_does_not_move_to_another_timestamp(secret, body, ts, other):
+    signature = signing.sign(secret, body, ts)
+    if other != ts:
+        with pytest.raises(BadSignature):
+            signing.verify(secret, body, str(other), signature, now=other)
