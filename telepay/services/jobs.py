@@ -1,0 +1,218 @@
+"""The durable job queue: a PostgreSQL table claimed with FOR UPDATE SKIP LOCKED.
+
+At-least-once: a job is claimed with a lease; a worker that dies leaves the lease to run out
+and another worker takes the job back. Every handler must therefore be idempotent. Each claim
+bumps `attempts`, which doubles as a fencing token: a worker whose lease was taken back cannot
+complete or fail a job that someone else now holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from telepay.clock import Clock, SystemClock
+from telepay.models import Job, JobState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a kind of job is retried: every `interval` (growing by `backoff`) until `give_up_after`."""
+
+    interval: timedelta = timedelta(seconds=60)
+    give_up_after: timedelta = timedelta(hours=24)
+    backoff: float = 1.0
+    max_interval: timedelta = timedelta(hours=1)
+
+    def delay(self, attempts: int) -> timedelta:
+        seconds = self.interval.total_seconds() * (self.backoff ** max(attempts - 1, 0))
+        return timedelta(seconds=min(seconds, self.max_interval.total_seconds()))
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+class JobNotFound(Exception):
+    pass
+
+
+@dataclass
+class JobQueue:
+    session_factory: sessionmaker[Session]
+    clock: Clock = field(default_factory=SystemClock)
+    policies: dict[str, RetryPolicy] = field(default_factory=dict)
+    lease: timedelta = timedelta(minutes=5)
+
+    def policy(self, kind: str) -> RetryPolicy:
+        return self.policies.get(kind, RetryPolicy())
+
+    # -- producing ---------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        session: Session,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        dedupe_key: str | None = None,
+        run_at: datetime | None = None,
+    ) -> int | None:
+        """Add a job inside the caller's transaction. Returns its id, or None if deduplicated."""
+        now = self.clock.now()
+        statement = (
+            insert(Job)
+            .values(
+                kind=kind,
+                payload=payload or {},
+                dedupe_key=dedupe_key,
+                state=JobState.QUEUED,
+                attempts=0,
+                run_at=run_at or now,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(constraint="uq_jobs_kind_dedupe_key")
+            .returning(Job.id)
+        )
+        return session.execute(statement).scalar_one_or_none()
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def claim(self, worker_id: str, limit: int = 1, kinds: Iterable[str] | None = None) -> list[ClaimedJob]:
+        """Take up to `limit` runnable jobs: queued and due, or running with an expired lease."""
+        now = self.clock.now()
+        runnable = or_(
+            (Job.state == JobState.QUEUED) & (Job.run_at <= now),
+            (Job.state == JobState.RUNNING) & (Job.locked_until < now),
+        )
+        candidates = select(Job.id).where(runnable).order_by(Job.run_at, Job.id).limit(limit)
+        if kinds is not None:
+            candidates = candidates.where(Job.kind.in_(list(kinds)))
+        candidates = candidates.with_for_update(skip_locked=True)
+        with self.session_factory.begin() as session:
+            rows = session.execute(
+                update(Job)
+                .where(Job.id.in_(candidates.scalar_subquery()))
+                .values(
+                    state=JobState.RUNNING,
+                    locked_by=worker_id,
+                    locked_until=now + self.lease,
+                    attempts=Job.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.created_at)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return [ClaimedJob(*row) for row in sorted(rows, key=lambda r: r[0])]
+
+    def _held(self, job: ClaimedJob, worker_id: str):
+        return (Job.id == job.id) & (Job.locked_by == worker_id) & (Job.attempts == job.attempts) & (
+            Job.state == JobState.RUNNING
+        )
+
+    def complete(self, job: ClaimedJob, worker_id: str) -> bool:
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            result = session.execute(
+                update(Job)
+                .where(self._held(job, worker_id))
+                .values(state=JobState.DONE, locked_by=None, locked_until=None, finished_at=now, updated_at=now)
+            )
+        if result.rowcount == 0:
+            logger.warning("job %s (%s) finished after its lease was taken back", job.id, job.kind)
+        return result.rowcount == 1
+
+    def fail(self, job: ClaimedJob, worker_id: str, error: str) -> JobState | None:
+        """Schedule a retry by the kind's policy, or mark the job dead once it is out of time."""
+        now = self.clock.now()
+        policy = self.policy(job.kind)
+        next_run = now + policy.delay(job.attempts)
+        dead = next_run - job.created_at > policy.give_up_after
+        state = JobState.DEAD if dead else JobState.QUEUED
+        with self.session_factory.begin() as session:
+            result = session.execute(
+                update(Job)
+                .where(self._held(job, worker_id))
+                .values(
+                    state=state,
+                    run_at=next_run,
+                    locked_by=None,
+                    locked_until=None,
+                    last_error=error[:4000],
+                    finished_at=now if dead else None,
+                    updated_at=now,
+                )
+            )
+        if result.rowcount == 0:
+            return None
+        log = logger.error if dead else logger.warning
+        log("job %s (%s) attempt %s failed%s: %s", job.id, job.kind, job.attempts,
+            ", now dead" if dead else f", retry at {next_run.isoformat()}", error.splitlines()[0] if error else "")
+        return state
+
+    def release(self, job: ClaimedJob, worker_id: str) -> bool:
+        """Hand a claimed job back untouched (shutdown): it runs again at once elsewhere."""
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            result = session.execute(
+                update(Job)
+                .where(self._held(job, worker_id))
+                .values(state=JobState.QUEUED, locked_by=None, locked_until=None,
+                        attempts=Job.attempts - 1, run_at=now, updated_at=now)
+            )
+        return result.rowcount == 1
+
+    # -- operating ---------------------------------------------------------------------------
+
+    def retry(self, job_id: int) -> None:
+        """Requeue a dead or cancelled job now, with a fresh 24 h budget."""
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.state not in (JobState.DEAD, JobState.CANCELLED, JobState.QUEUED):
+                raise ValueError(f"job {job_id} is {job.state.value}; only dead, cancelled or queued jobs can be retried")
+            job.state, job.run_at, job.created_at, job.finished_at = JobState.QUEUED, now, now, None
+
+    def cancel(self, job_id: int) -> None:
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.state not in (JobState.QUEUED, JobState.DEAD):
+                raise ValueError(f"job {job_id} is {job.state.value}; only queued or dead jobs can be cancelled")
+            job.state, job.finished_at, job.locked_by, job.locked_until = JobState.CANCELLED, now, None, None
+
+    def list(self, state: JobState | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(Job.state == state)
+        if kind is not None:
+            query = query.where(Job.kind == kind)
+        with self.session_factory() as session:
+            return list(session.scalars(query))
+
+    def depth(self) -> dict[str, dict[str, int]]:
+        """Job counts by kind and state, for /status and the CLI."""
+        with self.session_factory() as session:
+            rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+            counts: dict[str, dict[str, int]] = {}
+            for kind, state, count in rows:
+                counts.setdefault(kind, {})[state.value] = count
+            return counts

@@ -1,0 +1,112 @@
+"""The job worker: asyncio tasks on the bot's loop that claim durable jobs and run handlers.
+
+Database calls are blocking (pg8000), so they run in threads; handlers are coroutines that
+may call Telegram or other clients. `wake()` is safe from any thread: the API thread calls it
+after committing a job so the worker does not wait for its next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import traceback
+import uuid
+from typing import Awaitable, Callable
+
+from telepay.services.jobs import ClaimedJob, JobQueue
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[ClaimedJob], Awaitable[None]]
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: dict[str, Handler],
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 4,
+        poll_seconds: float = 1.0,
+    ):
+        self.queue = queue
+        self.handlers = handlers
+        self.worker_id = worker_id or make_worker_id()
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._running: dict[asyncio.Task, ClaimedJob] = {}
+        self._main: asyncio.Task | None = None
+
+    def start(self) -> asyncio.Task:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._main = asyncio.create_task(self._run(), name="telepay-worker")
+        return self._main
+
+    def wake(self) -> None:
+        """Ask the worker to look for jobs now. Safe to call from any thread."""
+        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        logger.info("worker %s started", self.worker_id)
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            claimed: list[ClaimedJob] = []
+            if free > 0:
+                try:
+                    claimed = await asyncio.to_thread(self.queue.claim, self.worker_id, free, self.handlers.keys())
+                except Exception:
+                    logger.exception("worker could not claim jobs; retrying")
+            for job in claimed:
+                task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+                self._running[task] = job
+                task.add_done_callback(lambda t: (self._running.pop(t, None), self._wake.set()))
+            if len(claimed) == free and free > 0:
+                await asyncio.sleep(0)  # there may be more: look again at once
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        handler = self.handlers[job.kind]
+        try:
+            await handler(job)
+        except asyncio.CancelledError:
+            # Shutdown interrupted the handler: give the job back for another run.
+            await asyncio.to_thread(self.queue.release, job, self.worker_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
+            logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True)
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
+        else:
+            await asyncio.to_thread(self.queue.complete, job, self.worker_id)
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop claiming, let running jobs finish within the grace time, release the rest."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._main is not None:
+            await self._main
+        running = list(self._running)
+        if running:
+            done, pending = await asyncio.wait(running, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        logger.info("worker %s stopped", self.worker_id)
