@@ -1,0 +1,3 @@
+from telepay.cli import main
+
+main()

@@ -1,0 +1,188 @@
+"""`telepay ...`: the operator's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import text
+
+from telepay.config import ConfigError, Settings, load_settings
+from telepay.logs import configure_logging
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        click.echo(f"telepay: {error}", err=True)
+        sys.exit(2)
+
+
+def _fail_config(error: ConfigError) -> None:
+    click.echo(f"telepay: {error}", err=True)
+    sys.exit(2)
+
+
+def _engine(settings: Settings):
+    from telepay.models.engine import make_engine
+
+    try:
+        return make_engine(settings)
+    except ConfigError as error:
+        _fail_config(error)
+
+
+@click.group()
+def main() -> None:
+    """TelePay: paid access to private Telegram channels, donations and automatic payouts."""
+
+
+@main.command()
+def run() -> None:
+    """Run the bot, the job worker and the webhook API in one process."""
+    from telepay import runtime
+    from telepay.models.migrate import SchemaBehind
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        runtime.run(settings)
+    except ConfigError as error:
+        _fail_config(error)
+    except SchemaBehind as error:
+        click.echo(f"telepay: {error}", err=True)
+        sys.exit(2)
+
+
+@main.command("check-config")
+def check_config() -> None:
+    """Print the effective settings (secrets masked) and test the database."""
+    from telepay.models import migrate
+    from telepay.models.engine import describe
+
+    settings = _settings()
+    for name, value in settings.masked().items():
+        click.echo(f"{name:28} {value}")
+    missing = settings.missing()
+    click.echo("")
+    try:
+        engine = _engine(settings)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        at, want = migrate.current(engine), migrate.head()
+        click.echo(f"database: {describe(settings)}: reachable; schema {at or 'empty'} (code needs {want})")
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure is the answer to "does it work?"
+        click.echo(f"database: {describe(settings)}: NOT reachable: {type(error).__name__}: {error}", err=True)
+        sys.exit(1)
+    if missing:
+        click.echo("telepay: Missing required settings: " + ", ".join(missing), err=True)
+        sys.exit(2)
+    click.echo("configuration OK")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from telepay.models import migrate
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    engine = _engine(settings)
+    migrate.upgrade(engine, revision)
+    click.echo(f"database at {migrate.current(engine)}")
+    engine.dispose()
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of the code."""
+    from telepay.models import migrate
+
+    engine = _engine(_settings())
+    click.echo(f"database: {migrate.current(engine) or 'empty'}; code: {migrate.head()}")
+    engine.dispose()
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True)
+def db_revision(message: str) -> None:
+    """Autogenerate a migration from the models (for developers)."""
+    from telepay.models import migrate
+
+    migrate.revision(_engine(_settings()), message)
+
+
+@main.group()
+def jobs() -> None:
+    """Durable jobs: list, retry, cancel."""
+
+
+def _queue():
+    from telepay.models.engine import make_session_factory
+    from telepay.services.jobs import JobQueue
+
+    return JobQueue(make_session_factory(_engine(_settings())))
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "done", "dead", "cancelled"]))
+@click.option("--kind")
+@click.option("--limit", default=50, show_default=True)
+def jobs_list(state: str | None, kind: str | None, limit: int) -> None:
+    """Recent jobs, newest first, with their last error."""
+    from telepay.models import JobState
+
+    queue = _queue()
+    for kind_name, counts in sorted(queue.depth().items()):
+        click.echo(f"{kind_name}: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+    click.echo("")
+    for job in queue.list(JobState(state) if state else None, kind, limit):
+        error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+        click.echo(f"{job.id:>8} {job.kind:24} {job.state.value:10} attempts={job.attempts:<4} "
+                   f"run_at={job.run_at:%Y-%m-%d %H:%M:%S} {error}")
+
+
+@jobs.command("retry")
+@click.argument("job_id", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Run a dead or cancelled job again now."""
+    from telepay.services.jobs import JobNotFound
+
+    try:
+        _queue().retry(job_id)
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}")
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"job {job_id} queued")
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+def jobs_cancel(job_id: int) -> None:
+    """Cancel a queued or dead job."""
+    from telepay.services.jobs import JobNotFound
+
+    try:
+        _queue().cancel(job_id)
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}")
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"job {job_id} cancelled")
+
+
+@main.command()
+def demo() -> None:
+    """Play the product's story end to end on the embedded database and the sandboxes."""
+    from telepay.demo import main as demo_main
+
+    sys.exit(demo_main())
