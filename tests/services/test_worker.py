@@ -1,0 +1,70 @@
+"""The asyncio worker over the real job table: runs, retries, wakes, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+
+from telepay.clock import ManualClock
+from telepay.models import JobState
+from telepay.services.jobs import JobQueue
+from telepay.services.worker import Worker
+
+
+def test_worker_runs_jobs_records_failures_and_is_woken_from_another_thread(session_factory):
+    clock = ManualClock()
+    queue = JobQueue(session_factory, clock=clock)
+    seen = []
+
+    async def ok(job):
+        seen.append(job.payload["n"])
+
+    async def broken(job):
+        raise ValueError("provider said no")
+
+    async def scenario():
+        worker = Worker(queue, {"ok": ok, "broken": broken}, poll_seconds=30)
+        worker.start()
+        with session_factory.begin() as session:
+            queue.enqueue(session, "ok", {"n": 1})
+            queue.enqueue(session, "broken", {})
+            queue.enqueue(session, "unknown", {})  # no handler here: left for another worker
+        # Poll is 30 s: only the wake-up from another thread can make this fast.
+        threading.Thread(target=worker.wake).start()
+        for _ in range(100):
+            if seen and queue.list(JobState.QUEUED, kind="broken"):
+                failed = queue.list(kind="broken")[0]
+                if failed.attempts == 1 and failed.state == JobState.QUEUED:
+                    break
+            await asyncio.sleep(0.05)
+        await worker.stop()
+        return worker
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert seen == [1]
+    [failed] = queue.list(kind="broken")
+    assert failed.state == JobState.QUEUED and "provider said no" in failed.last_error
+    assert queue.list(kind="unknown")[0].state == JobState.QUEUED
+
+
+def test_stop_releases_a_job_that_does_not_finish_in_the_grace_time(session_factory):
+    queue = JobQueue(session_factory)
+
+    async def scenario():
+        began = asyncio.Event()
+
+        async def slow(job):
+            began.set()
+            await asyncio.sleep(60)
+
+        worker = Worker(queue, {"slow": slow}, poll_seconds=0.05)
+        with session_factory.begin() as session:
+            queue.enqueue(session, "slow", {})
+        worker.start()
+        await asyncio.wait_for(began.wait(), 10)
+        await worker.stop(grace_seconds=0.2)
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    [job] = queue.list()
+    assert job.state == JobState.QUEUED and job.attempts == 0 and job.locked_by is None
