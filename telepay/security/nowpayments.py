@@ -1,0 +1,216 @@
+"""Verification of NOWPayments IPN signatures (``x-nowpayments-sig``).
+
+Owns the canonical form NOWPayments signs: the body's JSON object with keys sorted recursively,
+serialised as JavaScript's ``JSON.stringify`` does, then hex HMAC-SHA512 with the IPN secret.
+Their published samples build that form in Node, so we reproduce JavaScript exactly rather than
+trusting how the body happened to be spelled on the wire:
+
+* numbers go through an IEEE double (what ``JSON.parse`` does) and are printed with ECMAScript
+  ``Number::toString`` rules: ``15.0`` -> ``15``, ``5e-05`` -> ``0.00005``, ``1e-7`` stays
+  ``1e-7``, integers beyond 2**53 lose their low digits as they would in JavaScript;
+* strings escape only ``"``, ``\\``, control characters and lone surrogates; non-ASCII text and
+  ``/`` stay raw (Python's ``json.dumps`` would print ``\\u041f`` and ``5e-05`` and break the
+  signature on every Cyrillic description or small amount);
+* keys sort by UTF-16 code units (``Array.prototype.sort``), and integer-like keys come first in
+  numeric order because that is how JavaScript objects enumerate them.
+
+Unconfirmed in the provider's docs: arrays. Their sample re-sorts arrays into objects; real IPN
+bodies carry none, so arrays are kept as arrays here. The parsed body is returned only after the
+signature checks out, with every number as a ``Decimal`` (never a float) holding exactly the value
+that was signed.
+"""
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from telepay.security.errors import BadSignature, MalformedBody, MalformedSignature, MissingSignature
+
+SIGNATURE_HEADER = "x-nowpayments-sig"
+
+# Real IPN bodies nest two levels (``fee``); the bound keeps hostile input from exhausting the
+# stack in the parser or in our serialiser.
+_MAX_DEPTH = 32
+_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{128}")
+# What JSON.stringify escapes (QuoteJSONString, ES2019): in a Python str from json.loads a valid
+# surrogate pair is already one astral character, so any surrogate code point left is a lone one.
+_NEEDS_ESCAPE_RE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+# ECMAScript "array index": a canonical non-negative integer string below 2**32 - 1.
+_ARRAY_INDEX_RE = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def js_number(value: float) -> str:
+    """Return ``String(value)`` as JavaScript prints a finite double (Number::toString)."""
+    if not math.isfinite(value):
+        raise ValueError("JSON has no spelling for NaN or Infinity")
+    if value == 0:
+        return "0"  # -0 included, as in JavaScript
+    if value < 0:
+        return "-" + js_number(-value)
+    # repr() gives the shortest digits that round-trip, ties broken towards the closer value:
+    # the same digits ECMAScript asks for ("k as small as possible"). Only the layout differs.
+    _, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped
+    # value = digits * 10**exponent; in the spec's terms k = len(digits), n = exponent + k.
+    k = len(digits)
+    n = exponent + k
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def _quote(text: str) -> str:
+    return '"' + _NEEDS_ESCAPE_RE.sub(_escape, text) + '"'
+
+
+def _utf16_units(key: str) -> bytes:
+    # Big-endian UTF-16 compares bytewise exactly as JavaScript compares code units.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _is_array_index(key: str) -> bool:
+    return _ARRAY_INDEX_RE.fullmatch(key) is not None and int(key) <= _MAX_ARRAY_INDEX
+
+
+def _js_key_order(keys: list[str]) -> list[str]:
+    ordered = sorted(keys, key=_utf16_units)
+    indices = sorted((key for key in ordered if _is_array_index(key)), key=int)
+    return indices + [key for key in ordered if not _is_array_index(key)]
+
+
+def _number(literal: str) -> Decimal:
+    value = float(literal)  # correctly rounded, like JSON.parse
+    if not math.isfinite(value):
+        # A JavaScript sender cannot produce this literal: it would have printed null.
+        raise MalformedBody("number out of range")
+    return Decimal(js_number(value))
+
+
+def _reject_constant(name: str) -> None:
+    raise MalformedBody(f"{name} is not JSON")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # Parsers disagree on which duplicate wins; a genuine IPN never has one, so refuse.
+        raise MalformedBody("duplicate key")
+    return result
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBody("body is not UTF-8") from None
+    try:
+        body = json.loads(
+            text,
+            parse_float=_number,
+            parse_int=_number,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object,
+        )
+    except (ValueError, RecursionError):
+        # JSONDecodeError is a ValueError; its message quotes the body, so it is not passed on.
+        raise MalformedBody("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedBody("body is not a JSON object")
+    return body
+
+
+def _dump(value: Any, out: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise MalformedBody("body is nested too deeply")
+    if isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(_js_key_order(list(value))):
+            if i:
+                out.append(",")
+            out.append(_quote(key))
+            out.append(":")
+            _dump(value[key], out, depth + 1)
+        out.append("}")
+    elif isinstance(value, list):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _dump(item, out, depth + 1)
+        out.append("]")
+    elif isinstance(value, str):
+        out.append(_quote(value))
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif value is None:
+        out.append("null")
+    else:
+        # Only Decimals from _number get here; they hold a double's shortest digits exactly.
+        out.append(js_number(float(value)))
+
+
+def _serialise(body: dict[str, Any]) -> bytes:
+    out: list[str] = []
+    _dump(body, out, 1)
+    return "".join(out).encode("utf-8")
+
+
+def canonical_body(raw: bytes) -> bytes:
+    """Return the bytes NOWPayments signs for the JSON object in ``raw``; raise MalformedBody."""
+    return _serialise(_parse(raw))
+
+
+def _key(secret: bytes | str) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if not key:
+        raise ValueError("NOWPayments IPN secret is empty")
+    return key
+
+
+def nowpayments_signature(secret: bytes | str, raw: bytes) -> str:
+    """Return the hex ``x-nowpayments-sig`` for ``raw`` (used by the sandbox and by tests)."""
+    return hmac.new(_key(secret), canonical_body(raw), hashlib.sha512).hexdigest()
+
+
+def verify_ipn(secret: bytes | str, raw: bytes, header: str | None) -> dict[str, Any]:
+    """Verify an IPN and return its body (numbers as ``Decimal``); raise a ``SignatureError``."""
+    key = _key(secret)
+    if not header or not header.strip(" \t"):
+        raise MissingSignature("x-nowpayments-sig header is missing")
+    text = header.strip(" \t")
+    if not _SIGNATURE_RE.fullmatch(text):
+        raise MalformedSignature("x-nowpayments-sig must be 128 hex digits")
+    body = _parse(raw)
+    expected = hmac.new(key, _serialise(body), hashlib.sha512).digest()
+    if not hmac.compare_digest(expected, bytes.fromhex(text)):
+        raise BadSignature("signature does not match")
+    return body
