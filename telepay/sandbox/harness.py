@@ -1,0 +1,118 @@
+"""Run the real `telepay` process against the sandboxes: used by the demo, e2e tests and benchmarks.
+
+The process is started exactly as an operator would (`python -m telepay run`), configured only
+through its environment, so what is exercised is the product, not a test double of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TelepayProcess:
+    """`telepay run` as a child process with a given environment; its log goes to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None):
+        self.env = env
+        self.log_path = Path(log_path)
+        # Run from the data directory so a developer's own .env is never picked up.
+        self.cwd = cwd or Path(env["TELEPAY_DATA_DIR"])
+        self.proc: subprocess.Popen | None = None
+        self.port = int(env["HTTP_PORT"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def telepay(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a one-shot CLI command (e.g. `db upgrade`) with the same environment."""
+        return subprocess.run([sys.executable, "-m", "telepay", *args], env=self.env, cwd=self.cwd,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, wait_seconds: float = 60) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=self.env, cwd=self.cwd,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"telepay exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise TimeoutError(f"telepay did not answer /health within {wait_seconds} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> tuple[int, float]:
+        """SIGTERM, then wait. Returns (exit code, seconds it took)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sandbox_env(
+    *,
+    telegram_base_url: str,
+    token: str,
+    bot_username: str,
+    data_dir: Path,
+    database_url: str | None = None,
+    http_port: int | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment for a process wired to the sandboxes. Values are the sandbox's own,
+    passed explicitly; the product itself has no fallbacks for any of them."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(data_dir)),
+        "LANG": "C.UTF-8",
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_BOT_USERNAME": bot_username,
+        "TELEGRAM_API_BASE_URL": telegram_base_url,
+        "TELEPAY_DATA_DIR": str(Path(data_dir).resolve()),
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(http_port or free_port()),
+        "WEBHOOK_SIGNING_SECRET": "sandbox-webhook-signing-secret",
+        "NOWPAYMENTS_API_KEY": "sandbox-nowpayments-key",
+        "NOWPAYMENTS_IPN_SECRET": "sandbox-nowpayments-ipn-secret",
+        "WORKER_POLL_SECONDS": "0.5",
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env.update(extra or {})
+    return env
