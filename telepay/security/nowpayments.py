@@ -28,7 +28,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from telepay.security.errors import BadSignature, MalformedBody, MalformedSignature, MissingSignature
+from telepay.security.errors import (
+    BadSignature,
+    MalformedBody,
+    MalformedSignature,
+    MissingSignature,
+)
 
 SIGNATURE_HEADER = "x-nowpayments-sig"
 

@@ -98,11 +98,11 @@ def verify(
     ``now`` is unix seconds, passed in so callers and tests control the clock. A timestamp up to
     ``tolerance`` seconds old or ahead (clock skew) is accepted, both bounds included.
     """
+    key = _key(secret)
     if not timestamp_header or not timestamp_header.strip(_OWS):
         raise MissingSignature("X-Signature-Timestamp header is missing")
     if not signature_header or not signature_header.strip(_OWS):
         raise MissingSignature("X-Signature header is missing")
-    key = _key(secret)
     timestamp_text = timestamp_header.strip(_OWS)
     if not _TIMESTAMP_RE.fullmatch(timestamp_text):
         raise MalformedSignature("X-Signature-Timestamp must be unix seconds")

@@ -278,6 +278,8 @@ def test_empty_secret_is_a_configuration_error(secret):
         verify_ipn(secret, IPN_RAW, expected_sig(IPN_CANONICAL))
     with pytest.raises(ValueError):
         nowpayments_signature(secret, IPN_RAW)
+    with pytest.raises(ValueError):
+        verify_ipn(secret, IPN_RAW, None)
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,8 @@ def test_empty_secret_is_a_configuration_error(secret):
         signing.sign(secret, BODY, TS)
     with pytest.raises(ValueError):
         signing.verify(secret, BODY, str(TS), VECTOR, now=TS)
+    with pytest.raises(ValueError):  # reported even when the request has no signature
+        signing.verify(secret, BODY, None, None, now=TS)
 
 
 @pytest.mark.parametrize("timestamp", [-1, 1.5, "1700000000", True, None])
