@@ -2,8 +2,8 @@
 
 Owns the canonical form NOWPayments signs: the body's JSON object with keys sorted recursively,
 serialised as JavaScript's ``JSON.stringify`` does, then hex HMAC-SHA512 with the IPN secret.
-Their published samples build that form in Node, so we reproduce JavaScript exactly rather than
-trusting how the body happened to be spelled on the wire:
+The form is defined by what JavaScript prints (verification samples for it are Node code), so we
+reproduce JavaScript exactly rather than trusting how the body happened to be spelled on the wire:
 
 * numbers go through an IEEE double (what ``JSON.parse`` does) and are printed with ECMAScript
   ``Number::toString`` rules: ``15.0`` -> ``15``, ``5e-05`` -> ``0.00005``, ``1e-7`` stays
@@ -14,8 +14,8 @@ trusting how the body happened to be spelled on the wire:
 * keys sort by UTF-16 code units (``Array.prototype.sort``), and integer-like keys come first in
   numeric order because that is how JavaScript objects enumerate them.
 
-Unconfirmed in the provider's docs: arrays. Their sample re-sorts arrays into objects; real IPN
-bodies carry none, so arrays are kept as arrays here. The parsed body is returned only after the
+Unconfirmed: arrays. The usual sample ``sortObject`` turns arrays into objects by accident
+(``typeof [] === "object"``); real IPN bodies carry none, so arrays are kept as arrays here. The parsed body is returned only after the
 signature checks out, with every number as a ``Decimal`` (never a float) holding exactly the value
 that was signed.
 """
