@@ -121,6 +121,9 @@ class Settings:
     nowpayments_api_key: str | None = field(default=None, repr=False)
     nowpayments_ipn_secret: str | None = field(default=None, repr=False)
     nowpayments_base_url: str = "https://api.nowpayments.io/v1"
+    # Where IPNs may come from: NOWPayments' published addresses unless told otherwise;
+    # "any" switches the allowlist off (the signature still has to verify).
+    nowpayments_ipn_ips: tuple[str, ...] = ("51.89.194.21", "51.75.77.69", "138.201.172.58", "65.21.158.36")
     changenow_api_key: str | None = field(default=None, repr=False)
     changenow_base_url: str = "https://api.changenow.io"
     eth_rpc_url: str | None = None
@@ -186,6 +189,7 @@ _ATTR = {
     "NOWPAYMENTS_API_KEY": "nowpayments_api_key",
     "NOWPAYMENTS_IPN_SECRET": "nowpayments_ipn_secret",
     "NOWPAYMENTS_BASE_URL": "nowpayments_base_url",
+    "NOWPAYMENTS_IPN_IPS": "nowpayments_ipn_ips",
     "CHANGENOW_API_KEY": "changenow_api_key",
     "CHANGENOW_BASE_URL": "changenow_base_url",
     "ETH_RPC_URL": "eth_rpc_url",

@@ -11,9 +11,11 @@ class TelePayError(Exception):
     code = "error"
     status = 400
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, code: str | None = None):
         super().__init__(message)
         self.message = message
+        if code is not None:
+            self.code = code
 
 
 class NotFound(TelePayError):

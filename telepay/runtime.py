@@ -22,6 +22,7 @@ from telepay.config import Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
 from telepay.services.jobs import JobQueue
+from telepay.services.notifications import NOTIFY_JOB, OwnerNotifier
 from telepay.services.worker import Handler, Worker
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
 
 def job_handlers(services: Services, application: Application) -> dict[str, Handler]:
     """Job kind -> coroutine. Each capability registers its kinds here."""
-    return {}
+    return {
+        NOTIFY_JOB: OwnerNotifier(services.session_factory, application.bot),
+    }
 
 
 def run(settings: Settings) -> None:

@@ -1,0 +1,88 @@
+"""Payload schemas for the webhooks, validated before anything is stored."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from telepay.models import PaymentStatus
+
+Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NotificationIn(Strict):
+    channel_id: int = Field(gt=0)
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
+    # Lets a caller retry safely: the same key for the same channel is queued once.
+    idempotency_key: Key | None = None
+
+
+class BroadcastTriggerIn(Strict):
+    channel_id: int = Field(gt=0)
+
+
+def _id_text(value: Any) -> str:
+    """Provider ids arrive as JSON numbers (parsed to Decimal) or strings; keep them as text."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("must be an id")
+    if isinstance(value, Decimal):
+        if value != value.to_integral_value() or value < 0:
+            raise ValueError("must be a whole number")
+        return str(int(value))
+    if isinstance(value, (int, str)) and str(value).strip():
+        text = str(value).strip()
+        if len(text) > 64:
+            raise ValueError("is too long")
+        return text
+    raise ValueError("must be an id")
+
+
+class IpnIn(BaseModel):
+    """A NOWPayments IPN. Unknown extra fields are allowed: providers add fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    payment_id: str
+    payment_status: PaymentStatus
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    parent_payment_id: str | None = None
+    invoice_id: str | None = None
+    pay_address: str | None = None
+    price_amount: Decimal | None = None
+    price_currency: str | None = None
+    pay_amount: Decimal | None = None
+    actually_paid: Decimal | None = None
+    actually_paid_at_fiat: Decimal | None = None
+    pay_currency: str | None = None
+    order_description: str | None = None
+    outcome_amount: Decimal | None = None
+    outcome_currency: str | None = None
+
+    @field_validator("payment_id", "parent_payment_id", "invoice_id", mode="before")
+    @classmethod
+    def ids_as_text(cls, value: Any) -> Any:
+        return None if value is None else _id_text(value)
+
+    @field_validator("price_amount", "pay_amount", "actually_paid", "actually_paid_at_fiat", "outcome_amount",
+                     mode="before")
+    @classmethod
+    def amounts_are_decimal(cls, value: Any) -> Any:
+        # The IPN guard parses numbers as Decimal; a float here would mean someone bypassed it.
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = Decimal(value.strip())
+            except ArithmeticError:
+                raise ValueError("must be a number") from None
+        if not isinstance(value, Decimal):
+            raise ValueError("must be a number")
+        if not value.is_finite() or value < 0:
+            raise ValueError("must be a non-negative amount")
+        return value
