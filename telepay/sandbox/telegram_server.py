@@ -126,6 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        with self.server.busy:
+            self._serve()
+
+    do_POST = do_GET
+
+    def _serve(self) -> None:
         url = urlsplit(self.path)
         match = _PATH.fullmatch(url.path)
         try:
@@ -139,8 +145,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, payload = self.server.api.dispatch(match.group(1), match.group(2), params)
         self._send(status, payload)
-
-    do_POST = do_GET
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -202,6 +206,27 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
     return fields
 
 
+class _Busy:
+    """Counts requests being answered, so stopping can let them finish first."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc_info) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -209,6 +234,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], api: BotApi) -> None:
         super().__init__(address, _Handler)
         self.api = api
+        self.busy = _Busy()
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -260,7 +286,9 @@ class BotApiServer:
         if self._httpd is None:
             return
         self._httpd.shutdown()
-        # Idle keep-alive connections would otherwise keep their threads blocked on a read.
+        # Let answers in flight (long polls told to stop) go out, then close idle keep-alive
+        # connections, whose threads would otherwise stay blocked on a read.
+        self._httpd.busy.wait_idle(timeout=5)
         self._httpd.close_connections()
         self._httpd.server_close()
         if self._thread:
