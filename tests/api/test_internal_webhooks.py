@@ -72,10 +72,10 @@ def _bad_signature_cases():
                           signing.SIGNATURE_HEADER: signing.sign("other", body, now)}, 401, "signature_mismatch"),
         ("body signed with another timestamp", {signing.TIMESTAMP_HEADER: str(now + 1),
                                                 signing.SIGNATURE_HEADER: good}, 401, "signature_mismatch"),
-        ("stale", {signing.TIMESTAMP_HEADER: str(now - 301),
-                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 301)}, 401, "signature_stale"),
-        ("future", {signing.TIMESTAMP_HEADER: str(now + 301),
-                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 301)}, 401, "signature_future"),
+        ("stale", {signing.TIMESTAMP_HEADER: str(now - 310),
+                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 310)}, 401, "signature_stale"),
+        ("future", {signing.TIMESTAMP_HEADER: str(now + 310),
+                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 310)}, 401, "signature_future"),
     ], body
 
 
