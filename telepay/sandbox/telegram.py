@@ -23,7 +23,8 @@ from telepay.clock import Clock
 from telepay.sandbox import telegram_render as render
 from telepay.sandbox.telegram_members import JoinRefused, set_member
 from telepay.sandbox.telegram_params import ApiError
-from telepay.sandbox.telegram_people import CallbackQuery, ChatHandle, MessageHandle, Person, UserHandle
+from telepay.sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
+from telepay.sandbox.telegram_people import Person
 from telepay.sandbox.telegram_ratelimit import RateLimits
 from telepay.sandbox.telegram_server import Call, BotApi, BotApiServer
 from telepay.sandbox.telegram_state import (
@@ -102,13 +103,16 @@ class TelegramSandbox:
                                         language_code=language_code)
             return Person(self._world, user.id)
 
-    def create_channel(self, title: str, username: str | None = None, creator: UserHandle | None = None) -> ChatHandle:
+    def create_channel(self, title: str, username: str | None = None,
+                       creator: UserHandle | None = None) -> ChatHandle:
         return self._create_chat(ChatType.CHANNEL, title, username, creator)
 
-    def create_supergroup(self, title: str, username: str | None = None, creator: UserHandle | None = None) -> ChatHandle:
+    def create_supergroup(self, title: str, username: str | None = None,
+                          creator: UserHandle | None = None) -> ChatHandle:
         return self._create_chat(ChatType.SUPERGROUP, title, username, creator)
 
-    def _create_chat(self, chat_type: ChatType, title: str, username: str | None, creator: UserHandle | None) -> ChatHandle:
+    def _create_chat(self, chat_type: ChatType, title: str, username: str | None,
+                     creator: UserHandle | None) -> ChatHandle:
         with self._world.lock:
             if creator is None:
                 creator = self.create_user(f"{title} owner")

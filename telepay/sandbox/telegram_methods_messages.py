@@ -85,7 +85,8 @@ def check_reply_markup(markup: dict | None, where: ChatRecord) -> dict | None:
             raise bad_request("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
         actions = [name for name in BUTTON_ACTIONS if name in button]
         if not actions:
-            raise bad_request("can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard")
+            raise bad_request(
+                "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard")
         if "callback_data" in button and not 1 <= len(str(button["callback_data"]).encode()) <= 64:
             raise bad_request("BUTTON_DATA_INVALID")
         if "web_app" in button:
@@ -93,10 +94,12 @@ def check_reply_markup(markup: dict | None, where: ChatRecord) -> dict | None:
                 raise bad_request("BUTTON_TYPE_INVALID")
             url = (button["web_app"] or {}).get("url", "")
             if not url.startswith("https://"):
-                raise bad_request(f"inline keyboard button Web App URL '{url}' is invalid: Only HTTPS links are allowed")
+                raise bad_request(
+                    f"inline keyboard button Web App URL '{url}' is invalid: Only HTTPS links are allowed")
         if "url" in button and not re.match(r"(https?|tg)://\S+$", str(button["url"])):
             # Unconfirmed wording; Telegram accepts only HTTP(S) and tg:// button links.
-            raise bad_request(f"inline keyboard button URL '{button['url']}' is invalid: Unsupported URL protocol")
+            raise bad_request(
+                f"inline keyboard button URL '{button['url']}' is invalid: Unsupported URL protocol")
     return markup
 
 
@@ -133,7 +136,8 @@ def get_updates(world: World, args: Args) -> list[dict]:
     try:
         return world.updates.fetch(args.get("offset", 0), limit, timeout, lambda: world.stopping)
     except PollConflict:
-        raise ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running") from None
+        raise ApiError(409, "Conflict: terminated by other getUpdates request; "
+                            "make sure that only one bot instance is running") from None
 
 
 @api_method(
@@ -152,7 +156,8 @@ def send_message(world: World, args: Args) -> dict:
     if args.get("reply_parameters"):
         reply_to = args["reply_parameters"].get("message_id")
         replied = where.messages.get(reply_to)
-        if (replied is None or replied.deleted) and not args["reply_parameters"].get("allow_sending_without_reply"):
+        lenient = args["reply_parameters"].get("allow_sending_without_reply")
+        if (replied is None or replied.deleted) and not lenient:
             raise bad_request("message to be replied not found")
     wait = world.limiter.retry_after(where.id, where.type == ChatType.PRIVATE)
     if wait is not None:
@@ -258,10 +263,15 @@ def answer_callback_query(world: World, args: Args) -> bool:
 
 def _scope_key(args: Args) -> str:
     scope = args.get("scope") or {"type": "default"}
-    return f"{scope.get('type')}:{scope.get('chat_id', '')}:{scope.get('user_id', '')}:{args.get('language_code', '')}"
+    parts = (scope.get("type"), scope.get("chat_id", ""), scope.get("user_id", ""),
+             args.get("language_code", ""))
+    return ":".join(str(part) for part in parts)
 
 
-@api_method("setMyCommands", commands=Param(("Array of BotCommand",), True), scope=Param(SCOPE), language_code=Param(STRING))
+@api_method(
+    "setMyCommands", commands=Param(("Array of BotCommand",), True), scope=Param(SCOPE),
+    language_code=Param(STRING),
+)
 def set_my_commands(world: World, args: Args) -> bool:
     commands = args["commands"]
     if len(commands) > 100:
@@ -270,7 +280,8 @@ def set_my_commands(world: World, args: Args) -> bool:
         if not isinstance(command, dict) or not _COMMAND.fullmatch(str(command.get("command", ""))):
             raise bad_request("BOT_COMMAND_INVALID")
         if not 1 <= len(str(command.get("description", ""))) <= 256:
-            raise bad_request("command description is empty" if not command.get("description") else "command description is too long")
+            problem = "too long" if command.get("description") else "empty"
+            raise bad_request(f"command description is {problem}")
     world.commands[_scope_key(args)] = [
         {"command": c["command"], "description": c["description"]} for c in commands
     ]

@@ -1,9 +1,8 @@
-"""Handles tests hold: people (acting as a Telegram client would), chats and messages.
+"""People in the sandbox: a `Person` does what a Telegram client lets its user do.
 
 Every action takes the world lock, changes the world the way Telegram would, and queues the
-updates the bot would receive. Handles are live views: reading a property reads current state.
-Methods block (waits, locks), so tests running their own event loop call them through
-`asyncio.to_thread`.
+updates the bot would receive. Methods block (waits, locks), so tests running their own event
+loop call them through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -16,165 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from telepay.sandbox import telegram_members as members
 from telepay.sandbox import telegram_render as render
+from telepay.sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
 from telepay.sandbox.telegram_state import (
-    CallbackQueryRecord, ChatRecord, ChatType, MemberRecord, MemberStatus, MessageRecord, World,
+    CallbackQueryRecord, ChatType, MemberRecord, MemberStatus, MessageRecord, World,
 )
 from telepay.sandbox.telegram_text import detect_entities, utf16_len
 
 logger = logging.getLogger(__name__)
 
 _START_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class MessageHandle:
-    """A message in some chat; properties show its current text, keyboard and state."""
-
-    def __init__(self, world: World, chat_id: int, message_id: int) -> None:
-        self._world = world
-        self.chat_id = chat_id
-        self.message_id = message_id
-
-    def _record(self) -> MessageRecord:
-        return self._world.chats[self.chat_id].messages[self.message_id]
-
-    def __getattr__(self, name: str):
-        # text, entities, reply_markup, sender_id, date, edit_date, deleted, forward_origin
-        if name.startswith("_"):
-            raise AttributeError(name)
-        with self._world.lock:
-            return getattr(self._record(), name)
-
-    @property
-    def from_bot(self) -> bool:
-        return self.sender_id == self._world.bot.id
-
-    @property
-    def buttons(self) -> list[dict]:
-        """The inline keyboard's buttons, row by row, flattened."""
-        markup = self.reply_markup or {}
-        return [button for row in markup.get("inline_keyboard", []) for button in row]
-
-    def as_dict(self) -> dict:
-        """The message as the Bot API renders it."""
-        with self._world.lock:
-            return render.message(self._world, self._record())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MessageHandle) and (other.chat_id, other.message_id) == (self.chat_id, self.message_id)
-
-    def __hash__(self) -> int:
-        return hash((self.chat_id, self.message_id))
-
-    def __repr__(self) -> str:
-        with self._world.lock:
-            record = self._record()
-            return f"<Message {self.chat_id}/{self.message_id} {record.text!r}{' deleted' if record.deleted else ''}>"
-
-
-class ChatHandle:
-    def __init__(self, world: World, chat_id: int) -> None:
-        self._world = world
-        self.id = chat_id
-
-    def _record(self) -> ChatRecord:
-        return self._world.chats[self.id]
-
-    @property
-    def type(self) -> ChatType:
-        return self._record().type
-
-    @property
-    def title(self) -> str | None:
-        return self._record().title
-
-    @property
-    def username(self) -> str | None:
-        return self._record().username
-
-    @property
-    def owner(self) -> UserHandle:
-        with self._world.lock:
-            members = self._record().members.items()
-            return UserHandle(self._world, next(uid for uid, m in members if m.status == MemberStatus.CREATOR))
-
-    def messages(self) -> list[MessageHandle]:
-        """Messages in the chat that are not deleted, oldest first."""
-        with self._world.lock:
-            return [MessageHandle(self._world, self.id, m.message_id)
-                    for m in self._record().messages.values() if not m.deleted]
-
-    def post(self, text: str, author: UserHandle | None = None, reply_markup: dict | None = None) -> MessageHandle:
-        """Someone (by default the owner) posts in the channel or writes in the group."""
-        world = self._world
-        with world.lock:
-            where = self._record()
-            author_id = (author or self.owner).id
-            message = world.add_message(where, text, author_id, entities=detect_entities(text),
-                                        reply_markup=reply_markup)
-            if world.is_in_chat(where, world.bot.id):
-                kind = "channel_post" if where.type == ChatType.CHANNEL else "message"
-                world.updates.push(kind, render.message(world, message))
-            world.notify()
-            return MessageHandle(world, self.id, message.message_id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ChatHandle) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __repr__(self) -> str:
-        return f"<Chat {self.id} {self.title or ''}>"
-
-
-class UserHandle:
-    def __init__(self, world: World, user_id: int) -> None:
-        self._world = world
-        self.id = user_id
-
-    @property
-    def first_name(self) -> str:
-        return self._world.users[self.id].first_name
-
-    @property
-    def username(self) -> str | None:
-        return self._world.users[self.id].username
-
-    def as_dict(self) -> dict:
-        with self._world.lock:
-            return render.user(self._world.users[self.id])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UserHandle) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __repr__(self) -> str:
-        return f"<User {self.id} {self.first_name}>"
-
-
-class CallbackQuery:
-    """A button press; `answer` is what the bot answered (None until it does)."""
-
-    def __init__(self, world: World, query_id: str) -> None:
-        self._world = world
-        self.id = query_id
-
-    @property
-    def answer(self) -> dict | None:
-        with self._world.lock:
-            return self._world.callback_queries[self.id].answer
-
-    def wait_for_answer(self, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._world.changed:
-            while self.answer is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"callback query {self.id} was not answered in {timeout} s")
-                self._world.changed.wait(remaining)
-            return self.answer
 
 
 class Person(UserHandle):
@@ -284,7 +133,8 @@ class Person(UserHandle):
                 origin = {"type": "channel", "date": source.date, "chat": render.chat(world, origin_chat),
                           "message_id": source.message_id}
             else:
-                origin = {"type": "user", "date": source.date, "sender_user": render.user(world.users[source.sender_id])}
+                origin = {"type": "user", "date": source.date,
+                          "sender_user": render.user(world.users[source.sender_id])}
             person = self._user
             person.started_bot = True
             where = world.private_chat(person)
@@ -319,7 +169,8 @@ class Person(UserHandle):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     sent = [m.text for m in where.messages.values() if m.sender_id == world.bot.id]
-                    raise TimeoutError(f"no matching message for {self.first_name} in {timeout} s; bot sent {sent}")
+                    raise TimeoutError(
+                        f"no matching message for {self.first_name} in {timeout} s; bot sent {sent}")
                 world.changed.wait(remaining)
 
     def status_in(self, chat: ChatHandle) -> str:

@@ -38,7 +38,9 @@ class _Builder:
             self.entities.append({**entity, "offset": start, "length": self.length - start})
 
     def result(self) -> tuple[str, list[dict]]:
-        return "".join(self.parts), sorted(self.entities, key=lambda e: (e["offset"], -e["length"]))
+        # Outer entities first; of two with the same span, the one closed last is the outer.
+        order = sorted(enumerate(self.entities), key=lambda p: (p[1]["offset"], -p[1]["length"], -p[0]))
+        return "".join(self.parts), [entity for _, entity in order]
 
 
 def _parse_error(detail: str):
@@ -81,6 +83,13 @@ def parse_html(source: str) -> tuple[str, list[dict]]:
                         f'{expected}found "</{tag}>"'
                     )
                 _, entity, start = stack.pop()
+                inner = out.entities[-1] if out.entities else None
+                if tag == "pre" and inner and inner["type"] == "code" and inner["offset"] == start:
+                    # <pre><code class="language-x"> is one pre entity with a language.
+                    out.entities.pop()
+                    entity = {**entity, **({"language": inner["language"]} if "language" in inner else {})}
+                elif tag == "code" and not (stack and stack[-1][0] == "pre"):
+                    entity = {"type": "code"}  # a language means something only inside <pre>
                 out.close(entity, start)
             else:
                 stack.append((tag, _html_entity(tag, dict(_attrs(attrs))), out.length))
@@ -103,7 +112,8 @@ def parse_html(source: str) -> tuple[str, list[dict]]:
 
 def _attrs(text: str):
     for match in _ATTR.finditer(text):
-        yield match.group(1).lower(), next((g for g in match.groups()[1:] if g is not None), "")
+        value = next((g for g in match.groups()[1:] if g is not None), "")
+        yield match.group(1).lower(), _CHARREF.sub(lambda m: _charref(m.group(1)) or m.group(), value)
 
 
 def _charref(name: str) -> str | None:
@@ -120,8 +130,8 @@ def _html_entity(tag: str, attrs: dict[str, str]) -> dict:
         raise _parse_error('Tag "span" must have class "tg-spoiler"')
     if kind == "text_link":
         return {"type": "text_link", "url": attrs.get("href", "")}
-    if kind == "pre" and attrs.get("class", "").startswith("language-"):
-        return {"type": "pre", "language": attrs["class"][len("language-"):]}
+    if kind in ("pre", "code") and attrs.get("class", "").startswith("language-"):
+        return {"type": kind, "language": attrs["class"][len("language-"):]}
     if kind == "blockquote" and "expandable" in attrs:
         return {"type": "expandable_blockquote"}
     if kind == "custom_emoji":
@@ -187,7 +197,8 @@ def parse_markdown_v2(source: str) -> tuple[str, list[dict]]:
     if stack:
         marker, kind, _, index = stack[-1]
         names = {m[1]: m[2] for m in _V2_MARKERS} | {"code": "Code", "pre": "Pre", "text_link": "TextUrl"}
-        raise _parse_error(f"Can't find end of {names[kind]} entity at byte offset {_byte_offset(source, index)}")
+        offset = _byte_offset(source, index)
+        raise _parse_error(f"Can't find end of {names[kind]} entity at byte offset {offset}")
     return out.result()
 
 
@@ -237,14 +248,16 @@ def parse_markdown(source: str) -> tuple[str, list[dict]]:
             out.add(next(g for g in (bold, italic, pre, code, label) if g is not None))
             kind = ("bold" if bold is not None else "italic" if italic is not None
                     else "pre" if pre is not None else "code" if code is not None else "text_link")
-            entity = {"type": kind, **({"url": url} if url else {}), **({"language": language} if language else {})}
+            entity = {"type": kind, **({"url": url} if url else {}),
+                      **({"language": language} if language else {})}
             out.close(entity, start)
             i = match.end()
         elif source[i] == "\\" and i + 1 < len(source) and source[i + 1] in "_*`[":
             out.add(source[i + 1])
             i += 2
         elif source[i] in "_*`[":
-            raise _parse_error(f"Can't find end of the entity starting at byte offset {_byte_offset(source, i)}")
+            offset = _byte_offset(source, i)
+            raise _parse_error(f"Can't find end of the entity starting at byte offset {offset}")
         else:
             out.add(source[i])
             i += 1
