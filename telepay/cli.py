@@ -181,6 +181,41 @@ def jobs_cancel(job_id: int) -> None:
 
 
 @main.command()
+@click.option("--body", "body_text", help="The JSON body, exactly as it will be sent (default: read stdin).")
+@click.option("--url", default="http://127.0.0.1:8080/webhooks/notification", show_default=True,
+              help="Where the curl line should send it.")
+@click.option("--timestamp", type=int, help="Unix seconds to sign with (default: now).")
+def sign(body_text: str | None, url: str, timestamp: int | None) -> None:
+    """Print the signature headers (and a ready curl line) for a webhook body."""
+    import json
+    import shlex
+    import time
+
+    from telepay.security import signing
+
+    settings = _settings()
+    try:
+        settings.require(("WEBHOOK_SIGNING_SECRET",))
+    except ConfigError as error:
+        _fail_config(error)
+    body = (body_text if body_text is not None else sys.stdin.read()).encode("utf-8")
+    try:
+        json.loads(body)
+    except ValueError:
+        raise click.ClickException("the body is not valid JSON; the API would refuse it")
+    ts = int(time.time()) if timestamp is None else timestamp
+    signature = signing.sign(settings.webhook_signing_secret, body, ts)
+    click.echo(f"{signing.TIMESTAMP_HEADER}: {ts}")
+    click.echo(f"{signing.SIGNATURE_HEADER}: {signature}")
+    click.echo("")
+    click.echo(
+        f"curl -sS -X POST {shlex.quote(url)} -H 'Content-Type: application/json' "
+        f"-H '{signing.TIMESTAMP_HEADER}: {ts}' -H '{signing.SIGNATURE_HEADER}: {signature}' "
+        f"--data-binary {shlex.quote(body.decode('utf-8'))}"
+    )
+
+
+@main.command()
 def demo() -> None:
     """Play the product's story end to end on the embedded database and the sandboxes."""
     from telepay.demo import main as demo_main
