@@ -6,6 +6,7 @@ message handle shows the text and keyboard the bot last edited it to.
 
 from __future__ import annotations
 
+import copy
 import time
 
 from telepay.sandbox import telegram_render as render
@@ -26,7 +27,8 @@ class MessageHandle:
 
     def _read(self, field: str):
         with self._world.lock:
-            return getattr(self._record(), field)
+            # A copy, so a test cannot change the world by editing what it read.
+            return copy.deepcopy(getattr(self._record(), field))
 
     text = property(lambda self: self._read("text"))
     entities = property(lambda self: self._read("entities"))
@@ -67,6 +69,8 @@ class MessageHandle:
 
 
 class ChatHandle:
+    """A channel, supergroup or private chat; `post` writes in it as one of its people."""
+
     def __init__(self, world: World, chat_id: int) -> None:
         self._world = world
         self.id = chat_id
@@ -125,6 +129,8 @@ class ChatHandle:
 
 
 class UserHandle:
+    """A user (or the bot) by id; `Person` adds what a user can do."""
+
     def __init__(self, world: World, user_id: int) -> None:
         self._world = world
         self.id = user_id

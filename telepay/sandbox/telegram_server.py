@@ -266,6 +266,7 @@ class BotApiServer:
         self._address = (host, port)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()  # stop() may come from a test and a fixture at once
 
     @property
     def address(self) -> tuple[str, int]:
@@ -275,22 +276,25 @@ class BotApiServer:
         return str(host), int(port)
 
     def start(self) -> None:
-        self._httpd = _Server(self._address, self._api)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name="telegram-sandbox", daemon=True,
-        )
-        self._thread.start()
+        with self._lifecycle:
+            self._httpd = _Server(self._address, self._api)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                name="telegram-sandbox", daemon=True,
+            )
+            self._thread.start()
 
     def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        # Let answers in flight (long polls told to stop) go out, then close idle keep-alive
-        # connections, whose threads would otherwise stay blocked on a read.
-        self._httpd.busy.wait_idle(timeout=5)
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._httpd = None
+        with self._lifecycle:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+            if httpd is None:
+                return
+            httpd.shutdown()
+            # Let answers in flight (long polls told to stop) go out, then close idle keep-alive
+            # connections, whose threads would otherwise stay blocked on a read.
+            httpd.busy.wait_idle(timeout=5)
+            httpd.close_connections()
+            httpd.server_close()
+            if thread:
+                thread.join(timeout=5)

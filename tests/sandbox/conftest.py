@@ -29,6 +29,12 @@ class RawBotApi:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> RawBotApi:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 @pytest.fixture
 def sandbox():

@@ -76,17 +76,16 @@ def test_revoked_link_refuses_and_reports_revoked(sandbox, api, channel):
 
 def test_link_expires_at_its_expire_date():
     clock = ManualClock()
-    with TelegramSandbox(rate_limits=RateLimits.off(), clock=clock) as sandbox:
-        api = RawBotApi(sandbox)
+    with TelegramSandbox(rate_limits=RateLimits.off(), clock=clock) as sandbox, RawBotApi(sandbox) as api:
         channel = sandbox.create_channel("Timed")
         sandbox.add_admin(channel, sandbox.bot)
-        link = api.result("createChatInviteLink", chat_id=channel.id, expire_date=sandbox.now() + 60)
-        assert link["expire_date"] == sandbox.now() + 60
+        expire = sandbox.now() + 60
+        link = api.result("createChatInviteLink", chat_id=channel.id, expire_date=expire)
+        assert link["expire_date"] == expire
         assert sandbox.create_user("Early").join(link["invite_link"]) == "joined"
         clock.advance(timedelta(seconds=61))
         with pytest.raises(JoinRefused, match="expired"):
             sandbox.create_user("Late").join(link["invite_link"])
-        api.close()
 
 
 @pytest.mark.parametrize(
@@ -147,18 +146,17 @@ def test_unban_without_only_if_banned_removes_a_member(sandbox, api, channel):
 
 def test_timed_ban_lifts_itself_and_short_bans_are_forever():
     clock = ManualClock()
-    with TelegramSandbox(rate_limits=RateLimits.off(), clock=clock) as sandbox:
-        api = RawBotApi(sandbox)
+    with TelegramSandbox(rate_limits=RateLimits.off(), clock=clock) as sandbox, RawBotApi(sandbox) as api:
         channel = sandbox.create_channel("Timed")
         sandbox.add_admin(channel, sandbox.bot)
         brief, timed = sandbox.create_user("Brief"), sandbox.create_user("Timed")
         api.result("banChatMember", chat_id=channel.id, user_id=brief.id, until_date=sandbox.now() + 10)
-        api.result("banChatMember", chat_id=channel.id, user_id=timed.id, until_date=sandbox.now() + 3600)
+        until = sandbox.now() + 3600
+        api.result("banChatMember", chat_id=channel.id, user_id=timed.id, until_date=until)
         assert api.result("getChatMember", chat_id=channel.id, user_id=brief.id)["until_date"] == 0
-        assert api.result("getChatMember", chat_id=channel.id, user_id=timed.id)["until_date"] == sandbox.now() + 3600
+        assert api.result("getChatMember", chat_id=channel.id, user_id=timed.id)["until_date"] == until
         clock.advance(timedelta(hours=1, seconds=1))
         assert timed.status_in(channel) == "left" and brief.status_in(channel) == "kicked"
-        api.close()
 
 
 def test_ban_refusals(sandbox, api, channel):
@@ -168,7 +166,8 @@ def test_ban_refusals(sandbox, api, channel):
     assert owner["description"] == "Bad Request: can't remove chat owner"
     assert api("banChatMember", chat_id=channel.id, user_id=admin.id)["description"] == (
         "Bad Request: user is an administrator of the chat")
-    assert api("banChatMember", chat_id=channel.id, user_id=424242)["description"] == "Bad Request: user not found"
+    stranger = api("banChatMember", chat_id=channel.id, user_id=424242)
+    assert stranger["description"] == "Bad Request: user not found"
     weak = sandbox.create_channel("Weak")
     sandbox.add_admin(weak, sandbox.bot, can_restrict_members=False)
     assert api("banChatMember", chat_id=weak.id, user_id=admin.id)["description"] == (

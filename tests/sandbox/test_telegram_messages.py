@@ -16,7 +16,8 @@ def test_blocked_bot_gets_403_until_unblocked(sandbox, api, alice):
         alice.send("hello")  # the client wants the bot unblocked first
     alice.unblock_bot()
     assert api("sendMessage", chat_id=alice.id, text="Renew?")["ok"] is True
-    changes = [u["my_chat_member"]["new_chat_member"]["status"] for u in sandbox.updates if "my_chat_member" in u]
+    changes = [u["my_chat_member"]["new_chat_member"]["status"]
+               for u in sandbox.updates if "my_chat_member" in u]
     assert changes == ["kicked", "member"]
 
 
@@ -43,10 +44,13 @@ def test_web_app_buttons_only_in_private_chats(api, alice, channel):
         ("", None, "Bad Request: message text is empty"),
         ("   ", None, "Bad Request: message text is empty"),
         ("x" * 4097, None, "Bad Request: message is too long"),
-        ("ok", {"inline_keyboard": [[{"text": "a", "callback_data": "x" * 65}]]}, "Bad Request: BUTTON_DATA_INVALID"),
-        ("ok", {"inline_keyboard": [[{"text": "a", "callback_data": ""}]]}, "Bad Request: BUTTON_DATA_INVALID"),
+        ("ok", {"inline_keyboard": [[{"text": "a", "callback_data": "x" * 65}]]},
+         "Bad Request: BUTTON_DATA_INVALID"),
+        ("ok", {"inline_keyboard": [[{"text": "a", "callback_data": ""}]]},
+         "Bad Request: BUTTON_DATA_INVALID"),
         ("ok", {"inline_keyboard": [[{"text": "plain"}]]},
-         "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"),
+         "Bad Request: can't parse inline keyboard button: "
+         "Text buttons are unallowed in the inline keyboard"),
         ("ok", {"inline_keyboard": [{"text": "a", "url": "https://x.org"}]},
          'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'),
     ],
@@ -59,7 +63,8 @@ def test_send_message_validation(api, alice, text, markup, description):
 
 def test_text_limit_counts_utf16_and_64_byte_callback_data_fits(api, alice):
     assert api("sendMessage", chat_id=alice.id, text="x" * 4096)["ok"] is True
-    assert api("sendMessage", chat_id=alice.id, text="😀" * 2049)["description"] == "Bad Request: message is too long"
+    emoji = api("sendMessage", chat_id=alice.id, text="😀" * 2049)  # 4098 UTF-16 units
+    assert emoji["description"] == "Bad Request: message is too long"
     fits = {"inline_keyboard": [[{"text": "a", "callback_data": "é" * 32}]]}
     assert api("sendMessage", chat_id=alice.id, text="ok", reply_markup=fits)["ok"] is True
 
@@ -79,8 +84,8 @@ def test_channel_posts_need_post_rights(sandbox, api):
 
 
 def test_parse_modes_become_entities_or_are_refused(api, alice):
-    html = api.result("sendMessage", chat_id=alice.id, text="<b>Gold</b> &amp; <a href='https://x.org'>more</a>",
-                      parse_mode="HTML")
+    html = api.result("sendMessage", chat_id=alice.id, parse_mode="HTML",
+                      text="<b>Gold</b> &amp; <a href='https://x.org'>more</a>")
     assert html["text"] == "Gold & more"
     assert html["entities"] == [{"type": "bold", "offset": 0, "length": 4},
                                 {"type": "text_link", "offset": 7, "length": 4, "url": "https://x.org"}]
@@ -88,10 +93,11 @@ def test_parse_modes_become_entities_or_are_refused(api, alice):
     assert bad_html["description"] == (
         'Bad Request: can\'t parse entities: Unsupported start tag "alice" at byte offset 3')
     price = api("sendMessage", chat_id=alice.id, text="*Gold*: $4.99", parse_mode="MarkdownV2")
-    assert price["description"] == ("Bad Request: can't parse entities: Character '.' is reserved and must be "
-                                    "escaped with the preceding '\\'")
+    assert price["description"] == ("Bad Request: can't parse entities: Character '.' is reserved "
+                                    "and must be escaped with the preceding '\\'")
     escaped = api.result("sendMessage", chat_id=alice.id, text="*Gold*: $4\\.99", parse_mode="MarkdownV2")
-    assert escaped["text"] == "Gold: $4.99" and escaped["entities"] == [{"type": "bold", "offset": 0, "length": 4}]
+    assert escaped["text"] == "Gold: $4.99"
+    assert escaped["entities"] == [{"type": "bold", "offset": 0, "length": 4}]
 
 
 def test_edits_follow_telegram_rules(sandbox, api, alice):
@@ -101,7 +107,8 @@ def test_edits_follow_telegram_rules(sandbox, api, alice):
     assert same["description"].startswith("Bad Request: message is not modified: ")
     edited = api.result("editMessageText", text="Picked", **ids)
     assert "reply_markup" not in edited and edited["edit_date"] >= sent["date"]  # no markup: keyboard gone
-    assert api("editMessageReplyMarkup", **ids)["description"].startswith("Bad Request: message is not modified")
+    unchanged = api("editMessageReplyMarkup", **ids)
+    assert unchanged["description"].startswith("Bad Request: message is not modified")
     restored = api.result("editMessageReplyMarkup", reply_markup=CALLBACK, **ids)
     assert restored["reply_markup"] == CALLBACK
     theirs = alice.send("hello")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from telegram import Update
 
 from telepay.sandbox.telegram_params import Args, Param
 from telepay.sandbox.telegram_server import SPECS
@@ -142,6 +143,12 @@ def test_every_answer_and_update_matches_the_reference(sandbox, api, channel, al
         kinds |= set(update) - {"update_id"}
     assert problems == []
     assert kinds == set(ALL_UPDATES)
+
+
+def test_python_telegram_bot_parses_every_update_without_leftovers(sandbox, api, channel, alice):
+    _scenario(sandbox, api, channel, alice)
+    for update in sandbox.updates:
+        assert Update.de_json(update, None).api_kwargs == {}, update
 
 
 def test_the_oracle_itself_catches_bad_shapes(reference):

@@ -11,7 +11,8 @@ from telepay.sandbox.telegram_text import (
 
 
 def test_html_nesting_entities_and_utf16_offsets():
-    text, entities = parse_html('😀 <b>bold <i>both</i></b> <code>x&lt;y</code> <pre><code class="language-py">p</code></pre>')
+    source = '😀 <b>bold <i>both</i></b> <code>x&lt;y</code> <pre><code class="language-py">p</code></pre>'
+    text, entities = parse_html(source)
     assert text == "😀 bold both x<y p"
     assert entities == [
         {"type": "bold", "offset": 3, "length": 9},
@@ -44,7 +45,8 @@ def test_html_spoilers_links_and_plain_ampersands():
 
 
 def test_markdown_v2():
-    text, entities = parse_markdown_v2(r"*bold _both_* __under__ ~s~ ||sp|| `c\`` [site](https://x.org/a\)b) 1\.5")
+    source = r"*bold _both_* __under__ ~s~ ||sp|| `c\`` [site](https://x.org/a\)b) 1\.5"
+    text, entities = parse_markdown_v2(source)
     assert text == "bold both under s sp c` site 1.5"
     kinds = [(e["type"], e["offset"], e["length"]) for e in entities]
     assert kinds == [("bold", 0, 9), ("italic", 5, 4), ("underline", 10, 5), ("strikethrough", 16, 1),
