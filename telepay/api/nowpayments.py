@@ -22,5 +22,5 @@ def ipn():
     svc = services()
     raw = request.get_data(cache=True).decode("utf-8")
     with transaction() as session:
-        result = record_ipn(session, svc.jobs, g.payload, g.ipn, raw, svc.clock.now())
+        result = record_ipn(session, g.payload, g.ipn, raw, svc.clock.now())
     return jsonify(status=result), 200

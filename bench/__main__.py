@@ -1,0 +1,24 @@
+"""`python -m bench` (`make bench`): every benchmark, one after another.
+
+`--quick` runs them small, as a smoke test (CI-sized); without it the sizes are the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bench import webhooks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    args = parser.parse_args()
+    # Waitress warns on every queued task under load; that is the point of a load test.
+    logging.basicConfig(level=logging.ERROR)
+    webhooks.main(["--requests", "300"] if args.quick else [])
+
+
+if __name__ == "__main__":
+    main()

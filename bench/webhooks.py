@@ -1,0 +1,118 @@
+"""Signed IPNs through the full stack on waitress, against a bare Flask endpoint on waitress.
+
+Both servers run in this process with the same waitress settings and are driven by the same
+client, so the ratio isolates what TelePay adds: rate limiting, allowlist, signature
+verification over the canonical body, schema validation and one PostgreSQL transaction
+(event + payment + job) per IPN. Goal: at least 0.8 of the bare endpoint's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from decimal import Decimal
+
+from flask import Flask, jsonify
+from sqlalchemy import create_engine
+
+from bench.common import accepted, any_answer, fresh_database, run_load
+from telepay.api.app import create_app
+from telepay.api.server import ApiServer
+from telepay.clock import SystemClock
+from telepay.config import load_settings
+from telepay.models import Channel, Invoice, InvoiceKind, Tier
+from telepay.models.engine import make_session_factory
+from telepay.runtime import build_services
+from telepay.security import nowpayments
+
+IPN_SECRET = "bench-ipn-secret"
+STATUSES = ["waiting", "confirming", "confirmed", "sending", "finished"]
+
+
+def ipn(order_id: str, payment_id: int, status: str) -> bytes:
+    body = {"payment_id": payment_id, "invoice_id": 4522625843, "payment_status": status,
+            "pay_address": "0x9b0d3b1d6b4c1d6e0d3d9f6c3e1e9b9e5f0b2a11", "price_amount": "@15.0",
+            "price_currency": "usd", "pay_amount": "@0.00612", "actually_paid": "@0.00612",
+            "pay_currency": "eth", "order_id": order_id, "order_description": "Подписка ✓",
+            "outcome_amount": "@0.0059", "outcome_currency": "eth",
+            "fee": {"currency": "eth", "depositFee": 0, "withdrawalFee": 0, "serviceFee": "@0.00005"}}
+    return re.sub(r'"@([0-9.e-]+)"', r"\1", json.dumps(body, ensure_ascii=False)).encode()
+
+
+def bare_app() -> Flask:
+    app = Flask("bare")
+
+    @app.post("/webhooks/nowpayments")
+    def accept():
+        return jsonify(status="accepted")
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads, both servers")
+    args = parser.parse_args(argv)
+
+    database_url, drop = fresh_database()
+    engine = create_engine(database_url, pool_size=args.threads, max_overflow=4)
+    try:
+        settings = load_settings({"NOWPAYMENTS_IPN_SECRET": IPN_SECRET, "WEBHOOK_SIGNING_SECRET": "unused",
+                                  "NOWPAYMENTS_IPN_IPS": "127.0.0.1"}, env_file=None)
+        services = build_services(settings, engine=engine, clock=SystemClock())
+        with make_session_factory(engine).begin() as session:
+            channel = Channel(key="bench", owner_user_id=1, open_chat_id=-1, closed_chat_id=-2,
+                              open_title="Open", closed_title="Closed")
+            channel.tiers.append(Tier(number=1, price_usd=Decimal("15.00"), days=30))
+            session.add(channel)
+            session.flush()
+            invoice = Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.SUBSCRIPTION, channel_id=channel.id,
+                              tier_id=channel.tiers[0].id, buyer_user_id=2, price_usd=Decimal("15.00"), days=30)
+            session.add(invoice)
+
+        requests = []
+        for n in range(args.requests):
+            body = ipn(invoice.id, 10_000_000 + n // len(STATUSES), STATUSES[n % len(STATUSES)])
+            requests.append((body, {"Content-Type": "application/json",
+                                    nowpayments.SIGNATURE_HEADER: nowpayments.nowpayments_signature(IPN_SECRET, body)}))
+
+        results = {}
+        for label, app in (("bare Flask endpoint", bare_app()), ("TelePay IPN, full stack", create_app(settings, services))):
+            server = ApiServer(app, "127.0.0.1", 0, threads=args.threads)
+            server.start()
+            try:
+                url = f"http://127.0.0.1:{server.port}/webhooks/nowpayments"
+                run_load(url, requests[: min(200, len(requests))], args.concurrency, any_answer)  # warm-up
+                if label.startswith("TelePay"):
+                    with engine.begin() as connection:  # the warm-up's rows would make the run all repeats
+                        connection.exec_driver_sql("TRUNCATE payment_events, payments, jobs RESTART IDENTITY CASCADE")
+                results[label] = run_load(url, requests, args.concurrency, accepted)
+            finally:
+                server.stop()
+
+        bare, full = results["bare Flask endpoint"], results["TelePay IPN, full stack"]
+        print(f"webhooks: {args.requests} signed IPNs, {args.concurrency} clients, waitress threads {args.threads}")
+        print("  " + bare.line("bare Flask endpoint"))
+        print("  " + full.line("TelePay IPN, full stack"))
+        ratio = full.rate / bare.rate
+        print(f"  ratio full/bare throughput: {ratio:.2f} (goal >= 0.80) -> {'MET' if ratio >= 0.8 else 'NOT MET'}")
+        return {"bare_rps": bare.rate, "full_rps": full.rate, "ratio": ratio,
+                "full_p50_ms": full.pct(50), "full_p99_ms": full.pct(99), "errors": full.errors}
+    finally:
+        engine.dispose()
+        drop()
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # waitress warns on every queued task under load
+    main()
