@@ -21,12 +21,12 @@ from collections.abc import Callable
 
 from telepay.clock import Clock
 from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_members import JoinRefused, set_member
-from telepay.sandbox.telegram_params import ApiError
 from telepay.sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
+from telepay.sandbox.telegram_members import JoinRefused, find_link, set_member
+from telepay.sandbox.telegram_params import ApiError
 from telepay.sandbox.telegram_people import Person
 from telepay.sandbox.telegram_ratelimit import RateLimits
-from telepay.sandbox.telegram_server import Call, BotApi, BotApiServer
+from telepay.sandbox.telegram_server import BotApi, BotApiServer, Call
 from telepay.sandbox.telegram_state import (
     ADMIN_RIGHTS, CHANNEL_ONLY_RIGHTS, MEMBER_PERMISSIONS, SUPERGROUP_ONLY_RIGHTS, ChatType,
     MemberRecord, MemberStatus, World,
@@ -41,6 +41,14 @@ DEFAULT_TOKEN = "7000000001:AAE-sandbox-token-0123456789abcdefghij"
 
 
 class TelegramSandbox:
+    """The emulator and its test-side controls.
+
+    The bot's id is the number before ":" in `token`, as on Telegram. `rate_limits=None` (or
+    `RateLimits.off()`) disables flood limits. `clock` (a `telepay.clock.Clock`) dates messages
+    and decides when invite links expire and bans end; share a `ManualClock` with the code
+    under test to move time forward.
+    """
+
     def __init__(
         self,
         token: str = DEFAULT_TOKEN,
@@ -155,6 +163,14 @@ class TelegramSandbox:
         with self._world.lock:
             where = self._world.chats[chat.id]
             return [render.invite_link(self._world, where, link) for link in where.invite_links.values()]
+
+    def invite_link_uses(self, url: str) -> int:
+        """How many people ever joined by this link (approved requests included)."""
+        with self._world.lock:
+            found = find_link(self._world, url)
+            if found is None:
+                raise LookupError(f"no invite link {url}")
+            return found[1].uses
 
     def pending_join_requests(self, chat: ChatHandle) -> list[int]:
         with self._world.lock:

@@ -99,6 +99,7 @@ def join_by_link(world: World, person: UserRecord, url: str) -> str:
                 world.updates.push("chat_join_request", render.chat_join_request(world, where, person.id))
             world.notify()
         return "requested"
+    link.uses += 1
     set_member(world, where, person.id, MemberRecord(MemberStatus.MEMBER, invite_link=link.url),
                actor_id=person.id, link=link)
     return "joined"

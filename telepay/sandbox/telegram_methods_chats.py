@@ -205,6 +205,8 @@ def approve_chat_join_request(world: World, args: Args) -> bool:
     if world.is_in_chat(where, request.user_id):
         raise bad_request("USER_ALREADY_PARTICIPANT")
     link = where.invite_links.get(request.invite_link) if request.invite_link else None
+    if link:
+        link.uses += 1
     joined = MemberRecord(MemberStatus.MEMBER, invite_link=request.invite_link)
     set_member(world, where, request.user_id, joined, actor_id=world.bot.id, link=link, via_join_request=True)
     return True

@@ -87,6 +87,7 @@ class InviteLinkRecord:
     creates_join_request: bool = False
     is_primary: bool = False
     is_revoked: bool = False
+    uses: int = 0  # people who joined by it, ever (the Bot API does not show this)
 
 
 @dataclass

@@ -35,6 +35,7 @@ def test_join_request_link_approve_and_decline(sandbox, api, channel):
     assert api.result("approveChatJoinRequest", chat_id=channel.id, user_id=buyer.id) is True
     assert api.result("declineChatJoinRequest", chat_id=channel.id, user_id=stranger.id) is True
     assert buyer.status_in(channel) == "member" and stranger.status_in(channel) == "left"
+    assert sandbox.invite_link_uses(link["invite_link"]) == 1
     joined = _updates_of(sandbox, "chat_member")[-1]
     assert joined["new_chat_member"]["user"]["id"] == buyer.id
     assert joined["via_join_request"] is True
@@ -62,6 +63,7 @@ def test_member_limit_counts_members_who_joined_by_the_link(sandbox, api, channe
         second.join(link)
     first.leave(channel)  # "simultaneously": a place frees up when someone leaves
     assert second.join(link) == "joined"
+    assert sandbox.invite_link_uses(link) == 2
 
 
 def test_revoked_link_refuses_and_reports_revoked(sandbox, api, channel):

@@ -129,3 +129,13 @@ def test_ptb_sees_telegram_errors_as_its_own_exceptions():
     with TelegramSandbox(token=TOKEN, rate_limits=RateLimits.off()) as sandbox:
         asyncio.run(_run(sandbox, scenario))
         assert sandbox.errors == []
+
+
+def test_base_url_with_a_token_placeholder():
+    async def get_me() -> str:
+        application = ApplicationBuilder().token(TOKEN).base_url(sandbox.base_url + "{token}").build()
+        async with application:
+            return application.bot.username
+
+    with TelegramSandbox(token=TOKEN, bot_username="placeholder_bot") as sandbox:
+        assert asyncio.run(get_me()) == "placeholder_bot"
