@@ -1,0 +1,61 @@
+"""The engine factory's three modes."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pg8000
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from telepay.config import ConfigError, load_settings
+from telepay.models.engine import make_engine, normalise_url
+
+
+def test_plain_postgres_urls_get_the_pg8000_driver():
+    assert normalise_url("postgresql://u:p@h:5432/db").startswith("postgresql+pg8000://u:p@h:5432/db")
+    with pytest.raises(ConfigError):
+        normalise_url("sqlite:///x.db")
+
+
+def test_database_url_mode_with_pool_settings(database_url):
+    engine = make_engine(load_settings({"DATABASE_URL": database_url, "DB_POOL_SIZE": "3",
+                                        "DB_MAX_OVERFLOW": "2"}, env_file=None))
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW TIME ZONE")).scalar() == "UTC"
+    assert engine.pool.size() == 3 and engine.pool._max_overflow == 2 and engine.pool._pre_ping
+    engine.dispose()
+
+
+def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch):
+    """The connector is replaced by one that opens a pg8000 connection to the test server,
+    the way the real one opens it to Cloud SQL: the engine's creator path is what is tested."""
+    url = make_url(database_url)
+    calls = []
+
+    class FakeConnector:
+        def connect(self, instance, driver, **kwargs):
+            calls.append((instance, driver, kwargs["db"], kwargs["user"]))
+            return pg8000.dbapi.connect(user=url.username or "postgres", host=url.host, port=url.port or 5432,
+                                        database=url.database, password=url.password)
+
+        def close(self):
+            calls.append("closed")
+
+    fake = types.ModuleType("google.cloud.sql.connector")
+    fake.Connector = FakeConnector
+    monkeypatch.setitem(sys.modules, "google.cloud.sql.connector", fake)
+    engine = make_engine(load_settings({"CLOUD_SQL_CONNECTION_NAME": "proj:region:inst", "DATABASE_NAME": "telepay",
+                                        "DATABASE_USER": "svc", "DATABASE_PASSWORD": "pw"}, env_file=None))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
+    assert calls[0] == ("proj:region:inst", "pg8000", "telepay", "svc") and calls[-1] == "closed"
+
+
+def test_cloud_sql_mode_names_what_is_missing():
+    with pytest.raises(ConfigError) as caught:
+        make_engine(load_settings({"CLOUD_SQL_CONNECTION_NAME": "p:r:i"}, env_file=None))
+    assert caught.value.names == ["DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"]
