@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint,
+    Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +33,9 @@ class Channel(Base):
     __tablename__ = "channels"
     __table_args__ = (
         CheckConstraint("open_chat_id <> closed_chat_id", name="distinct_chats"),
+        CheckConstraint("repost_interval_hours BETWEEN 1 AND 720", name="repost_interval_range"),
+        # The repost timer reads only active channels that are due.
+        Index("ix_channels_next_post_at", "next_post_at", postgresql_where=text("status = 'active'")),
         CheckConstraint(
             "payout_strategy <> 'threshold' OR payout_threshold_usd >= 20", name="threshold_min"
         ),
@@ -41,7 +44,7 @@ class Channel(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Public handle used in deep links: short, unguessable enough, never a price.
     key: Mapped[str] = mapped_column(String(16), unique=True)
-    owner_user_id: Mapped[int]
+    owner_user_id: Mapped[int] = mapped_column(index=True)
     open_chat_id: Mapped[int] = mapped_column(unique=True)
     closed_chat_id: Mapped[int] = mapped_column(unique=True)
     open_title: Mapped[str] = mapped_column(String(255))
@@ -58,6 +61,10 @@ class Channel(Base):
     donation_text: Mapped[str | None] = mapped_column(Text)
     repost_interval_hours: Mapped[int] = mapped_column(Integer, default=24)
     last_broadcast_requested_at: Mapped[datetime | None]
+    # When the repost timer next queues this channel's posts; set each time they are posted.
+    next_post_at: Mapped[datetime | None]
+    # Why the channel is in `lost_rights`, in words the owner is shown.
+    status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

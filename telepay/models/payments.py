@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from telepay.models.base import Base, CryptoAmount, utcnow
@@ -47,6 +47,8 @@ class Invoice(Base):
         CheckConstraint("price_usd > 0", name="price_positive"),
         CheckConstraint("kind = 'donation' OR (tier_id IS NOT NULL AND days IS NOT NULL)",
                         name="subscription_has_tier"),
+        # A buyer pressing "Pay" again finds their open invoice instead of making another.
+        Index("ix_invoices_buyer", "buyer_user_id", "created_at"),
     )
 
     # Our id is the provider's `order_id`: random, so it reveals nothing and cannot be guessed.
@@ -61,6 +63,8 @@ class Invoice(Base):
     status: Mapped[InvoiceStatus] = mapped_column(default=InvoiceStatus.CREATED)
     provider_invoice_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     invoice_url: Mapped[str | None] = mapped_column(Text)
+    # The provider's last refusal while creating its invoice (the buyer is offered a retry).
+    provider_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
 
