@@ -4,6 +4,7 @@ runs them in one process. Nothing else in the package reads the environment or b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -17,11 +18,17 @@ from telegram.ext import Application
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.bot.app import build_application
+from telepay.clients.nowpayments import NowPaymentsClient
 from telepay.clock import Clock, SystemClock
 from telepay.config import Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
+from telepay.services.broadcasts import POST_JOB
+from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
+from telepay.services.posts import TIMER_NAME as REPOST_TIMER, Poster, RepostTimer
+from telepay.services.setup import SetupService
+from telepay.services.timers import TimerLog, schedule
 from telepay.services.notifications import NOTIFY_JOB, OwnerNotifier
 from telepay.services.worker import Handler, Worker
 
@@ -39,25 +46,38 @@ class Services:
     jobs: JobQueue
     # Set once the worker runs; the API calls it after committing jobs so they start at once.
     wake_worker: Callable[[], None] = field(default=lambda: None)
+    # The bot's owner and buyer flows.
+    setup: SetupService | None = None
+    invoices: InvoiceService | None = None
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
     engine = engine or make_engine(settings)
     session_factory = make_session_factory(engine)
     clock = clock or SystemClock()
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
         clock=clock,
         jobs=JobQueue(session_factory, clock=clock),
     )
+    services.setup = SetupService(services.jobs, clock, address_validator=None)
+    bot_link = f"https://t.me/{settings.telegram_bot_username}"
+    services.invoices = InvoiceService(
+        session_factory, NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or ""),
+        clock, ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
+                                 if settings.public_base_url else None),
+        success_url=bot_link + "?start=paid", cancel_url=bot_link)
+    return services
 
 
 def job_handlers(services: Services, application: Application) -> dict[str, Handler]:
     """Job kind -> coroutine. Each capability registers its kinds here."""
     return {
         NOTIFY_JOB: OwnerNotifier(services.session_factory, application.bot),
+        POST_JOB: Poster(services.session_factory, application.bot, services.clock,
+                         services.settings.telegram_bot_username),
     }
 
 
@@ -77,6 +97,13 @@ def run(settings: Settings) -> None:
                         poll_seconds=settings.worker_poll_seconds)
         worker.start()
         services.wake_worker = worker.wake
+        repost = RepostTimer(services.session_factory, services.jobs, services.clock)
+
+        async def queue_reposts() -> None:
+            if await asyncio.to_thread(repost.run_once):
+                services.wake_worker()
+
+        schedule(application, TimerLog(services.session_factory, services.clock), REPOST_TIMER, 60, queue_reposts)
         api.start()
         logger.info("telepay is running as @%s", application.bot.username)
 

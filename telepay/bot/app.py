@@ -1,14 +1,25 @@
-"""The PTB Application: wiring of every handler in one place, and the one error handler."""
+"""The PTB Application: wiring of every handler in one place, and the one error handler.
+
+Order matters within the group: the two conversations come first (the donation keypad, then
+the owner's registration and settings form), then plain commands and buttons, then catch-alls
+for stale buttons and stray text. Every callback pattern here is restart-safe: the data names
+what it acts on.
+"""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CommandHandler, ContextTypes
+from telegram.ext import (
+    AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes,
+    ConversationHandler, MessageHandler, filters,
+)
+from telegram.warnings import PTBUserWarning
 
-from telepay.bot import start
+from telepay.bot import buy, channels_menu, donate, register, setup_form, start
 from telepay.bot.persistence import SqlPersistence
 
 logger = logging.getLogger(__name__)
@@ -41,7 +52,64 @@ def build_application(settings: Any, services: Any, session_factory, post_init=N
             getattr(builder, hook)(fn)
     application = builder.build()
     application.bot_data["services"] = services
-    application.add_handler(CommandHandler("start", start.start))
-    application.add_handler(CommandHandler("help", start.help_command))
+    add_handlers(application)
     application.add_error_handler(on_error)
     return application
+
+
+async def _start_over(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    """/start in the middle of the owner's flow: leave the flow and do what /start does."""
+    context.user_data.pop("awaiting", None)
+    context.user_data.pop("register", None)
+    await start.start(update, context)
+    return ConversationHandler.END
+
+
+def owner_conversation() -> ConversationHandler:
+    private = filters.ChatType.PRIVATE
+    typed = private & filters.TEXT & ~filters.COMMAND
+    channel = private & ((filters.TEXT & ~filters.COMMAND) | filters.FORWARDED)
+    form_button = CallbackQueryHandler(setup_form.button, pattern=r"^cfg:\d+")
+    return ConversationHandler(
+        entry_points=[CallbackQueryHandler(register.begin, pattern=r"^menu:add$"),
+                      CommandHandler("add", register.begin), form_button],
+        states={
+            register.REG_OPEN: [MessageHandler(channel, register.receive_open)],
+            register.REG_CLOSED: [MessageHandler(channel, register.receive_closed)],
+            setup_form.FORM: [form_button],
+            setup_form.INPUT: [MessageHandler(typed, setup_form.answer), form_button],
+        },
+        fallbacks=[CommandHandler("cancel", register.cancel),
+                   CallbackQueryHandler(register.cancel, pattern=r"^reg:cancel$"),
+                   CommandHandler("start", _start_over)],
+        name="owner",
+        persistent=True,
+        allow_reentry=True,
+    )
+
+
+def add_handlers(application: Application) -> None:
+    # Our conversations key on (chat, user) and take buttons by their data, which PTB warns
+    # about for per_message=False; that is the intended design, not an oversight.
+    warnings.filterwarnings("ignore", message=".*per_message.*", category=PTBUserWarning)
+    application.add_handlers([
+        donate.conversation(),
+        owner_conversation(),
+        CommandHandler("start", start.start),
+        CommandHandler("help", start.help_command),
+        CommandHandler("mysubs", buy.my_subscriptions),
+        CommandHandler("cancel", register.cancel),
+        CallbackQueryHandler(start.menu, pattern=r"^menu:(home|help)$"),
+        CallbackQueryHandler(channels_menu.list_channels, pattern=r"^menu:channels$"),
+        CallbackQueryHandler(buy.my_subscriptions, pattern=r"^menu:subs$"),
+        CallbackQueryHandler(channels_menu.channel_view, pattern=r"^ch:\d+$"),
+        CallbackQueryHandler(channels_menu.post_now, pattern=r"^ch:\d+:post$"),
+        CallbackQueryHandler(channels_menu.summary, pattern=r"^ch:\d+:sum$"),
+        CallbackQueryHandler(buy.pay, pattern=r"^pay:[A-Za-z0-9]{6,16}:\d{1,2}$"),
+        CallbackQueryHandler(buy.retry, pattern=r"^inv:[0-9a-f-]{36}$"),
+        CallbackQueryHandler(buy.renew, pattern=r"^buy:[A-Za-z0-9]{6,16}$"),
+        CallbackQueryHandler(donate.expired, pattern=r"^kp:"),
+        CallbackQueryHandler(register.cancel, pattern=r"^reg:cancel$"),
+        CallbackQueryHandler(start.stale_button),
+        MessageHandler(filters.ChatType.PRIVATE & ~filters.COMMAND, start.unknown_text),
+    ])

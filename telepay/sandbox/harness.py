@@ -91,6 +91,8 @@ def sandbox_env(
     data_dir: Path,
     database_url: str | None = None,
     http_port: int | None = None,
+    nowpayments_base_url: str | None = None,
+    changenow_base_url: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment for a process wired to the sandboxes. Values are the sandbox's own,
@@ -110,6 +112,13 @@ def sandbox_env(
         "NOWPAYMENTS_IPN_SECRET": "sandbox-nowpayments-ipn-secret",
         "WORKER_POLL_SECONDS": "0.5",
     }
+    # The process's own API stands in for the public HTTPS base NOWPayments calls back.
+    env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HTTP_PORT']}"
+    if nowpayments_base_url:
+        env["NOWPAYMENTS_BASE_URL"] = nowpayments_base_url
+    if changenow_base_url:
+        env["CHANGENOW_BASE_URL"] = changenow_base_url
+        env["CHANGENOW_API_KEY"] = "sandbox-changenow-key"
     if database_url:
         env["DATABASE_URL"] = database_url
     if os.environ.get("PYTHONPATH"):
