@@ -1,0 +1,241 @@
+"""A dev Ethereum chain for tests, the demo and benchmarks: eth-tester on py-evm, in-process.
+
+`DevChain` owns the chain, the test USDT token (6 decimals, compiled from
+`contracts/TestUSDT.sol`), a funded host wallet with a fixed sandbox key, and two ways in:
+`chain.w3` (an in-process web3 provider) and `chain.rpc_url` after `start()` (JSON-RPC over
+loopback HTTP, for a separate `telepay run` process via `ETH_RPC_URL`). Every transaction is
+mined into its own block at once (auto-mining); `mine()` adds empty blocks for confirmations.
+
+Helpers speak Decimal in whole units (ETH, USDT), never floats: `balance_eth`, `balance_usdt`,
+`send_eth`, `send_usdt`, `mint_usdt`, `new_account`, and `transfers_to(address)`, which lists
+successful top-level ETH transfers and USDT `Transfer` events (ETH moved by contracts
+internally is not traced).
+
+py-evm is not thread-safe, so one re-entrant lock serialises every call into the chain, from
+web3 in this process and from the HTTP bridge alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_utils import ValidationError as EthValidationError, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from telepay.sandbox.chain_rpc import JsonRpcApp
+from telepay.sandbox.loopback import LoopbackServer
+
+# Fixed so a sandbox run can be configured ahead of time (keccak256 of "telepay sandbox host wallet").
+# It guards nothing: the dev chain exists only inside this process.
+HOST_WALLET_PRIVATE_KEY = "0x095ce85e1f67fec4380de60e3125cec5df4afa92f63c28823abf347644e7f655"
+USDT_DECIMALS = 6
+ETH_DECIMALS = 18
+_ARTIFACT = Path(__file__).with_name("contracts") / "TestUSDT.json"
+_PRIORITY_FEE_WEI = 10**9
+
+
+def to_units(amount: Decimal, decimals: int) -> int:
+    """Whole units (e.g. ETH) to base units (wei); refuses digits the asset cannot hold."""
+    scaled = Decimal(amount).scaleb(decimals)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} has more than {decimals} decimal places")
+    return int(scaled)
+
+
+def from_units(value: int, decimals: int) -> Decimal:
+    return Decimal(value).scaleb(-decimals)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One successful movement of ETH or USDT as the chain recorded it."""
+
+    asset: str  # "eth" or "usdt"
+    tx_hash: str
+    block_number: int
+    from_address: str
+    to_address: str
+    amount: Decimal  # whole units
+    log_index: int | None = None  # USDT only
+
+
+_NONCE_RE = re.compile(r"Invalid transaction nonce: Expected (\d+), but got (\d+)")
+
+
+def _node_message(error: Exception) -> str:
+    """py-evm's refusal in the words geth uses, which is what payout code meets in production
+    (a re-broadcast of a mined transaction is "nonce too low")."""
+    text = str(error)
+    if match := _NONCE_RE.search(text):
+        expected, got = (int(n) for n in match.groups())
+        return f"nonce too {'low' if got < expected else 'high'}: tx: {got} state: {expected}"
+    if "enough balance" in text:
+        return "insufficient funds for gas * price + value"
+    return text
+
+
+class _LockedProvider(EthereumTesterProvider):
+    """eth-tester behind one lock; refused transactions answer as a node's JSON-RPC error."""
+
+    def __init__(self, tester: EthereumTester, lock: threading.RLock) -> None:
+        super().__init__(tester)
+        self._lock = lock
+
+    def make_request(self, method, params):
+        with self._lock:
+            try:
+                return super().make_request(method, params)
+            except EthValidationError as error:
+                return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": _node_message(error)}}
+
+
+class DevChain:
+    def __init__(self, *, host_wallet_eth: Decimal = Decimal("100"),
+                 host_wallet_usdt: Decimal = Decimal("100000"),
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.lock = threading.RLock()
+        backend = PyEVMBackend()
+        self.tester = EthereumTester(backend)
+        self.provider = _LockedProvider(self.tester, self.lock)
+        self.w3 = Web3(self.provider)
+        # eth-tester's first genesis account (1,000,000 ETH) is the faucet and the token owner.
+        self._faucet: LocalAccount = Account.from_key(backend.account_keys[0])
+        artifact = json.loads(_ARTIFACT.read_text())
+        receipt = self._transact(self._faucet, {"data": artifact["bytecode"]})
+        self.usdt_address: str = receipt["contractAddress"]
+        self.usdt = self.w3.eth.contract(address=self.usdt_address, abi=artifact["abi"])
+        self._transfer_topic = HexBytes(Web3.keccak(text="Transfer(address,address,uint256)"))
+        self.host_wallet: LocalAccount = Account.from_key(HOST_WALLET_PRIVATE_KEY)
+        self.fund_eth(self.host_wallet.address, host_wallet_eth)
+        self.mint_usdt(self.host_wallet.address, host_wallet_usdt)
+        self._scanned = -1
+        self._transfers: dict[str, list[Transfer]] = {}
+        bare = Web3(self.provider, middleware=[])
+        self._rpc = LoopbackServer(JsonRpcApp(self.provider.request_func(bare, bare.middleware_onion)),
+                                   "eth-rpc", host, port)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> DevChain:
+        """Serve JSON-RPC over loopback HTTP (the in-process `w3` works without it)."""
+        self._rpc.start()
+        return self
+
+    def stop(self) -> None:
+        self._rpc.stop()
+
+    def __enter__(self) -> DevChain:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def rpc_url(self) -> str:
+        return self._rpc.origin + "/"
+
+    def env(self) -> dict[str, str]:
+        """The settings a `telepay run` process needs to use this chain and its host wallet."""
+        return {"ETH_RPC_URL": self.rpc_url, "HOST_WALLET_PRIVATE_KEY": HOST_WALLET_PRIVATE_KEY,
+                "USDT_CONTRACT_ADDRESS": self.usdt_address}
+
+    # ---- accounts and money ------------------------------------------------------------------
+
+    @property
+    def block_number(self) -> int:
+        return self.w3.eth.block_number
+
+    def mine(self, blocks: int = 1) -> None:
+        with self.lock:
+            self.tester.mine_blocks(blocks)
+
+    def new_account(self, eth: Decimal = Decimal(0), usdt: Decimal = Decimal(0)) -> LocalAccount:
+        account = Account.create()
+        if eth:
+            self.fund_eth(account.address, eth)
+        if usdt:
+            self.mint_usdt(account.address, usdt)
+        return account
+
+    def balance_eth(self, address: str) -> Decimal:
+        return from_units(self.w3.eth.get_balance(to_checksum_address(address)), ETH_DECIMALS)
+
+    def balance_usdt(self, address: str) -> Decimal:
+        raw = self.usdt.functions.balanceOf(to_checksum_address(address)).call()
+        return from_units(raw, USDT_DECIMALS)
+
+    def fund_eth(self, address: str, amount: Decimal) -> str:
+        return self.send_eth(self._faucet, address, amount)
+
+    def mint_usdt(self, address: str, amount: Decimal) -> str:
+        data = self.usdt.encode_abi("mint", [to_checksum_address(address), to_units(amount, USDT_DECIMALS)])
+        return self._transact(self._faucet, {"to": self.usdt_address, "data": data})["transactionHash"].to_0x_hex()
+
+    def send_eth(self, sender: LocalAccount, to: str, amount: Decimal) -> str:
+        """Send ETH and return the transaction hash; raises if the chain refuses it."""
+        tx = {"to": to_checksum_address(to), "value": to_units(amount, ETH_DECIMALS), "gas": 21_000}
+        return self._transact(sender, tx)["transactionHash"].to_0x_hex()
+
+    def send_usdt(self, sender: LocalAccount, to: str, amount: Decimal) -> str:
+        data = self.usdt.encode_abi("transfer", [to_checksum_address(to), to_units(amount, USDT_DECIMALS)])
+        tx = {"to": self.usdt_address, "data": data}
+        return self._transact(sender, tx)["transactionHash"].to_0x_hex()
+
+    def _transact(self, sender: LocalAccount, tx: dict[str, Any]) -> Any:
+        with self.lock:  # the nonce read and the send must not interleave with another sender's
+            base_fee = self.w3.eth.get_block("latest")["baseFeePerGas"]
+            tx = {"chainId": self.w3.eth.chain_id, "from": sender.address, "value": 0,
+                  "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
+                  "maxPriorityFeePerGas": _PRIORITY_FEE_WEI,
+                  "maxFeePerGas": 2 * base_fee + _PRIORITY_FEE_WEI, **tx}
+            if "gas" not in tx:
+                tx["gas"] = self.w3.eth.estimate_gas(tx) * 2
+            signed = sender.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transaction {tx_hash.to_0x_hex()} failed on the dev chain")
+        return receipt
+
+    # ---- what happened -----------------------------------------------------------------------
+
+    def transfers_to(self, address: str, asset: str | None = None) -> list[Transfer]:
+        """Successful ETH and USDT transfers to `address`, oldest first."""
+        with self.lock:
+            self._index()
+            found = list(self._transfers.get(to_checksum_address(address), ()))
+        return [t for t in found if asset is None or t.asset == asset]
+
+    def _index(self) -> None:
+        # Incremental: each call reads only the blocks mined since the last one.
+        latest = self.w3.eth.block_number
+        for number in range(self._scanned + 1, latest + 1):
+            block = self.w3.eth.get_block(number, full_transactions=True)
+            for tx in block["transactions"]:
+                receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
+                if receipt["status"] != 1:
+                    continue
+                if tx["value"] > 0 and tx["to"]:
+                    self._add(Transfer("eth", tx["hash"].to_0x_hex(), number, tx["from"], tx["to"],
+                                       from_units(tx["value"], ETH_DECIMALS)))
+                for log in receipt["logs"]:
+                    if log["address"] == self.usdt_address and log["topics"][0] == self._transfer_topic:
+                        event = self.usdt.events.Transfer().process_log(log)
+                        self._add(Transfer("usdt", tx["hash"].to_0x_hex(), number, event["args"]["from"],
+                                           event["args"]["to"], from_units(event["args"]["value"], USDT_DECIMALS),
+                                           log["logIndex"]))
+            self._scanned = number
+
+    def _add(self, transfer: Transfer) -> None:
+        self._transfers.setdefault(to_checksum_address(transfer.to_address), []).append(transfer)
