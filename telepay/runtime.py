@@ -18,6 +18,7 @@ from telegram.ext import Application
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.bot.app import build_application
+from telepay.clients.changenow import ChangeNowClient
 from telepay.clients.nowpayments import NowPaymentsClient
 from telepay.clock import Clock, SystemClock
 from telepay.config import Settings
@@ -62,7 +63,9 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         clock=clock,
         jobs=JobQueue(session_factory, clock=clock),
     )
-    services.setup = SetupService(services.jobs, clock, address_validator=None)
+    changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key)
+                 if settings.changenow_api_key else None)
+    services.setup = SetupService(services.jobs, clock, address_validator=changenow)
     bot_link = f"https://t.me/{settings.telegram_bot_username}"
     services.invoices = InvoiceService(
         session_factory, NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or ""),

@@ -16,7 +16,7 @@ import re
 from telegram import Update
 from telegram.error import BadRequest, Forbidden
 
-from telepay.bot.common import Context, ack, db, now, services, show, tell_error
+from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
 from telepay.bot.setup_view import (
     FormData, address_confirmation, currency_menu, notify_menu, render_form, strategy_menu, tier_menu,
     tier_values,
@@ -73,7 +73,7 @@ async def send_form(update: Update, context: Context, cid: int, note: str = "", 
 async def _ask(update: Update, context: Context, cid: int, field: str, question: str) -> str:
     context.user_data.pop("register", None)
     context.user_data["awaiting"] = {"cid": cid, "field": field}
-    await show(update, question + "\n\n(Send /cancel to stop.)")
+    await show(update, question, keyboard([("« Back to the form", f"cfg:{cid}")]))
     return INPUT
 
 
@@ -81,6 +81,7 @@ async def button(update: Update, context: Context) -> str:
     """Any `cfg:<channel>:...` button: shows a sub-menu, records an edit, asks, saves or discards."""
     parts = update.callback_query.data.split(":")
     cid, action = int(parts[1]), parts[2:]
+    context.user_data.pop("awaiting", None)  # a button instead of a typed answer: stop waiting
     try:
         data = await db(context, _form_data, cid, update.effective_user.id)
         if action[:1] == ["save"] or action[:1] == ["confirm"]:
@@ -192,7 +193,8 @@ async def answer(update: Update, context: Context) -> str:
             draft["donation_text"] = check_donation_text(text)
     except TelePayError as error:
         _clean(context, cid)
-        await update.effective_message.reply_text(error.message + "\n\nPlease send it again, or /cancel.")
+        await update.effective_message.reply_text(error.message + "\n\nPlease send it again.",
+                                                  reply_markup=keyboard([("« Back to the form", f"cfg:{cid}")]))
         return INPUT
     context.user_data.pop("awaiting", None)
     note = ""

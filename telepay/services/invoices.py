@@ -196,7 +196,7 @@ class InvoiceService:
                 success_url=self.success_url, cancel_url=self.cancel_url, is_fixed_rate=True,
             )
         except ProviderFailure as error:
-            logger.warning("invoice %s: provider refused: %s", invoice_id, error, exc_info=True)
+            logger.warning("invoice %s: provider refused: %s", invoice_id, error)
             with self.session_factory.begin() as session:
                 session.get(Invoice, invoice_id).provider_error = str(error)[:2000]
             raise InvoiceUnavailable("Sorry — our payment provider didn't respond just now, so I "

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from telepay.models import Base
+from telepay.sandbox.changenow import ChangeNowSandbox
 from telepay.sandbox.harness import TelepayProcess, sandbox_env
 from telepay.sandbox.nowpayments import NowPaymentsSandbox
 from telepay.sandbox.telegram import ChatHandle, MessageHandle, Person, RateLimits, TelegramSandbox
@@ -42,9 +43,11 @@ class World:
     def __init__(self, database_url: str, tmp: Path):
         self.telegram = TelegramSandbox(token=TOKEN, bot_username=BOT, rate_limits=RateLimits.off()).start()
         self.nowpayments = NowPaymentsSandbox("sandbox-nowpayments-key", "sandbox-nowpayments-ipn-secret").start()
+        self.changenow = ChangeNowSandbox("sandbox-changenow-key", chain=None).start()
         env = sandbox_env(telegram_base_url=self.telegram.base_url, token=TOKEN, bot_username=BOT,
                           data_dir=tmp, database_url=database_url,
-                          nowpayments_base_url=self.nowpayments.base_url)
+                          nowpayments_base_url=self.nowpayments.base_url,
+                          changenow_base_url=self.changenow.base_url)
         self.process = TelepayProcess(env, tmp / "telepay.log")
         self.engine = create_engine(database_url)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
@@ -56,6 +59,7 @@ class World:
         finally:
             self.telegram.stop()
             self.nowpayments.stop()
+            self.changenow.stop()
             tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
             with self.engine.begin() as connection:
                 connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))

@@ -30,14 +30,26 @@ def test_owner_registers_sets_up_and_posts(world):
     owner.send("T-not-an-address")
     refusal = owner.wait_for_message(timeout=TIMEOUT)
     assert "is not a valid Tether USDT (TRC-20) address" in refusal.text
+    form = world.press(owner, refusal, "« Back to the form", expect="Tiers")
+    # The right shape locally, but ChangeNOW's check finds the EIP-55 checksum wrong.
+    world.press(owner, form, "💱 Currency", expect="Which currency")
+    world.press(owner, form, "Ether (Ethereum)", expect="Ether (Ethereum)")
+    world.press(owner, form, "👛 Address", expect="Send your payout address")
+    owner.send("0x52908400098527886E0F7030069857D2E4169EE7".replace("E0F", "e0F"))
+    refusal = owner.wait_for_message(timeout=TIMEOUT)
+    assert "Our exchange partner says" in refusal.text and "ETH network" in refusal.text
+    assert any(call.path == "/v2/validate/address" for call in world.changenow.calls)
     owner.send("/cancel")
     owner.wait_for_message(lambda m: "Cancelled" in m.text, timeout=TIMEOUT)
 
+    # The unsaved currency edit is still in the draft after leaving the form; discard it.
     form = world.menu(owner)
     form = world.press(owner, form, "📋 My channels", expect="Your channels")
     form = world.press(owner, form, world.button(form, "✅") if any(
         b.startswith("✅") for b in world.button_labels(form)) else world.button(form, "⚠️"), expect="Status")
-    form = world.press(owner, form, "⚙️ Setup", expect="Tiers")
+    form = world.press(owner, form, "⚙️ Setup", expect="Unsaved changes")
+    form = world.press(owner, form, "🗑 Discard", expect="Changes discarded")
+    assert "Unsaved" not in form.text
     world.set_up(owner, form, price="5", days="30")
     notice = owner.wait_for_message(lambda m: "Security notice" in m.text, timeout=TIMEOUT)
     assert "TJRab" in notice.text
@@ -127,3 +139,20 @@ def test_a_channel_registered_by_someone_else_is_refused(world):
     assert "already registered with TelePay by someone else" in refusal.text
     with world.session_factory() as session:
         assert session.scalars(select(Channel).where(Channel.owner_user_id == second.id)).all() == []
+
+
+def test_a_bot_that_lost_its_rights_marks_the_channel_and_tells_the_owner(world):
+    owner, open_chat, closed_chat = world.owner_with_pair("Lena")
+    form = world.register(owner, open_chat, closed_chat)
+    world.set_up(owner, form)
+    until(lambda: world.bot_posts(open_chat) and world.bot_posts(closed_chat), what="first posts")
+    world.telegram.set_member_status(closed_chat, world.telegram.bot, "member")
+    view = world.menu(owner)
+    view = world.press(owner, view, "📋 My channels", expect="Your channels")
+    view = world.press(owner, view, world.button(view, "✅"), expect="Status")
+    owner.press(view, text="📣 Post now").wait_for_answer(timeout=TIMEOUT)
+    warning = owner.wait_for_message(lambda m: "can't post" in m.text, timeout=TIMEOUT)
+    assert "Lena News" in warning.text and "make me an administrator again" in warning.text
+    with world.session_factory() as session:
+        channel = session.scalars(select(Channel).where(Channel.open_chat_id == open_chat.id)).one()
+    assert channel.status == ChannelStatus.LOST_RIGHTS and "closed channel" in channel.status_reason
