@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from telepay.sandbox.changenow import ChangeNowSandbox
 from telepay.sandbox.harness import TelepayProcess, sandbox_env
+from telepay.sandbox.nowpayments import NowPaymentsSandbox
 from telepay.sandbox.telegram import TelegramSandbox
 
 BOT_TOKEN = "424242:sandbox-demo-token"
@@ -46,10 +48,13 @@ def main(data_root: Path | None = None) -> int:
     process: TelepayProcess | None = None
     ok = False
     try:
-        with TelegramSandbox(token=BOT_TOKEN, bot_username=BOT_USERNAME) as telegram:
+        with TelegramSandbox(token=BOT_TOKEN, bot_username=BOT_USERNAME) as telegram, \
+                NowPaymentsSandbox("sandbox-nowpayments-key", "sandbox-nowpayments-ipn-secret") as nowpayments, \
+                ChangeNowSandbox("sandbox-changenow-key", chain=None) as changenow:
             timeline.say("sandbox", f"Telegram Bot API emulator at {telegram.base_url}")
             env = sandbox_env(telegram_base_url=telegram.base_url, token=BOT_TOKEN,
-                              bot_username=BOT_USERNAME, data_dir=data_dir)
+                              bot_username=BOT_USERNAME, data_dir=data_dir,
+                              nowpayments_base_url=nowpayments.base_url, changenow_base_url=changenow.base_url)
             process = TelepayProcess(env, data_dir / "telepay.log")
 
             migrated = process.telepay("db", "upgrade")
@@ -67,6 +72,7 @@ def main(data_root: Path | None = None) -> int:
             welcome = alice.wait_for_message(timeout=15)
             timeline.say("bot", "to alice: " + _quote(welcome.text))
             timeline.fact("welcome received", "yes")
+            _owner_and_buyer(telegram, timeline)
 
             code, seconds = process.stop()
             timeline.say("operator", f"SIGTERM -> exit code {code} after {seconds:.2f}s")
@@ -88,3 +94,64 @@ def main(data_root: Path | None = None) -> int:
     else:
         print(f"  data and log kept in {data_dir}")
     return 0 if ok else 1
+
+
+def _until(condition, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(0.05)
+    return value
+
+
+def _press(person, message, label: str, expect: str) -> None:
+    person.press(message, text=label).wait_for_answer(timeout=15)
+    _until(lambda: expect in message.text, f"“{expect}” after pressing {label}")
+
+
+def _owner_and_buyer(telegram: TelegramSandbox, timeline: Timeline) -> None:
+    """An owner registers a pair and sets a tier and a wallet; a buyer gets an invoice button."""
+    olga = telegram.create_user("Olga", username="olga")
+    news = telegram.create_channel("Olga's News", username="olga_news", creator=olga)
+    vip = telegram.create_channel("Olga's VIP", creator=olga)
+    for chat in (news, vip):
+        telegram.add_admin(chat, telegram.bot)
+    timeline.say("olga", "made the bot an admin of @olga_news (public) and “Olga's VIP” (private)")
+    olga.send("/start")
+    menu = olga.wait_for_message(lambda m: "Welcome" in m.text, timeout=15)
+    _press(olga, menu, "➕ Add channels", "send me the open channel")
+    olga.send("@olga_news")
+    olga.wait_for_message(lambda m: "Open channel" in m.text, timeout=15)
+    olga.forward_to_bot(vip.post("Welcome, members!"))
+    timeline.say("bot", "to olga: " + _quote(olga.wait_for_message(lambda m: "Registered" in m.text, timeout=15).text))
+    form = olga.wait_for_message(lambda m: m.text.startswith("⚙️"), timeout=15)
+    for field, answer in (("Price", "9.99"), ("Duration", "30")):
+        _press(olga, form, "Tier 1: —" if field == "Price" else "Tier 1: $9.99 · ? days", "What would you")
+        _press(olga, form, field, "Send" if field == "Price" else "How many days")
+        olga.send(answer)
+        form = olga.wait_for_message(lambda m: m.text.startswith("⚙️"), timeout=15)
+    _press(olga, form, "💱 Currency", "Which currency")
+    _press(olga, form, "Tether USDT (TRC-20)", "Unsaved changes")
+    _press(olga, form, "👛 Address", "Send your payout address")
+    olga.send("TJRabPrwbZy45sbavfcjinPJC18kjpRTv8")
+    form = olga.wait_for_message(lambda m: m.text.startswith("⚙️"), timeout=15)
+    timeline.say("olga", "tier 1: $9.99 for 30 days; payouts in USDT (TRC-20)")
+    _press(olga, form, "💾 Save all changes", "Please confirm your new payout address")
+    _press(olga, form, "✅ Yes, save all changes", "All changes saved")
+    timeline.say("bot", "to olga: " + _quote(olga.wait_for_message(lambda m: "Security notice" in m.text,
+                                                                    timeout=15).text))
+    post = _until(lambda: [m for m in news.messages() if m.from_bot], "the subscription post")[0]
+    link = post.buttons[0]["url"]
+    timeline.say("bot", f"posts in @olga_news: {_quote(post.text)} [{post.buttons[0]['text']} -> {link}]")
+    timeline.fact("pair registered", "yes")
+
+    bob = telegram.create_user("Bob", username="bob")
+    bob.open_deep_link(link)
+    card = bob.wait_for_message(timeout=15)
+    timeline.say("bob", "opens the tier link; bot: " + _quote(card.text))
+    bob.press(card, text="💳 Pay $9.99")
+    invoice = bob.wait_for_message(lambda m: "Your invoice" in m.text, timeout=15)
+    timeline.say("bot", f"to bob: {_quote(invoice.text)} [{invoice.buttons[0]['text']} -> "
+                        f"{invoice.buttons[0]['url']}]")
+    timeline.fact("invoice button", "yes")

@@ -123,6 +123,11 @@ def channel_offers(session: Session, key: str) -> list[Offer]:
             for t in channel.tiers if t.active]
 
 
+def _title(invoice: Invoice, channel: Channel) -> str:
+    """A subscription buys the closed channel; a donation goes to the channel people know."""
+    return channel.closed_title if invoice.kind == InvoiceKind.SUBSCRIPTION else channel.open_title
+
+
 class InvoiceService:
     """Opens invoices; each public method runs its own short transactions around the provider."""
 
@@ -149,7 +154,7 @@ class InvoiceService:
                                       Invoice.created_at > now - REUSE_WINDOW)
                 .order_by(Invoice.created_at.desc()).limit(1)).one_or_none()
             if reusable is not None and reusable.invoice_url:
-                return self._view(reusable, found.title)
+                return self._view(reusable, found.closed_title)
             invoice = Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.SUBSCRIPTION, channel_id=found.channel_id,
                               tier_id=tier_id, buyer_user_id=user_id, buyer_username=username,
                               price_usd=found.price_usd, days=found.days, created_at=now)
@@ -173,7 +178,7 @@ class InvoiceService:
             if invoice is None or invoice.buyer_user_id != user_id:
                 raise NotFound("I can't find that invoice. Please open the channel's link again.")
             if invoice.status == InvoiceStatus.PENDING and invoice.invoice_url:
-                return self._view(invoice, session.get(Channel, invoice.channel_id).open_title)
+                return self._view(invoice, _title(invoice, session.get(Channel, invoice.channel_id)))
             if invoice.status != InvoiceStatus.CREATED:
                 raise NotFound("This invoice is closed. Please open the channel's link again.")
         return self._create_at_provider(invoice_id)
@@ -181,8 +186,7 @@ class InvoiceService:
     def _create_at_provider(self, invoice_id: str) -> InvoiceView:
         with self.session_factory() as session:
             invoice = session.get(Invoice, invoice_id)
-            channel = session.get(Channel, invoice.channel_id)
-            title = channel.open_title
+            title = _title(invoice, session.get(Channel, invoice.channel_id))
         if self.ipn_callback_url is None:
             logger.error("invoice %s: PUBLIC_BASE_URL is not set, so NOWPayments could not reach us", invoice_id)
         description = (f"{title}: {invoice.days} days of access" if invoice.kind == InvoiceKind.SUBSCRIPTION
