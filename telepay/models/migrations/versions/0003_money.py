@@ -1,4 +1,4 @@
-"""money path: payments, payouts, host wallet
+"""payouts: shares, instant and batch payouts, host wallet transfers
 
 Revision ID: 0003
 Revises: 0002
