@@ -150,3 +150,26 @@ def test_a_donation_survives_a_restart_and_respects_the_limits(world, live):
     late = donor.press(keypad, text="✅ Confirm") if keypad.buttons else None
     if late is not None:
         assert "closed" in late.wait_for_answer(timeout=TIMEOUT)["text"]
+
+
+def test_mysubs_lists_active_subscriptions_with_renew_buttons(world, live):
+    from datetime import datetime, timedelta, timezone
+
+    from telepay.models import Subscription
+
+    key = live[0]
+    subscriber = world.telegram.create_user("Sue")
+    subscriber.send("/mysubs")
+    assert "no active subscriptions" in subscriber.wait_for_message(timeout=TIMEOUT).text
+    with world.session_factory.begin() as session:
+        channel_id = session.scalars(select(Channel.id).where(Channel.key == key)).one()
+        session.add(Subscription(channel_id=channel_id, user_id=subscriber.id,
+                                 expires_at=datetime(2030, 1, 31, 12, 0, tzinfo=timezone.utc)))
+    subscriber.send("/mysubs")
+    listing = subscriber.wait_for_message(timeout=TIMEOUT)
+    assert "Paula VIP — until 31 Jan 2030, 12:00 UTC" in listing.text
+    subscriber.press(listing, text="🔄 Renew Paula VIP")
+    plans = subscriber.wait_for_message(lambda m: "Renew" in m.text, timeout=TIMEOUT)
+    assert [b["text"] for b in plans.buttons] == ["$7.50 · 30 days", "$60.00 · 365 days"]
+    subscriber.press(plans, text="$7.50 · 30 days")
+    assert "$7.50" in subscriber.wait_for_message(lambda m: "Your invoice" in m.text, timeout=TIMEOUT).text
