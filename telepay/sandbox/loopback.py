@@ -187,10 +187,16 @@ class Fault:
     """An injected failure: answer `status` (or, with no status, do the work and answer late)."""
 
     route: str
+    method: str | None
     status: int | None
     remaining: int
     delay: float = 0.0
     retry_after: int | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        route = self.route.rstrip("/")
+        under = path.rstrip("/") == route or path.startswith(route + "/")
+        return under and (self.method is None or self.method.upper() == method)
 
 
 class Faults:
@@ -200,17 +206,18 @@ class Faults:
         self._lock = threading.Lock()
         self._queue: list[Fault] = []
 
-    def add(self, route: str, status: int | None, count: int, delay: float, retry_after: int | None) -> None:
+    def add(self, route: str, method: str | None, status: int | None, count: int, delay: float,
+            retry_after: int | None) -> None:
         if status is None and delay <= 0:
             raise ValueError("give a status to answer, or a delay to answer late")
         with self._lock:
-            self._queue.append(Fault(route, status, count, delay, retry_after))
+            self._queue.append(Fault(route, method, status, count, delay, retry_after))
 
-    def take(self, path: str) -> Fault | None:
-        """The first queued fault whose route is a prefix of `path`, counted down by one."""
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first queued fault for `path` (the route or below it), counted down by one."""
         with self._lock:
             for fault in self._queue:
-                if fault.remaining > 0 and path.startswith(fault.route):
+                if fault.remaining > 0 and fault.matches(method, path):
                     fault.remaining -= 1
                     return fault
         return None

@@ -98,14 +98,15 @@ class NowPaymentsSandbox:
         with self.lock:
             self.rates[currency.lower()] = Decimal(usd)
 
-    def fail_next(self, route: str, *, status: int | None = None, count: int = 1, delay: float = 0.0,
-                  retry_after: int | None = None) -> None:
-        """Fail the next `count` requests whose path starts with `route` (e.g. "/v1/invoice").
+    def fail_next(self, route: str, *, method: str | None = None, status: int | None = None, count: int = 1,
+                  delay: float = 0.0, retry_after: int | None = None) -> None:
+        """Fail the next `count` requests to `route` or below it (e.g. "/v1/payment"), of `method`
+        if given.
 
         With `status` they are refused with NOWPayments' error body and nothing happens; without
         it they are served, but the answer is held back `delay` seconds (a client timeout while
         the work is done, as on a slow day)."""
-        self.faults.add(route, status, count, delay, retry_after)
+        self.faults.add(route, method, status, count, delay, retry_after)
 
     # ---- looking --------------------------------------------------------------------------------
 

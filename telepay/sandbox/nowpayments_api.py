@@ -66,7 +66,7 @@ class NowPaymentsApi:
         self.sandbox = sandbox
 
     def __call__(self, request: Request) -> Response:
-        fault = self.sandbox.faults.take(request.path)
+        fault = self.sandbox.faults.take(request.method, request.path)
         if fault is not None and fault.status is not None:
             response = ApiError(fault.status, "Injected failure" if fault.status < 500 else
                                 "Internal server error").response()
