@@ -1,0 +1,124 @@
+"""NowPaymentsClient against the NOWPayments sandbox over real loopback HTTP."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from telepay.clients.nowpayments import NowPaymentsClient, ProviderError, ProviderInvoice, ProviderUnavailable
+from telepay.sandbox.harness import free_port
+from telepay.sandbox.loopback import LoopbackServer, Response
+from telepay.sandbox.nowpayments import NowPaymentsSandbox
+
+KEY = "np-client-test-key-0123456789"
+SECRET = "np-client-test-ipn-secret"
+INVOICE = dict(order_id="inv-9", order_description="Клуб — 30 дней", ipn_callback_url="https://telepay.test/ipn",
+               success_url="https://t.me/telepay_bot", cancel_url="https://t.me/telepay_bot")
+
+
+@pytest.fixture
+def sandbox():
+    with NowPaymentsSandbox(KEY, SECRET) as np:
+        yield np
+
+
+@pytest.fixture
+def client(sandbox):
+    with NowPaymentsClient(sandbox.base_url, KEY, timeout=2.0, backoff=0.01) as np_client:
+        yield np_client
+
+
+def _walk(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def test_create_invoice(client, sandbox):
+    invoice = client.create_invoice(price_amount=Decimal("12.50"), **INVOICE)
+    assert isinstance(invoice, ProviderInvoice)
+    assert invoice.price_amount == Decimal("12.5") and isinstance(invoice.price_amount, Decimal)
+    assert invoice.order_id == "inv-9"
+    assert invoice.invoice_url == f"{sandbox.origin}/invoice/{invoice.id}"
+    stored = sandbox.invoice(invoice.id)
+    assert (stored.price_amount, stored.order_description, stored.is_fixed_rate) == (
+        Decimal("12.5"), "Клуб — 30 дней", True)
+
+
+def test_amounts_must_be_decimal(client):
+    with pytest.raises(TypeError):
+        client.create_invoice(price_amount=12.5, **INVOICE)
+    with pytest.raises(ValueError):
+        client.create_invoice(price_amount=Decimal("-1"), **INVOICE)
+
+
+def test_refusal_is_a_provider_error_without_the_key(sandbox, caplog):
+    with NowPaymentsClient(sandbox.base_url, "wrong-" + KEY, backoff=0.01) as client, \
+            caplog.at_level(logging.DEBUG), pytest.raises(ProviderError) as raised:
+        client.create_invoice(price_amount=Decimal(15), **INVOICE)
+    assert (raised.value.status, raised.value.code) == (403, "INVALID_API_KEY")
+    assert raised.value.provider_message == "Invalid api key"
+    assert KEY not in str(raised.value) and KEY not in caplog.text
+    assert len(sandbox.calls) == 1  # a 4xx is never retried
+
+
+def test_invalid_request_is_a_provider_error(client):
+    with pytest.raises(ProviderError) as raised:
+        client.create_invoice(price_amount=Decimal("0.10"), **INVOICE)
+    assert raised.value.status == 400 and raised.value.provider_message == "amountTo is too small"
+
+
+@pytest.mark.parametrize("status", [500, 502, 429])
+def test_retries_5xx_and_429(client, sandbox, status, caplog):
+    sandbox.fail_next("/v1/invoice", status=status, count=2, retry_after=0 if status == 429 else None)
+    with caplog.at_level(logging.WARNING):
+        invoice = client.create_invoice(price_amount=Decimal(15), **INVOICE)
+    assert [c.status for c in sandbox.calls] == [status, status, 201]
+    assert len(sandbox.invoices) == 1 and invoice.id in sandbox.invoices
+    assert "retry 2 of 3" in caplog.text and KEY not in caplog.text
+
+
+def test_gives_up_after_the_retries(client, sandbox):
+    sandbox.fail_next("/v1/estimate", status=503, count=10)
+    with pytest.raises(ProviderUnavailable) as raised:
+        client.estimate(Decimal(15), "usd", "eth")
+    assert len(sandbox.calls) == 4 and KEY not in str(raised.value)
+
+
+def test_timeouts_are_retried(sandbox):
+    sandbox.fail_next("/v1/min-amount", delay=0.5)
+    with NowPaymentsClient(sandbox.base_url, KEY, timeout=0.2, backoff=0.01) as client:
+        assert client.min_amount("eth", "trx") == Decimal("0.0004")
+    assert len(sandbox.calls) == 2
+
+
+def test_unreachable_provider_is_unavailable():
+    with NowPaymentsClient(f"http://127.0.0.1:{free_port()}/v1", KEY, retries=1, backoff=0.01) as client:
+        with pytest.raises(ProviderUnavailable) as raised:
+            client.estimate(Decimal(15), "usd", "eth")
+    assert "ConnectError" in str(raised.value) and KEY not in str(raised.value)
+
+
+def test_get_payment_has_decimal_amounts_only(client, sandbox):
+    endpoint = LoopbackServer(lambda request: Response(200, b"ok"), "ipn-endpoint")
+    endpoint.start()
+    invoice = client.create_invoice(price_amount=Decimal(15), **{**INVOICE, "ipn_callback_url": endpoint.origin})
+    payment_id = sandbox.pay(invoice.id, amount_usd=Decimal("0.125"))
+    payment = client.get_payment(payment_id)
+    assert payment["payment_status"] == "partially_paid"
+    assert payment["actually_paid"] == Decimal("0.00005") and payment["pay_amount"] == Decimal("0.006")
+    assert payment["price_amount"] == Decimal(15) and isinstance(payment["fee"]["serviceFee"], Decimal)
+    assert not any(isinstance(v, float) for v in _walk(payment))
+    with pytest.raises(ProviderError) as raised:
+        client.get_payment(1234567890)
+    assert raised.value.status == 404
+    endpoint.stop()
+
+
+def test_estimate_and_min_amount_are_decimal(client):
+    assert client.estimate(Decimal(15), "usd", "eth") == Decimal("0.006")
+    assert client.min_amount("eth", "trx") == Decimal("0.0004")
