@@ -40,6 +40,7 @@ REQUIRED_FOR_RUN = (
     "WEBHOOK_SIGNING_SECRET",
     "NOWPAYMENTS_API_KEY",
     "NOWPAYMENTS_IPN_SECRET",
+    "PUBLIC_BASE_URL",  # NOWPayments needs it for the IPN callback of every invoice
 )
 
 

@@ -84,6 +84,18 @@ def job_handlers(services: Services, application: Application) -> dict[str, Hand
     }
 
 
+def start_timers(application: Application, services: Services) -> None:
+    """Periodic work, on PTB's JobQueue; each capability adds its timers here."""
+    log = TimerLog(services.session_factory, services.clock)
+    repost = RepostTimer(services.session_factory, services.jobs, services.clock)
+
+    async def queue_reposts() -> None:
+        if await asyncio.to_thread(repost.run_once):
+            services.wake_worker()
+
+    schedule(application, log, REPOST_TIMER, 60, queue_reposts)
+
+
 def run(settings: Settings) -> None:
     """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
     settings.require()
@@ -91,41 +103,39 @@ def run(settings: Settings) -> None:
     migrate.require_current(engine)
     logger.info("database: %s", describe(settings))
     services = build_services(settings, engine)
-    api = ApiServer(create_app(settings, services), settings.http_host, settings.http_port)
-    worker: Worker | None = None
+    try:
+        asyncio.run(_serve(settings, services))
+    finally:
+        engine.dispose()
+    logger.info("telepay stopped")
 
-    async def post_init(application: Application) -> None:
-        nonlocal worker
+
+async def _serve(settings: Settings, services: Services) -> None:
+    # Signals only set an event: a SIGTERM that lands while we are still starting lets the
+    # start finish, then everything stops in order, instead of tearing start-up apart.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    api = ApiServer(create_app(settings, services), settings.http_host, settings.http_port)
+    application = build_application(settings, services, services.session_factory)
+    async with application:  # initialize: getMe, persisted conversations; on exit: flush them
         worker = Worker(services.jobs, job_handlers(services, application),
                         poll_seconds=settings.worker_poll_seconds)
         worker.start()
         services.wake_worker = worker.wake
-        repost = RepostTimer(services.session_factory, services.jobs, services.clock)
-
-        async def queue_reposts() -> None:
-            if await asyncio.to_thread(repost.run_once):
-                services.wake_worker()
-
-        schedule(application, TimerLog(services.session_factory, services.clock), REPOST_TIMER, 60, queue_reposts)
+        start_timers(application, services)
+        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10)
+        await application.start()
         api.start()
         logger.info("telepay is running as @%s", application.bot.username)
 
-    async def post_stop(application: Application) -> None:
-        # Polling has stopped: stop taking webhooks, then let running jobs finish or hand back.
-        api.stop()
-        if worker is not None:
-            await worker.stop(grace_seconds=5)
-
-    async def post_shutdown(application: Application) -> None:
-        engine.dispose()
-        logger.info("telepay stopped")
-
-    application = build_application(
-        settings, services, services.session_factory,
-        post_init=post_init, post_stop=post_stop, post_shutdown=post_shutdown,
-    )
-    application.run_polling(
-        allowed_updates=Update.ALL_TYPES,
-        stop_signals=(signal.SIGINT, signal.SIGTERM),
-        timeout=10,
-    )
+        await stop.wait()
+        logger.info("stopping")
+        # Stop taking new work first (updates, webhooks), then let running jobs finish or be
+        # handed back, then stop the application (timers, pending updates) and flush state.
+        await application.updater.stop()
+        await asyncio.to_thread(api.stop)
+        await worker.stop(grace_seconds=5)
+        await application.stop()

@@ -37,8 +37,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             logger.warning("could not tell the user about the error", exc_info=True)
 
 
-def build_application(settings: Any, services: Any, session_factory, post_init=None, post_stop=None,
-                      post_shutdown=None) -> Application:
+def build_application(settings: Any, services: Any, session_factory) -> Application:
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token)
@@ -47,9 +46,6 @@ def build_application(settings: Any, services: Any, session_factory, post_init=N
         # Retries 429s after Telegram's retry_after and keeps under the overall and group limits.
         .rate_limiter(AIORateLimiter(max_retries=3))
     )
-    for hook, fn in (("post_init", post_init), ("post_stop", post_stop), ("post_shutdown", post_shutdown)):
-        if fn is not None:
-            getattr(builder, hook)(fn)
     application = builder.build()
     application.bot_data["services"] = services
     add_handlers(application)

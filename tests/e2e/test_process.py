@@ -60,3 +60,39 @@ def test_run_refuses_a_database_behind_the_migrations(telegram, tmp_path, databa
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{empty.database}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_json_logs_when_asked(telegram, database_url, session_factory, tmp_path):
+    import json
+
+    env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
+                      data_dir=tmp_path, database_url=database_url, extra={"LOG_FORMAT": "json"})
+    process = TelepayProcess(env, tmp_path / "telepay.log")
+    try:
+        process.start()
+        code, _ = process.stop()
+    finally:
+        process.kill()
+    assert code == 0
+    entries = [json.loads(line) for line in process.log().splitlines() if line.strip()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any("telepay is running" in e["message"] for e in entries)
+
+
+def test_sigterm_during_start_up_still_stops_cleanly(telegram, database_url, session_factory, tmp_path):
+    import subprocess
+    import sys
+    import signal
+
+    env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
+                      data_dir=tmp_path, database_url=database_url)
+    proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        telegram.wait_for_call("getMe", timeout=30)  # start-up is under way, polling not yet
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
