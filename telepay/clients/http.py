@@ -74,7 +74,7 @@ def to_decimal(value: Any) -> Decimal | None:
         return None
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"refusing {type(value).__name__} as money")
-    return Decimal(str(value)) if isinstance(value, int) else Decimal(value)
+    return Decimal(value)
 
 
 class JsonHttp:

@@ -35,6 +35,7 @@ from telepay.sandbox.nowpayments_model import (
 
 __all__ = ["Delivery", "InvoiceState", "IpnRecord", "NowPaymentsSandbox", "PaymentState", "SandboxError"]
 
+
 class NowPaymentsSandbox:
     def __init__(self, api_key: str, ipn_secret: str, *, rates: dict[str, Decimal] | None = None,
                  number_style: str = "decimal", delivery: Delivery = Delivery(),

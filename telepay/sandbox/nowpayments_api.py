@@ -103,9 +103,8 @@ class NowPaymentsApi:
             return self._page_pay(match.group(1), request)
         raise ApiError(404, f"Cannot {method} {path}")
 
-    @staticmethod
-    def _json(status: int, body: Any) -> Response:
-        return Response(status, jsontext.dumps(body).encode())
+    def _json(self, status: int, body: Any) -> Response:
+        return Response(status, jsontext.dumps(body, self.sandbox.number_style).encode())
 
     def _authenticate(self, request: Request) -> str:
         key = request.headers.get("x-api-key") or ""

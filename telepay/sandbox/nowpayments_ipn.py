@@ -101,11 +101,20 @@ class Courier:
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
-        # One client for the courier's life: building one per delivery costs an SSL context each.
-        self._client = httpx.Client()
+        # One client shared by deliveries: building one per delivery costs an SSL context each.
+        self._client: httpx.Client | None = None
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client()
+            return self._client
 
     def send(self, ipns: list[Ipn], delivery: Delivery) -> None:
         with self._lock:
@@ -149,7 +158,7 @@ class Courier:
             sent_at = time.time()
             code = answer = error = None
             try:
-                response = self._client.post(ipn.url, content=ipn.body, headers=headers, timeout=delivery.timeout)
+                response = self._http().post(ipn.url, content=ipn.body, headers=headers, timeout=delivery.timeout)
                 code, answer = response.status_code, response.content
             except httpx.HTTPError as failure:
                 error = f"{type(failure).__name__}: {failure}"
