@@ -1,45 +1,15 @@
-"""Shared benchmark plumbing: a fresh migrated database, a load generator, percentiles."""
+"""Shared benchmark plumbing: a load generator in its own process, percentiles."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import statistics
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-from telepay.models import migrate
-from telepay.models.engine import embedded_url, normalise_url
-
-
-def fresh_database() -> tuple[str, Callable[[], None]]:
-    """A new database on TELEPAY_TEST_DATABASE_URL's server (or an embedded one), migrated."""
-    url = os.environ.get("TELEPAY_TEST_DATABASE_URL")
-    server = make_url(normalise_url(url) if url else embedded_url(Path(tempfile.mkdtemp(prefix="bench-pg-"))))
-    name = f"telepay_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = server.set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return database_url, drop
 
 
 @dataclass

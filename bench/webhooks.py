@@ -17,7 +17,7 @@ from decimal import Decimal
 from flask import Flask, jsonify
 from sqlalchemy import create_engine
 
-from bench.common import accepted, any_answer, fresh_database, run_load
+from bench.common import accepted, any_answer, run_load
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.clock import SystemClock
@@ -25,6 +25,7 @@ from telepay.config import load_settings
 from telepay.models import Channel, Invoice, InvoiceKind, Tier
 from telepay.models.engine import make_session_factory
 from telepay.runtime import build_services
+from telepay.sandbox.database import scratch_database
 from telepay.security import nowpayments
 
 IPN_SECRET = "bench-ipn-secret"
@@ -62,10 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=8, help="waitress threads, both servers")
     args = parser.parse_args(argv)
 
-    database_url, drop = fresh_database()
+    with scratch_database("telepay_bench") as database_url:
+        return _measure(database_url, args)
+
+
+def _measure(database_url: str, args) -> dict:
     engine = create_engine(database_url, pool_size=args.threads, max_overflow=4)
     try:
         settings = load_settings({"NOWPAYMENTS_IPN_SECRET": IPN_SECRET, "WEBHOOK_SIGNING_SECRET": "unused",
+                                  "NOWPAYMENTS_API_KEY": "bench-key", "PUBLIC_BASE_URL": "http://127.0.0.1",
                                   "NOWPAYMENTS_IPN_IPS": "127.0.0.1"}, env_file=None)
         services = build_services(settings, engine=engine, clock=SystemClock())
         with make_session_factory(engine).begin() as session:
@@ -108,7 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
                 "full_p50_ms": full.pct(50), "full_p99_ms": full.pct(99), "errors": full.errors}
     finally:
         engine.dispose()
-        drop()
 
 
 if __name__ == "__main__":

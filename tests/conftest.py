@@ -17,33 +17,16 @@ from sqlalchemy.engine import make_url
 
 from telepay.models import Base
 from telepay.models import migrate
-from telepay.models.engine import embedded_url, make_session_factory, normalise_url
+from telepay.models.engine import make_session_factory
+from telepay.sandbox.database import scratch_database
 
 KEEP_TABLES = {"payout_currencies", "alembic_version"}
 
 
-def _server_url(tmp_path_factory) -> str:
-    url = os.environ.get("TELEPAY_TEST_DATABASE_URL")
-    if url:
-        return normalise_url(url)
-    return embedded_url(tmp_path_factory.mktemp("embedded-pg"))
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
-    server = make_url(_server_url(tmp_path_factory))
-    name = f"telepay_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database("telepay_test", tmp_path_factory.mktemp("embedded-pg")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ NOWPAYMENTS_IP = "51.89.194.21"
 BASE_ENV = {
     "WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
     "NOWPAYMENTS_IPN_SECRET": IPN_SECRET,
+    "NOWPAYMENTS_API_KEY": "test-nowpayments-key",
+    "PUBLIC_BASE_URL": "https://pay.example.test",
     "OPERATOR_TOKEN": "test-operator-token",
     "RATE_LIMIT_PER_MINUTE": "600",
     "RATE_LIMIT_BURST": "1000",
