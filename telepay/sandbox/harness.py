@@ -111,6 +111,8 @@ def sandbox_env(
         "NOWPAYMENTS_API_KEY": "sandbox-nowpayments-key",
         "NOWPAYMENTS_IPN_SECRET": "sandbox-nowpayments-ipn-secret",
         "WORKER_POLL_SECONDS": "0.5",
+        # The sandbox delivers IPNs from loopback, not from NOWPayments' published addresses.
+        "NOWPAYMENTS_IPN_IPS": "127.0.0.1",
     }
     # The process's own API stands in for the public HTTPS base NOWPayments calls back.
     env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HTTP_PORT']}"
