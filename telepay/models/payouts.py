@@ -1,4 +1,10 @@
-"""Money out: payouts to owners, shares held for threshold batches, and host-wallet transfers."""
+"""Money out: payouts to owners, shares held for threshold batches, and host-wallet transfers.
+
+A `Payout` is one movement of money out of the host wallet: to an owner (instant: one payment's
+share; batch: an owner's held shares) or to the host's own USDT address (sweep: the ETH that
+threshold shares arrived as, converted so they are held as USDT). Every payment's share can be
+traced to exactly one payout (`payments.payout_id`) or to an accumulation waiting for a batch.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from telepay.models.base import Base, BaseUnits, CryptoAmount, utcnow
 class PayoutKind(enum.StrEnum):
     INSTANT = "instant"
     BATCH = "batch"
+    SWEEP = "sweep"  # host ETH -> host USDT for threshold shares; no channel, no owner
 
 
 class PayoutStatus(enum.StrEnum):
@@ -25,26 +32,46 @@ class PayoutStatus(enum.StrEnum):
     FUNDED = "funded"                          # host transfer mined
     FINISHED = "finished"
     CARRIED_OVER = "carried_over"              # below the provider minimum; waits for more
+    MERGED = "merged"                          # a carried-over payout absorbed by a later one
     NEEDS_REVIEW = "needs_review"
     CANCELLED = "cancelled"
 
 
+# Where a payout's money is: settled, or still owed to the owner (pending / carried over).
+SETTLED_STATUSES = frozenset({PayoutStatus.FINISHED, PayoutStatus.CANCELLED, PayoutStatus.MERGED})
+
+
 class Payout(Base):
     __tablename__ = "payouts"
-    __table_args__ = (CheckConstraint("amount_usd >= 0", name="amount_nonnegative"),)
+    __table_args__ = (
+        CheckConstraint("amount_usd >= 0", name="amount_nonnegative"),
+        CheckConstraint("kind = 'sweep' OR channel_id IS NOT NULL", name="owner_payout_has_channel"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    # None only for sweeps, which pay the host itself.
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
     kind: Mapped[PayoutKind]
     status: Mapped[PayoutStatus] = mapped_column(default=PayoutStatus.PENDING)
     amount_usd: Mapped[Decimal]
+    # What the host wallet pays with: "ETH" (instant, sweeps) or "USDT" (batches).
+    funding_asset: Mapped[str] = mapped_column(String(16), default="ETH")
     to_currency: Mapped[str] = mapped_column(String(16))
     to_network: Mapped[str] = mapped_column(String(16))
     to_address: Mapped[str] = mapped_column(String(128))
+    # The fixed-rate quote the exchange is created with (recorded before creating it).
+    rate_id: Mapped[str | None] = mapped_column(String(64))
     exchange_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     payin_address: Mapped[str | None] = mapped_column(String(128))
+    # from_amount: funding asset, whole units; to_amount: what the owner gets, their currency.
     from_amount: Mapped[Decimal | None] = mapped_column(CryptoAmount)
     to_amount: Mapped[Decimal | None] = mapped_column(CryptoAmount)
+    payout_hash: Mapped[str | None] = mapped_column(String(128))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    # The status a payout in needs_review resumes from when an operator retries it.
+    resume_status: Mapped[PayoutStatus | None]
+    # Start of the current run of failures; past 24 h the payout goes to needs_review.
+    failing_since: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -61,7 +88,9 @@ class Accumulation(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
     amount_usd: Mapped[Decimal]
-    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
+    # The sweep that converted this share's ETH into host USDT (None: not yet swept).
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -78,6 +107,8 @@ class ChainTransaction(Base):
     __tablename__ = "chain_transactions"
     __table_args__ = (
         UniqueConstraint("from_address", "nonce"),
+        # Never a second signed transaction for one payout: the database refuses it.
+        UniqueConstraint("payout_id"),
         CheckConstraint("amount_base_units > 0", name="amount_positive"),
     )
 
@@ -92,5 +123,6 @@ class ChainTransaction(Base):
     raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
     tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
     status: Mapped[ChainTxStatus] = mapped_column(default=ChainTxStatus.SIGNED)
+    block_number: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,12 @@
+"""The payout engine: owners' shares, instant and batch payouts, sweeps, and the host wallet.
+
+Modules: `allocation` (the split and `allocate_share`, the entry point payment processing
+calls), `wallet` (the host wallet: sign, persist, broadcast exactly once), `exchanges`
+(ChangeNOW quotes and exchanges), `runner` (the `payout.run` job: one payout, step by step),
+`batches` (the 5-minute timer: sweeps, threshold batches, balance check), `alerts` (DMs to the
+operators), `report` (what the CLI shows).
+"""
+
+from telepay.services.payouts.allocation import PAYOUT_JOB, SHARE_QUANTUM, Allocation, allocate_share, split
+
+__all__ = ["PAYOUT_JOB", "SHARE_QUANTUM", "Allocation", "allocate_share", "split"]
