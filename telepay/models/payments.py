@@ -25,6 +25,7 @@ class InvoiceStatus(enum.StrEnum):
     COMPLETED = "completed"
     EXPIRED = "expired"
     FAILED = "failed"
+    REFUNDED = "refunded"      # the provider returned the money before anything was granted
 
 
 class PaymentStatus(enum.StrEnum):
@@ -92,6 +93,11 @@ class Payment(Base):
     platform_fee_usd: Mapped[Decimal | None]
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     needs_review: Mapped[str | None] = mapped_column(Text)
+    # When this payment completed its invoice (granted access or thanked a donor); a refund
+    # after that is the operator's to settle, never undone by automation.
+    fulfilled_at: Mapped[datetime | None]
+    # Our last status query to the provider, for payments whose IPNs seem lost.
+    checked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

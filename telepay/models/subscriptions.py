@@ -46,6 +46,11 @@ class Invite(Base):
     """A join-request link made for one buyer; anyone else's request on it is declined."""
 
     __tablename__ = "invites"
+    __table_args__ = (
+        # The invite job finds its invoice's link; "Get my invite" finds a buyer's open links.
+        Index("ix_invites_invoice_id", "invoice_id"),
+        Index("ix_invites_chat_id_user_id", "chat_id", "user_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
@@ -55,5 +60,7 @@ class Invite(Base):
     link: Mapped[str | None] = mapped_column(Text, unique=True)
     name: Mapped[str] = mapped_column(String(32))
     status: Mapped[InviteStatus] = mapped_column(default=InviteStatus.CREATED)
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
