@@ -108,14 +108,15 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s " + format, self.server.name, self.address_string(), *args)
 
 
-class _Server(ThreadingHTTPServer):
+class ConnectionTrackingServer(ThreadingHTTPServer):
+    """A threading HTTP server that can cut its open connections on stop, so a keep-alive
+    client (or a long poll) cannot hold a sandbox's shutdown open."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: App, name: str) -> None:
-        super().__init__(address, _Handler)
-        self.app = app
-        self.name = name
+    def __init__(self, address: tuple[str, int], handler) -> None:
+        super().__init__(address, handler)
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
 
@@ -137,6 +138,13 @@ class _Server(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+class _Server(ConnectionTrackingServer):
+    def __init__(self, address: tuple[str, int], app: App, name: str) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+        self.name = name
 
 
 class LoopbackServer:

@@ -13,15 +13,15 @@ import email.policy
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from telepay.sandbox import telegram_methods_chats, telegram_methods_messages
+from telepay.sandbox.loopback import ConnectionTrackingServer
 from telepay.sandbox.telegram_params import ApiError, Args, MethodSpec
 from telepay.sandbox.telegram_state import World
 
@@ -227,35 +227,11 @@ class _Busy:
             self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(ConnectionTrackingServer):
     def __init__(self, address: tuple[str, int], api: BotApi) -> None:
         super().__init__(address, _Handler)
         self.api = api
         self.busy = _Busy()
-        self.connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request, client_address) -> None:
-        with self._connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self._connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self.connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class BotApiServer:
