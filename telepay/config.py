@@ -131,6 +131,11 @@ class Settings:
     host_wallet_private_key: str | None = field(default=None, repr=False)
     usdt_contract_address: str | None = None
     platform_fee_percent: Decimal = Decimal("10")
+    # A finished payment this many percent short of the price still completes its invoice
+    # (network fees and rate rounding); anything shorter is treated as partly paid.
+    payment_underpaid_tolerance_percent: Decimal = Decimal("0.5")
+    # An unfinished payment this old with no news is asked about (its IPN may be lost).
+    payment_status_check_minutes: int = 30
     admin_chat_ids: tuple[int, ...] = ()
     log_format: str = "text"
     log_level: str = "INFO"
@@ -197,6 +202,8 @@ _ATTR = {
     "HOST_WALLET_PRIVATE_KEY": "host_wallet_private_key",
     "USDT_CONTRACT_ADDRESS": "usdt_contract_address",
     "PLATFORM_FEE_PERCENT": "platform_fee_percent",
+    "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
+    "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
     "ADMIN_CHAT_IDS": "admin_chat_ids",
     "LOG_FORMAT": "log_format",
     "LOG_LEVEL": "log_level",

@@ -1,0 +1,191 @@
+"""The `payment.process` job: a payment's stored IPNs turned into its state and what follows.
+
+One transaction per run, holding the payment row (`FOR UPDATE`), so concurrent runs for one
+payment take turns and each sees what the one before did. A run does not apply "its" event but
+recomputes the payment from every event stored so far (`state.furthest`): the order jobs run in
+does not matter, and a run that finds nothing new changes nothing.
+
+Where each status leads (the invoice's status in brackets; messages are queued jobs):
+
+* confirming / confirmed / sending: the buyer hears once that the payment is on its way.
+* finished, enough paid (within PAYMENT_UNDERPAID_TOLERANCE_PERCENT): the invoice completes
+  [completed] and is fulfilled (`Fulfilment`: subscription or thanks, share, owner notified).
+* finished, too little: nothing is granted [partially_paid]; the buyer is told what is missing;
+  operators review it (`needs_review`).
+* partially_paid: [partially_paid]; the buyer is told what is missing.
+* failed / expired: [failed / expired], unless the invoice completed already; the buyer is told.
+* refunded before fulfilment: [refunded]; the buyer is told.
+* refunded after fulfilment, a second payment for a completed invoice, or any re-deposit
+  (`parent_payment_id`): nothing automatic; `needs_review` says why, operators are alerted
+  (ADMIN_CHAT_IDS) and the buyer is told the team will look at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from telepay.clock import Clock
+from telepay.models import (
+    Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentStatus,
+)
+from telepay.services.fulfilment import Fulfilment
+from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.messages import alert_operators, queue_message
+from telepay.services.payments import texts
+from telepay.services.payments.state import IN_FLIGHT, apply_amounts, furthest, shortfall
+
+logger = logging.getLogger(__name__)
+
+S = PaymentStatus
+OPEN_INVOICE = (InvoiceStatus.CREATED, InvoiceStatus.PENDING, InvoiceStatus.PARTIALLY_PAID)
+
+
+class PaymentProcessor:
+    """Applies a payment's IPNs. Call `process` in a thread; the instance is the job handler."""
+
+    def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
+                 fulfilment: Fulfilment, tolerance_percent: Decimal, admin_chat_ids: Iterable[int] = ()):
+        self.session_factory = session_factory
+        self.jobs = jobs
+        self.clock = clock
+        self.fulfilment = fulfilment
+        self.tolerance_percent = tolerance_percent
+        self.admin_chat_ids = tuple(admin_chat_ids)
+
+    async def __call__(self, job: ClaimedJob) -> None:
+        await asyncio.to_thread(self.process, job.payload["provider_payment_id"])
+
+    def process(self, provider_payment_id: str) -> PaymentStatus | None:
+        """Bring the payment up to date with its events; returns its status (None: unknown)."""
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            payment = session.scalars(select(Payment).where(Payment.provider_payment_id == provider_payment_id)
+                                      .with_for_update()).one_or_none()
+            if payment is None:
+                logger.warning("payment %s: no such payment; nothing to process", provider_payment_id)
+                return None
+            events = list(session.scalars(select(PaymentEvent).where(
+                PaymentEvent.provider_payment_id == provider_payment_id).order_by(PaymentEvent.id)))
+            decisive = furthest(events)
+            if decisive is None:
+                return payment.status
+            status = S(decisive.status)
+            if status != payment.status:
+                logger.info("payment %s (%s): %s -> %s", payment.id, provider_payment_id, payment.status.value,
+                            status.value)
+            apply_amounts(payment, decisive.body)
+            payment.status = status
+            payment.updated_at = now
+            session.flush()
+            invoice = session.get(Invoice, payment.invoice_id, with_for_update=True)
+            _Run(self, session, payment, invoice, now).act(status)
+            session.execute(update(PaymentEvent).where(PaymentEvent.provider_payment_id == provider_payment_id,
+                                                       PaymentEvent.processed_at.is_(None))
+                            .values(processed_at=now))
+            return status
+
+
+class _Run:
+    """One processing run's view of one payment; every effect is deduplicated or state-guarded."""
+
+    def __init__(self, processor: PaymentProcessor, session: Session, payment: Payment, invoice: Invoice,
+                 now: datetime):
+        self.p, self.session, self.payment, self.invoice, self.now = processor, session, payment, invoice, now
+        self.channel = session.get(Channel, invoice.channel_id)
+        self.what = (f"“{self.channel.closed_title}” ({invoice.days} days)" if invoice.kind == InvoiceKind.SUBSCRIPTION
+                     else f"your donation to “{self.channel.open_title}”")
+        self.ref = payment.provider_payment_id
+
+    def act(self, status: PaymentStatus) -> None:
+        payment, invoice = self.payment, self.invoice
+        if payment.parent_payment_id:
+            if status in (S.FINISHED, S.PARTIALLY_PAID):
+                self.review("redeposit", "💸 Re-deposit received",
+                            f"An extra deposit of {self.paid()} to the address of payment {payment.parent_payment_id}.",
+                            texts.extra_payment(self.what, self.paid()))
+            return
+        if status in IN_FLIGHT and invoice.status in OPEN_INVOICE:
+            self.tell("seen", texts.payment_seen(self.what), unless_completed=True)
+        elif status == S.FINISHED:
+            self.finished()
+        elif status == S.PARTIALLY_PAID and invoice.status in OPEN_INVOICE:
+            invoice.status = InvoiceStatus.PARTIALLY_PAID
+            self.tell_shortfall()
+        elif status in (S.FAILED, S.EXPIRED) and payment.fulfilled_at is None:
+            if invoice.status in OPEN_INVOICE:
+                invoice.status = InvoiceStatus.FAILED if status == S.FAILED else InvoiceStatus.EXPIRED
+            self.tell(status.value, texts.failed(self.what) if status == S.FAILED else texts.expired(self.what))
+        elif status == S.REFUNDED:
+            self.refunded()
+
+    def finished(self) -> None:
+        payment, invoice = self.payment, self.invoice
+        if payment.fulfilled_at is not None:
+            return  # done before: a repeat, or a late event for an older status
+        if invoice.status == InvoiceStatus.COMPLETED:
+            self.review("second_payment", "💸 Second payment for a completed invoice",
+                        f"{self.paid()} arrived for an invoice another payment already completed.",
+                        texts.extra_payment(self.what, self.paid()))
+            return
+        missing = shortfall(payment, invoice, self.p.tolerance_percent)
+        if missing is not None:
+            invoice.status = InvoiceStatus.PARTIALLY_PAID
+            self.tell_shortfall(missing)
+            self.review("underpaid", "⚠️ Finished payment below the price",
+                        f"Received {self.paid()} for a price of {texts.usd(invoice.price_usd)}; nothing granted.")
+            return
+        invoice.status, invoice.completed_at = InvoiceStatus.COMPLETED, self.now
+        payment.fulfilled_at = self.now
+        self.session.flush()
+        allocation = self.p.fulfilment.fulfil(self.session, invoice, payment, self.now)
+        logger.info("payment %s (%s): invoice %s completed; share %s USD", payment.id, self.ref, invoice.id,
+                    allocation.owner_share_usd)
+
+    def refunded(self) -> None:
+        payment, invoice = self.payment, self.invoice
+        if payment.fulfilled_at is not None:
+            self.review("refund_after_fulfilment", "↩️ Refund after fulfilment",
+                        f"Payment of {self.paid()} was refunded after it completed the invoice "
+                        f"({invoice.kind.value}); access and payout are unchanged.",
+                        texts.refunded_after_access(self.what))
+            return
+        if invoice.status in OPEN_INVOICE:
+            invoice.status = InvoiceStatus.REFUNDED
+        self.tell("refunded", texts.refunded(self.what))
+
+    # ---- effects ------------------------------------------------------------------------------
+
+    def paid(self) -> str:
+        return texts.crypto(self.payment.actually_paid, self.payment.pay_currency)
+
+    def tell(self, topic: str, text: str, *, unless_completed: bool = False) -> None:
+        queue_message(self.session, self.p.jobs, self.invoice.buyer_user_id, text,
+                      dedupe_key=f"buyer:{self.ref}:{topic}",
+                      unless_completed=self.invoice.id if unless_completed else None)
+
+    def tell_shortfall(self, missing=None) -> None:
+        missing = missing or shortfall(self.payment, self.invoice, Decimal(0))
+        if missing is None:
+            return
+        text = texts.partially_paid(self.what, self.paid(),
+                                    texts.crypto(missing.missing, self.payment.pay_currency)
+                                    if missing.missing is not None else "part of the price", missing.missing_usd)
+        self.tell("partially_paid", text)
+
+    def review(self, reason: str, title: str, detail: str, buyer_text: str | None = None) -> None:
+        """Leave it to the operators: say why on the payment, alert them once, tell the buyer once."""
+        if self.payment.needs_review is None:
+            self.payment.needs_review = f"{reason}: {detail}"
+            logger.warning("payment %s (%s), invoice %s: needs review: %s", self.payment.id, self.ref,
+                           self.invoice.id, reason)
+        alert_operators(self.session, self.p.jobs, self.p.admin_chat_ids,
+                        texts.operator_note(title, self.ref, self.invoice.id, detail), key=f"{reason}:{self.ref}")
+        if buyer_text:
+            self.tell(reason, buyer_text)

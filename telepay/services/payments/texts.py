@@ -1,0 +1,126 @@
+"""What buyers, donors, owners and operators are told about a payment, in one place.
+
+Plain functions of the facts, so the wording can be read (and tested) without a database.
+Amounts are Decimals formatted here; crypto amounts keep the provider's digits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from telepay.services.payouts import Allocation
+from telepay.models.channels import PayoutStrategy
+
+
+def usd(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def crypto(amount: Decimal | None, currency: str | None) -> str:
+    if amount is None:
+        return "an unknown amount"
+    text = format(amount.normalize(), "f") if amount else "0"
+    return f"{text} {(currency or '').upper()}".strip()
+
+
+def when(moment: datetime) -> str:
+    return f"{moment:%d %b %Y, %H:%M} UTC"
+
+
+def buyer_name(username: str | None, user_id: int) -> str:
+    return f"@{username}" if username else f"user id {user_id}"
+
+
+# ---- buyers and donors --------------------------------------------------------------------------
+
+def payment_seen(what: str) -> str:
+    return (f"⏳ Your payment for {what} has reached the blockchain. I'll message you again as soon as "
+            "it is confirmed — usually within a few minutes.")
+
+
+def invite(title: str, expires_at: datetime, renewed: bool) -> str:
+    first = (f"✅ Payment received — your subscription to “{title}” is extended until {when(expires_at)}."
+             if renewed else
+             f"✅ Payment received — welcome! Your subscription to “{title}” is active until {when(expires_at)}.")
+    return (first + "\n\nTap the button below to join the channel. The link is made for you alone: "
+            "I approve your request automatically, and it stops working once you're in.")
+
+
+def already_member(title: str, expires_at: datetime) -> str:
+    return (f"✅ Payment received — your subscription to “{title}” is extended until {when(expires_at)}. "
+            "You're already in the channel, so there's nothing else to do.")
+
+
+def fresh_invite(title: str) -> str:
+    return (f"🔑 Here is a new personal invite to “{title}”. Any earlier link I sent you no longer "
+            "works. Tap the button to join; I approve your request automatically.")
+
+
+def join_button(title: str) -> str:
+    return f"🔓 Join {title}"[:64]
+
+
+def thanks(title: str, amount: Decimal) -> str:
+    return (f"💝 Thank you! Your donation of {usd(amount)} to “{title}” has arrived. The channel's owner "
+            "has been told — your support means a lot.")
+
+
+def partially_paid(what: str, paid: str, missing: str, missing_usd: Decimal | None) -> str:
+    about = f" (about {usd(missing_usd)})" if missing_usd is not None and missing_usd > 0 else ""
+    return (f"⚠️ Your payment for {what} arrived, but it is less than the price: we received {paid}, "
+            f"so {missing}{about} is missing.\n\nNothing has been activated yet. Send the missing amount to "
+            "the same address from your invoice and I'll continue as soon as it is confirmed. If the "
+            "invoice has already closed, our team will sort it out with you.")
+
+
+def failed(what: str) -> str:
+    return (f"❌ Your payment for {what} failed, so nothing was activated. If coins left your wallet, "
+            "NOWPayments returns them. You're welcome to try again: tap the button in the channel for a "
+            "new invoice.")
+
+
+def expired(what: str) -> str:
+    return (f"⌛ Your invoice for {what} expired before a payment arrived, so it is closed. Tap the button "
+            "in the channel whenever you'd like a new one.")
+
+
+def refunded(what: str) -> str:
+    return (f"↩️ Your payment for {what} was refunded to you by NOWPayments, so nothing was activated. "
+            "You're welcome to try again with a new invoice.")
+
+
+def refunded_after_access(what: str) -> str:
+    return (f"↩️ NOWPayments tells us your payment for {what} was refunded to you. Our team will look at it "
+            "and get in touch if anything about your access changes.")
+
+
+def extra_payment(what: str, paid: str) -> str:
+    return (f"💬 We received another payment of {paid} for {what}. Extra payments aren't applied "
+            "automatically — our team will review it and get back to you.")
+
+
+# ---- owners --------------------------------------------------------------------------------------
+
+def owner_sale(*, title: str, tier: str | None, buyer: str, at: datetime, allocation: Allocation) -> str:
+    head = (f"💰 New subscription to “{title}”\n{tier}" if tier else f"💝 New donation to “{title}”")
+    lines = [head, f"Amount: {usd(allocation.arrived_usd)}", f"From: {buyer}", f"Time: {when(at)}",
+             payout_line(allocation)]
+    return "\n".join(lines)
+
+
+def payout_line(allocation: Allocation) -> str:
+    share = usd(allocation.owner_share_usd)
+    if allocation.strategy == PayoutStrategy.THRESHOLD:
+        held = usd(allocation.held_usd or Decimal(0))
+        threshold = usd(allocation.threshold_usd) if allocation.threshold_usd is not None else "your threshold"
+        return f"Your share: {share}, held for your next payout ({held} of {threshold} so far)."
+    if allocation.payout_id is not None:
+        return f"Your share: {share} — payout #{allocation.payout_id} started."
+    return f"Your share: {share}."
+
+
+# ---- operators -----------------------------------------------------------------------------------
+
+def operator_note(what: str, payment_ref: str, invoice_id: str, detail: str) -> str:
+    return f"{what}\nPayment {payment_ref}, invoice {invoice_id}.\n{detail}\nNothing was done automatically."
