@@ -1,15 +1,21 @@
-"""Shared benchmark plumbing: a load generator in its own process, percentiles."""
+"""Shared benchmark plumbing: a load generator in its own process, percentiles, the machine's
+load, and `telepay run` against the sandboxes."""
 
 from __future__ import annotations
 
 import multiprocessing
 import statistics
 import threading
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import httpx
+
+from telepay.sandbox.harness import TelepayProcess, sandbox_env
 
 
 @dataclass
@@ -92,3 +98,35 @@ def _run_load(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrenc
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load, to print beside figures taken on a shared machine."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+@contextmanager
+def running_telepay(database_url: str, telegram, *, nowpayments=None, extra: dict[str, str] | None = None,
+                    log_name: str = "telepay.log") -> Iterator[TelepayProcess]:
+    """`telepay run` against the sandbox Telegram (and NOWPayments if given), killed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="telepay-bench-") as tmp:
+        env = sandbox_env(telegram_base_url=telegram.base_url, token=telegram.token,
+                          bot_username=telegram.bot.username, data_dir=Path(tmp), database_url=database_url,
+                          nowpayments_base_url=nowpayments.base_url if nowpayments else None,
+                          extra=extra)
+        process = TelepayProcess(env, Path(tmp) / log_name)
+        process.start()
+        try:
+            yield process
+        finally:
+            try:
+                process.stop()  # graceful: the bot confirms its last updates to the sandbox
+            finally:
+                process.kill()
