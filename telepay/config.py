@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -89,6 +90,18 @@ def _decimal(name: str, value: str | None, default: str) -> Decimal:
         raise ConfigError(f"{name} must be a decimal number, got {value!r}", [name]) from None
 
 
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, value: str) -> timedelta:
+    """`3d`, `12h`, `30m`, `45s` -> a timedelta; anything else is a ConfigError naming `name`."""
+    match = _DURATION.match(value.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{name} takes durations like 3d, 12h, 30m or 45s, got {value!r}", [name])
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
 def _list(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -137,6 +150,12 @@ class Settings:
     # An unfinished payment this old with no news is asked about (its IPN may be lost).
     payment_status_check_minutes: int = 30
     admin_chat_ids: tuple[int, ...] = ()
+    # The expiry sweep: how often it runs, how many subscriptions one transaction claims, how
+    # long after expiry access really ends, and how long before expiry reminders go out.
+    sweep_interval_seconds: float = 60.0
+    sweep_batch_size: int = 500
+    expiry_grace_seconds: int = 0
+    reminder_offsets: tuple[str, ...] = ("3d", "1d")
     log_format: str = "text"
     log_level: str = "INFO"
     worker_poll_seconds: float = 1.0
@@ -205,6 +224,10 @@ _ATTR = {
     "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
     "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
     "ADMIN_CHAT_IDS": "admin_chat_ids",
+    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
+    "SWEEP_BATCH_SIZE": "sweep_batch_size",
+    "EXPIRY_GRACE_SECONDS": "expiry_grace_seconds",
+    "REMINDER_OFFSETS": "reminder_offsets",
     "LOG_FORMAT": "log_format",
     "LOG_LEVEL": "log_level",
     "WORKER_POLL_SECONDS": "worker_poll_seconds",
@@ -278,4 +301,6 @@ def load_settings(
             values[attr] = _list(value) if value is not None else default
     values["admin_chat_ids"] = admin_ids
     values["log_format"] = log_format
+    for offset in values["reminder_offsets"]:
+        parse_duration("REMINDER_OFFSETS", offset)
     return dataclasses.replace(defaults, **values)

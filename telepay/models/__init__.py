@@ -6,6 +6,7 @@ Importing this package registers every table on `Base.metadata` (Alembic reads i
 from telepay.models.base import Base
 from telepay.models.channels import AuditLog, BroadcastPost, Channel, ChannelStatus, PayoutCurrency, PayoutStrategy, Tier
 from telepay.models.jobs import Job, JobState
+from telepay.models.lifecycle import ReminderCursor
 from telepay.models.payments import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentStatus
 from telepay.models.payouts import (
     Accumulation, ChainTransaction, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
@@ -18,5 +19,6 @@ __all__ = [
     "ChainTransaction", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
     "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
     "PaymentStatus", "Payout", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
+    "ReminderCursor",
     "Subscription", "SubscriptionStatus", "Tier", "TimerRun",
 ]

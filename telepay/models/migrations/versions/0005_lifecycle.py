@@ -14,8 +14,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "reminder_cursors",
+        sa.Column("offset_seconds", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("subscription_id", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("offset_seconds", name=op.f("pk_reminder_cursors")),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("reminder_cursors")
