@@ -31,6 +31,12 @@ from telepay.services.posts import TIMER_NAME as REPOST_TIMER, Poster, RepostTim
 from telepay.services.setup import SetupService
 from telepay.services.timers import TimerLog, schedule
 from telepay.services.notifications import NOTIFY_JOB, OwnerNotifier
+from telepay.services.access import INVITE_JOB, AccessService, InviteSender
+from telepay.services.fulfilment import Fulfilment
+from telepay.services.ipn import PROCESS_JOB
+from telepay.services.messages import DIRECT_JOB, DirectMessenger
+from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
+from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.worker import Handler, Worker
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,10 @@ class Services:
     # The bot's owner and buyer flows.
     setup: SetupService | None = None
     invoices: InvoiceService | None = None
+    # Money in: IPNs into payment state, fulfilment, invites and join requests.
+    payments: PaymentProcessor | None = None
+    payment_checker: PaymentChecker | None = None
+    access: AccessService | None = None
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -72,6 +82,13 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         clock, ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
                                  if settings.public_base_url else None),
         success_url=bot_link + "?start=paid", cancel_url=bot_link)
+    services.payments = PaymentProcessor(
+        session_factory, services.jobs, clock,
+        fulfilment=Fulfilment(services.jobs, fee_percent=settings.platform_fee_percent),
+        tolerance_percent=settings.payment_underpaid_tolerance_percent, admin_chat_ids=settings.admin_chat_ids)
+    services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
+                                              after_minutes=settings.payment_status_check_minutes)
+    services.access = AccessService(session_factory, clock)
     return services
 
 
@@ -79,6 +96,9 @@ def job_handlers(services: Services, application: Application) -> dict[str, Hand
     """Job kind -> coroutine. Each capability registers its kinds here."""
     return {
         NOTIFY_JOB: OwnerNotifier(services.session_factory, application.bot),
+        PROCESS_JOB: services.payments,
+        INVITE_JOB: InviteSender(services.access, application.bot),
+        DIRECT_JOB: DirectMessenger(services.session_factory, application.bot),
         POST_JOB: Poster(services.session_factory, application.bot, services.clock,
                          services.settings.telegram_bot_username),
     }
@@ -94,6 +114,12 @@ def start_timers(application: Application, services: Services) -> None:
             services.wake_worker()
 
     schedule(application, log, REPOST_TIMER, 60, queue_reposts)
+
+    async def check_payments() -> None:
+        if await asyncio.to_thread(services.payment_checker.run_once):
+            services.wake_worker()
+
+    schedule(application, log, PAYMENT_CHECK_TIMER, 60, check_payments)
 
 
 def run(settings: Settings) -> None:

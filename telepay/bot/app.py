@@ -19,7 +19,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from telepay.bot import buy, channels_menu, donate, register, setup_form, start
+from telepay.bot import access, buy, channels_menu, donate, register, setup_form, start
 from telepay.bot.persistence import SqlPersistence
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def add_handlers(application: Application) -> None:
         CallbackQueryHandler(buy.renew, pattern=r"^buy:[A-Za-z0-9]{6,16}$"),
         CallbackQueryHandler(donate.expired, pattern=r"^kp:"),
         CallbackQueryHandler(register.cancel, pattern=r"^reg:cancel$"),
+        *access.handlers(),  # join requests, joins, "Get my invite"
         CallbackQueryHandler(start.stale_button),
         MessageHandler(filters.ChatType.PRIVATE & ~filters.COMMAND, start.unknown_text),
     ])

@@ -132,4 +132,5 @@ async def my_subscriptions(update: Update, context: Context) -> None:
     lines = ["🎟 Your subscriptions:\n"]
     lines += [f"• {title} — until {expires:%d %b %Y, %H:%M} UTC" for expires, title, _ in subs]
     rows = [[(f"🔄 Renew {title[:40]}", f"buy:{key}")] for _, title, key in subs]
+    rows += [[(f"🔑 Get my invite to {title[:32]}", f"invite:{key}")] for _, title, key in subs]
     await show(update, "\n".join(lines), keyboard(*rows))

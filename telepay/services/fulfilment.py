@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -62,10 +61,9 @@ def extend_subscription(session: Session, invoice: Invoice, now: datetime) -> tu
 class Fulfilment:
     """Grants what a completed invoice bought; runs in the caller's transaction, never commits."""
 
-    def __init__(self, jobs: JobQueue, *, fee_percent: Decimal, admin_chat_ids: Iterable[int] = ()):
+    def __init__(self, jobs: JobQueue, *, fee_percent: Decimal):
         self.jobs = jobs
         self.fee_percent = fee_percent
-        self.admin_chat_ids = tuple(admin_chat_ids)
 
     def fulfil(self, session: Session, invoice: Invoice, payment: Payment, now: datetime) -> Allocation:
         channel = session.get(Channel, invoice.channel_id)
