@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clients.changenow import ProviderError
 from telepay.clock import Clock
 from telepay.models import Accumulation, ChainTxStatus, Payout, PayoutKind, PayoutStatus
-from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.jobs import ClaimedJob, JobQueue, RetryPolicy
 from telepay.services.payouts.alerts import alert_admins
 from telepay.services.payouts.allocation import enqueue_payout
 from telepay.services.payouts.exchanges import FUNDING, BelowMinimum, PayoutExchanges, base_units, user_id
@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 ACTIVE = (PayoutStatus.PENDING, PayoutStatus.EXCHANGE_REQUESTED, PayoutStatus.EXCHANGE_CREATED,
           PayoutStatus.FUNDING, PayoutStatus.FUNDED)
 _WAIT = "wait"
+# The queue retries a failing step with backoff; the runner itself decides when a payout has
+# failed long enough (24 h) to go to review, so the queue's own give-up lies well beyond that.
+PAYOUT_RETRY = RetryPolicy(interval=timedelta(seconds=30), backoff=2.0, max_interval=timedelta(minutes=30),
+                           give_up_after=timedelta(days=7))
 
 
 class PayoutFailed(Exception):

@@ -27,7 +27,7 @@ from telepay.services.payouts import PAYOUT_JOB, allocate_share
 from telepay.services.payouts.alerts import ALERT_JOB
 from telepay.services.payouts.batches import PayoutScheduler
 from telepay.services.payouts.exchanges import PayoutExchanges
-from telepay.services.payouts.runner import PayoutFailed, PayoutRunner
+from telepay.services.payouts.runner import PAYOUT_RETRY, PayoutFailed, PayoutRunner
 from telepay.services.payouts.wallet import HostWallet
 
 KEY = "cn-payouts-key"
@@ -66,7 +66,7 @@ class World:
         self.changenow = changenow
         self.clock = clock
         self.crasher = Crasher()
-        self.jobs = JobQueue(session_factory, clock=clock)
+        self.jobs = JobQueue(session_factory, clock=clock, policies={PAYOUT_JOB: PAYOUT_RETRY})
         self.client = ChangeNowClient(changenow.base_url, KEY, retries=1, backoff=0.01)
         self.exchanges = PayoutExchanges(self.client)
         self.w3 = Web3(HTTPProvider(chain.rpc_url))
