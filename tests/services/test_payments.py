@@ -1,0 +1,286 @@
+"""Payment processing against a real PostgreSQL: IPNs recorded as the webhook records them, then
+the `payment.process` job run directly (concurrently where it matters)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from telepay.api.schemas import IpnIn
+from telepay.clock import ManualClock
+from telepay.models import (
+    Accumulation, Channel, ChannelStatus, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus,
+    Payout, PayoutStrategy, Subscription, Tier,
+)
+from telepay.services.fulfilment import INVITE_JOB
+from telepay.services.ipn import PROCESS_JOB, record_ipn
+from telepay.services.jobs import JobQueue
+from telepay.services.messages import DIRECT_JOB
+from telepay.services.notifications import NOTIFY_JOB
+from telepay.services.fulfilment import Fulfilment
+from telepay.services.payments.processor import PaymentProcessor
+from telepay.services.payments.state import furthest
+
+ADMIN = 900001
+BUYER = 555
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def jobs(session_factory, clock):
+    return JobQueue(session_factory, clock=clock)
+
+
+@pytest.fixture
+def processor(session_factory, jobs, clock):
+    return PaymentProcessor(session_factory, jobs, clock, fulfilment=Fulfilment(jobs, fee_percent=Decimal(10)),
+                            tolerance_percent=Decimal("0.5"), admin_chat_ids=(ADMIN,))
+
+
+@pytest.fixture
+def channel(session_factory):
+    with session_factory.begin() as session:
+        channel = Channel(key="chan01key", owner_user_id=77, open_chat_id=-1001, closed_chat_id=-1002,
+                          open_title="News", closed_title="VIP", status=ChannelStatus.ACTIVE,
+                          payout_currency="usdt", payout_network="trx",
+                          payout_address="TJRabPrwbZy45sbavfcjinPJC18kjpRTv8")
+        channel.tiers.append(Tier(number=1, price_usd=Decimal("10.00"), days=30))
+        session.add(channel)
+    return channel
+
+
+def _invoice(session_factory, channel, kind=InvoiceKind.SUBSCRIPTION, price="10.00", now=None) -> str:
+    with session_factory.begin() as session:
+        tier = session.scalars(select(Tier).where(Tier.channel_id == channel.id)).one()
+        invoice = Invoice(id=str(uuid.uuid4()), kind=kind, channel_id=channel.id,
+                          tier_id=tier.id if kind == InvoiceKind.SUBSCRIPTION else None, buyer_user_id=BUYER,
+                          buyer_username="bob", price_usd=Decimal(price),
+                          days=30 if kind == InvoiceKind.SUBSCRIPTION else None, status=InvoiceStatus.PENDING,
+                          created_at=now or datetime.now(timezone.utc))
+        session.add(invoice)
+    return invoice.id
+
+
+def _ipn(session_factory, clock, invoice_id, payment_id, status, *, paid="0.004", pay="0.004",
+         parent=None) -> str:
+    body = {"payment_id": payment_id, "parent_payment_id": parent, "payment_status": status,
+            "order_id": invoice_id, "price_amount": Decimal("10.00"), "price_currency": "usd",
+            "pay_amount": Decimal(pay), "actually_paid": Decimal(paid if status != "waiting" else "0"),
+            "actually_paid_at_fiat": Decimal(paid) * 2500, "pay_currency": "eth"}
+    with session_factory.begin() as session:
+        return record_ipn(session, IpnIn.model_validate(body), body, str(body), clock.now())
+
+
+def _jobs(session_factory, kind):
+    with session_factory() as session:
+        return list(session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)))
+
+
+def _count(session_factory, model):
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+FULL = ("waiting", "confirming", "confirmed", "sending", "finished")
+
+
+def test_concurrent_and_out_of_order_events_fulfil_exactly_once(session_factory, clock, processor, channel):
+    invoice_id = _invoice(session_factory, channel)
+    for status in reversed(FULL):  # the furthest first, the rest late
+        assert _ipn(session_factory, clock, invoice_id, "4001", status) == "accepted"
+    assert len(_jobs(session_factory, PROCESS_JOB)) == 5
+
+    # Ten runs at once for every stored event: the row lock makes them take turns.
+    barrier = threading.Barrier(10)
+    errors = []
+
+    def run():
+        try:
+            barrier.wait()
+            processor.process("4001")
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    with session_factory() as session:
+        payment = session.scalars(select(Payment)).one()
+        invoice = session.get(Invoice, invoice_id)
+        subscription = session.scalars(select(Subscription)).one()
+    assert payment.status == PaymentStatus.FINISHED and payment.fulfilled_at is not None
+    assert invoice.status == InvoiceStatus.COMPLETED
+    assert subscription.user_id == BUYER and subscription.last_invoice_id == invoice_id
+    assert subscription.expires_at - payment.fulfilled_at == timedelta(days=30)
+    assert payment.owner_share_usd == Decimal("9.000000") and payment.platform_fee_usd == Decimal("1.000000")
+    assert _count(session_factory, Payout) == 1 and payment.payout_id is not None
+    assert len(_jobs(session_factory, INVITE_JOB)) == 1
+    notes = _jobs(session_factory, NOTIFY_JOB)
+    assert len(notes) == 1
+    text = notes[0].payload["text"]
+    assert "VIP" in text and "Tier 1 · 30 days" in text and "$10.00" in text and "@bob" in text
+    assert f"payout #{payment.payout_id} started" in text
+    # The finished event came first, so "we have seen your payment" was never queued.
+    assert _jobs(session_factory, DIRECT_JOB) == []
+
+
+def test_renewal_extends_from_the_later_of_now_and_the_current_expiry(session_factory, clock, processor, channel):
+    first = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, first, "4101", status)
+    processor.process("4101")
+    with session_factory() as session:
+        expires = session.scalars(select(Subscription.expires_at)).one()
+    clock.advance(timedelta(days=10))
+    second = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, second, "4102", status)
+    processor.process("4102")
+    with session_factory() as session:
+        subscription = session.scalars(select(Subscription)).one()
+    assert subscription.expires_at == expires + timedelta(days=30)  # still active: added to its end
+    assert subscription.last_invoice_id == second
+    assert len(_jobs(session_factory, INVITE_JOB)) == 2
+
+
+def test_a_late_event_never_moves_a_payment_back(session_factory, clock, processor, channel):
+    invoice_id = _invoice(session_factory, channel)
+    _ipn(session_factory, clock, invoice_id, "4201", "waiting")
+    _ipn(session_factory, clock, invoice_id, "4201", "confirming")
+    assert processor.process("4201") == PaymentStatus.CONFIRMING
+    seen = _jobs(session_factory, DIRECT_JOB)
+    assert len(seen) == 1 and "reached the blockchain" in seen[0].payload["text"]
+    assert seen[0].payload["unless_completed"] == invoice_id
+    _ipn(session_factory, clock, invoice_id, "4201", "finished")
+    assert processor.process("4201") == PaymentStatus.FINISHED
+    _ipn(session_factory, clock, invoice_id, "4201", "sending")  # late
+    assert processor.process("4201") == PaymentStatus.FINISHED
+    _ipn(session_factory, clock, invoice_id, "4201", "failed")  # contradicts an end state: ignored
+    assert processor.process("4201") == PaymentStatus.FINISHED
+    with session_factory() as session:
+        assert session.get(Invoice, invoice_id).status == InvoiceStatus.COMPLETED
+
+
+def test_partially_paid_tells_the_buyer_what_is_missing_and_completes_nothing(session_factory, clock, processor,
+                                                                             channel):
+    invoice_id = _invoice(session_factory, channel)
+    for status in ("waiting", "confirming", "partially_paid"):
+        _ipn(session_factory, clock, invoice_id, "4301", status, paid="0.001")
+    processor.process("4301")
+    with session_factory() as session:
+        assert session.get(Invoice, invoice_id).status == InvoiceStatus.PARTIALLY_PAID
+        assert session.scalar(select(func.count()).select_from(Subscription)) == 0
+    texts = [job.payload["text"] for job in _jobs(session_factory, DIRECT_JOB)]
+    assert any("0.001 ETH" in t and "0.003 ETH" in t and "$7.50" in t for t in texts), texts
+    assert _count(session_factory, Payout) == 0 and _jobs(session_factory, INVITE_JOB) == []
+
+
+def test_finished_within_the_tolerance_completes_and_below_it_goes_to_review(session_factory, clock, processor,
+                                                                            channel):
+    near = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, near, "4401", status, paid="0.00399")  # 0.25 % short
+    processor.process("4401")
+    short = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, short, "4402", status, paid="0.0039")  # 2.5 % short
+    processor.process("4402")
+    with session_factory() as session:
+        assert session.get(Invoice, near).status == InvoiceStatus.COMPLETED
+        assert session.get(Invoice, short).status == InvoiceStatus.PARTIALLY_PAID
+        review = session.scalars(select(Payment).where(Payment.provider_payment_id == "4402")).one().needs_review
+    assert review.startswith("underpaid")
+    operator = [j.payload for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == ADMIN]
+    assert len(operator) == 1 and "4402" in operator[0]["text"]
+
+
+@pytest.mark.parametrize("end, invoice_status, words", [
+    ("failed", InvoiceStatus.FAILED, "failed"),
+    ("expired", InvoiceStatus.EXPIRED, "expired"),
+    ("refunded", InvoiceStatus.REFUNDED, "refunded"),
+])
+def test_payments_that_end_without_money_close_the_invoice_and_tell_the_buyer(session_factory, clock, processor,
+                                                                              channel, end, invoice_status, words):
+    invoice_id = _invoice(session_factory, channel)
+    for status in ("waiting", end):
+        _ipn(session_factory, clock, invoice_id, "4501", status)
+    processor.process("4501")
+    processor.process("4501")  # a retry changes nothing
+    with session_factory() as session:
+        assert session.get(Invoice, invoice_id).status == invoice_status
+    messages = [j.payload for j in _jobs(session_factory, DIRECT_JOB)]
+    assert len(messages) == 1 and messages[0]["chat_id"] == BUYER and words in messages[0]["text"]
+
+
+def test_refund_after_fulfilment_and_redeposits_go_to_the_operators(session_factory, clock, processor, channel):
+    invoice_id = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, invoice_id, "4601", status)
+    processor.process("4601")
+    _ipn(session_factory, clock, invoice_id, "4601", "refunded")
+    processor.process("4601")
+    for status in ("confirming", "confirmed", "sending", "finished"):
+        _ipn(session_factory, clock, invoice_id, "4602", status, parent="4601")
+    processor.process("4602")
+    processor.process("4602")
+    with session_factory() as session:
+        refunded = session.scalars(select(Payment).where(Payment.provider_payment_id == "4601")).one()
+        child = session.scalars(select(Payment).where(Payment.provider_payment_id == "4602")).one()
+        subscriptions = session.scalar(select(func.count()).select_from(Subscription))
+    assert refunded.status == PaymentStatus.REFUNDED and refunded.needs_review.startswith("refund_after_fulfilment")
+    assert child.status == PaymentStatus.FINISHED and child.fulfilled_at is None and child.payout_id is None
+    assert child.needs_review.startswith("redeposit")
+    assert subscriptions == 1 and _count(session_factory, Payout) == 1  # nothing undone, nothing granted twice
+    operator = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == ADMIN]
+    assert len(operator) == 2
+    assert any("Refund after fulfilment" in t for t in operator) and any("Re-deposit" in t for t in operator)
+    buyer = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == BUYER]
+    assert any("refunded" in t for t in buyer) and any("another payment" in t for t in buyer)
+
+
+def test_a_donation_thanks_the_donor_and_holds_a_threshold_share(session_factory, clock, processor, channel):
+    with session_factory.begin() as session:
+        row = session.get(Channel, channel.id)
+        row.payout_strategy, row.payout_threshold_usd = PayoutStrategy.THRESHOLD, Decimal("50")
+    invoice_id = _invoice(session_factory, channel, kind=InvoiceKind.DONATION)
+    for status in FULL:
+        _ipn(session_factory, clock, invoice_id, "4701", status)
+    processor.process("4701")
+    messages = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB)]
+    assert len(messages) == 1 and "Thank you" in messages[0] and "$10.00" in messages[0]
+    note = _jobs(session_factory, NOTIFY_JOB)[0].payload["text"]
+    assert "New donation to “News”" in note and "held for your next payout ($9.00 of $50.00" in note
+    assert _count(session_factory, Accumulation) == 1 and _count(session_factory, Subscription) == 0
+
+
+def test_an_owner_who_opted_out_is_not_notified(session_factory, clock, processor, channel):
+    with session_factory.begin() as session:
+        session.get(Channel, channel.id).notify_enabled = False
+    invoice_id = _invoice(session_factory, channel)
+    for status in FULL:
+        _ipn(session_factory, clock, invoice_id, "4801", status)
+    processor.process("4801")
+    assert _jobs(session_factory, NOTIFY_JOB) == [] and len(_jobs(session_factory, INVITE_JOB)) == 1
+
+
+def test_furthest_keeps_the_first_end_state():
+    class E:
+        def __init__(self, status):
+            self.status = status
+    assert furthest([E("waiting"), E("finished"), E("failed"), E("confirming")]).status == "finished"
+    assert furthest([E("failed"), E("finished")]).status == "failed"
+    assert furthest([E("finished"), E("refunded")]).status == "refunded"
+    assert furthest([E("surprise")]) is None
