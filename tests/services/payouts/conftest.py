@@ -119,7 +119,7 @@ class World:
 
         A Crash leaves the claimed job running with its lease, as a killed worker would."""
         for _ in range(max_rounds):
-            claimed = self.jobs.claim("test-worker", limit=5, kinds=[PAYOUT_JOB])
+            claimed = self.jobs.claim("test-worker", limit=20, kinds=[PAYOUT_JOB])
             for job in claimed:
                 try:
                     self.runner.run(int(job.payload["payout_id"]))
