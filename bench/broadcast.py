@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   for chat in chats}
                 errors = telegram.errors
             with session_factory() as session:
-                states = {str(state): n for state, n in session.execute(select(Job.state, func.count()).group_by(Job.state)).all()}
+                counted = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+                states = {str(state): n for state, n in counted}
                 recorded = session.scalar(select(func.count()).select_from(BroadcastPost))
         finally:
             engine.dispose()
