@@ -14,32 +14,20 @@ from telepay.models import (
     Channel, Invite, InviteStatus, Invoice, InvoiceStatus, Job, JobState, Payment, PaymentStatus, Payout,
     Subscription,
 )
-from telepay.sandbox.changenow import ChangeNowSandbox
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.nowpayments import Delivery, NowPaymentsSandbox
-from telepay.sandbox.telegram import JoinRefused, RateLimits, TelegramSandbox
-from tests.bot.world import BOT, TIMEOUT, TOKEN, World, until
+from telepay.sandbox.nowpayments import Delivery
+from telepay.sandbox.telegram import JoinRefused
+from tests.bot.world import BOT, TIMEOUT, World, until
 
 
 class MoneyWorld(World):
     """The bot's e2e world, plus an operator in ADMIN_CHAT_IDS."""
 
-    def __init__(self, database_url, tmp):  # noqa: D401 - same parts as World, one more setting
-        from sqlalchemy import create_engine
-        from sqlalchemy.orm import sessionmaker
-
-        self.telegram = TelegramSandbox(token=TOKEN, bot_username=BOT, rate_limits=RateLimits.off()).start()
-        self.nowpayments = NowPaymentsSandbox("sandbox-nowpayments-key", "sandbox-nowpayments-ipn-secret").start()
-        self.changenow = ChangeNowSandbox("sandbox-changenow-key", chain=None).start()
+    def __init__(self, database_url, tmp):
+        super().__init__(database_url, tmp)
+        # The operator's id exists only once the sandbox runs: restart with it in ADMIN_CHAT_IDS.
         self.operator = self.telegram.create_user("Opal", username="opal_ops")
-        env = sandbox_env(telegram_base_url=self.telegram.base_url, token=TOKEN, bot_username=BOT,
-                          data_dir=tmp, database_url=database_url, nowpayments_base_url=self.nowpayments.base_url,
-                          changenow_base_url=self.changenow.base_url,
-                          extra={"ADMIN_CHAT_IDS": str(self.operator.id)})
-        self.process = TelepayProcess(env, tmp / "telepay.log")
-        self.engine = create_engine(database_url)
-        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
-        self.process.start()
+        self.process.env = {**self.process.env, "ADMIN_CHAT_IDS": str(self.operator.id)}
+        self.restart()
 
     def count(self, model, *where) -> int:
         with self.session_factory() as session:
