@@ -6,6 +6,7 @@ then acts as people would and prints a readable timeline. It needs no accounts a
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import httpx
 
 from telepay.sandbox.changenow import ChangeNowSandbox
 from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
+from telepay.sandbox.nowpayments import Delivery, NowPaymentsSandbox
 from telepay.sandbox.telegram import TelegramSandbox
 
 BOT_TOKEN = "424242:sandbox-demo-token"
@@ -72,7 +73,7 @@ def main(data_root: Path | None = None) -> int:
             welcome = alice.wait_for_message(timeout=15)
             timeline.say("bot", "to alice: " + _quote(welcome.text))
             timeline.fact("welcome received", "yes")
-            _owner_and_buyer(telegram, timeline)
+            _money_path(telegram, nowpayments, timeline, *_owner_and_buyer(telegram, timeline))
 
             code, seconds = process.stop()
             timeline.say("operator", f"SIGTERM -> exit code {code} after {seconds:.2f}s")
@@ -110,7 +111,7 @@ def _press(person, message, label: str, expect: str) -> None:
     _until(lambda: expect in message.text, f"“{expect}” after pressing {label}")
 
 
-def _owner_and_buyer(telegram: TelegramSandbox, timeline: Timeline) -> None:
+def _owner_and_buyer(telegram: TelegramSandbox, timeline: Timeline):
     """An owner registers a pair and sets a tier and a wallet; a buyer gets an invoice button."""
     olga = telegram.create_user("Olga", username="olga")
     news = telegram.create_channel("Olga's News", username="olga_news", creator=olga)
@@ -155,3 +156,29 @@ def _owner_and_buyer(telegram: TelegramSandbox, timeline: Timeline) -> None:
     timeline.say("bot", f"to bob: {_quote(invoice.text)} [{invoice.buttons[0]['text']} -> "
                         f"{invoice.buttons[0]['url']}]")
     timeline.fact("invoice button", "yes")
+    return olga, vip, bob, invoice
+
+
+def _money_path(telegram: TelegramSandbox, nowpayments: NowPaymentsSandbox, timeline: Timeline,
+                olga, vip, bob, invoice) -> None:
+    """Bob pays; the IPNs arrive with a repeat and a late one; his join request is approved and
+    his link revoked; Olga hears about the sale and its payout."""
+    provider_invoice = re.search(r"/invoice/(\d+)", invoice.buttons[0]["url"]).group(1)
+    # waiting, confirming, confirming again (a repeat), sending, finished, then confirmed (late).
+    payment_id = nowpayments.pay(provider_invoice, delivery=Delivery(order=[0, 1, 1, 3, 4, 2]))
+    for record in nowpayments.ipns_for(payment_id):
+        answer = (record.answer or b"").decode(errors="replace")
+        timeline.say("nowpay", f"IPN {record.status:<10} -> {record.status_code} "
+                               f"{'duplicate' if 'duplicate' in answer else 'accepted'}")
+    welcome = bob.wait_for_message(lambda m: "Payment received" in m.text, timeout=15)
+    link = welcome.buttons[0]["url"]
+    timeline.say("bot", f"to bob: {_quote(welcome.text)} [{welcome.buttons[0]['text']} -> {link}]")
+    timeline.say("bob", f"opens his link: {bob.join(link)}")
+    _until(lambda: bob.status_in(vip) == "member", "bob's join request approved")
+    _until(lambda: any(item["invite_link"] == link and item["is_revoked"] for item in telegram.invite_links(vip)),
+           "bob's link revoked")
+    timeline.say("bot", "approved bob's join request to “Olga's VIP”, then revoked his link")
+    timeline.fact("join approved", "yes")
+    note = olga.wait_for_message(lambda m: "New subscription" in m.text, timeout=15)
+    timeline.say("bot", "to olga: " + " / ".join(note.text.splitlines()))
+    timeline.fact("owner notified", "yes")
