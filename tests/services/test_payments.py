@@ -266,9 +266,12 @@ def test_a_donation_thanks_the_donor_and_holds_a_threshold_share(session_factory
     assert _count(session_factory, Accumulation) == 1 and _count(session_factory, Subscription) == 0
 
 
-def test_an_owner_who_opted_out_is_not_notified(session_factory, clock, processor, channel):
+@pytest.mark.parametrize("opted_in, blocked", [(False, False), (True, True)])
+def test_an_owner_who_opted_out_or_blocked_the_bot_is_not_notified(session_factory, clock, processor, channel,
+                                                                   opted_in, blocked):
     with session_factory.begin() as session:
-        session.get(Channel, channel.id).notify_enabled = False
+        row = session.get(Channel, channel.id)
+        row.notify_enabled, row.owner_blocked_bot = opted_in, blocked
     invoice_id = _invoice(session_factory, channel)
     for status in FULL:
         _ipn(session_factory, clock, invoice_id, "4801", status)

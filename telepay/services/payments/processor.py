@@ -118,9 +118,10 @@ class _Run:
         elif status == S.PARTIALLY_PAID and invoice.status in OPEN_INVOICE:
             invoice.status = InvoiceStatus.PARTIALLY_PAID
             self.tell_shortfall()
-        elif status in (S.FAILED, S.EXPIRED) and payment.fulfilled_at is None:
-            if invoice.status in OPEN_INVOICE:
-                invoice.status = InvoiceStatus.FAILED if status == S.FAILED else InvoiceStatus.EXPIRED
+        elif status in (S.FAILED, S.EXPIRED) and invoice.status in OPEN_INVOICE:
+            # (An invoice another payment completed stays completed, and its buyer is not told
+            # that "nothing was activated".)
+            invoice.status = InvoiceStatus.FAILED if status == S.FAILED else InvoiceStatus.EXPIRED
             self.tell(status.value, texts.failed(self.what) if status == S.FAILED else texts.expired(self.what))
         elif status == S.REFUNDED:
             self.refunded()
@@ -158,7 +159,7 @@ class _Run:
             return
         if invoice.status in OPEN_INVOICE:
             invoice.status = InvoiceStatus.REFUNDED
-        self.tell("refunded", texts.refunded(self.what))
+            self.tell("refunded", texts.refunded(self.what))
 
     # ---- effects ------------------------------------------------------------------------------
 
