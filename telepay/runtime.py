@@ -8,12 +8,14 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
 from telegram.ext import Application
+from web3 import HTTPProvider, Web3
 
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
@@ -27,6 +29,8 @@ from telepay.models.engine import describe, make_engine, make_session_factory
 from telepay.services.broadcasts import POST_JOB
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
+from telepay.services import lifecycle
+from telepay.config import parse_duration
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, Poster, RepostTimer
 from telepay.services.setup import SetupService
 from telepay.services.timers import TimerLog, schedule
@@ -38,6 +42,7 @@ from telepay.services.messages import DIRECT_JOB, DirectMessenger
 from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
 from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.worker import Handler, Worker
+from telepay.services.payouts.engine import ALERT_JOB, TIMER_NAME as PAYOUT_TIMER, PayoutEngine, alert_handler
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,10 @@ class Services:
     payments: PaymentProcessor | None = None
     payment_checker: PaymentChecker | None = None
     access: AccessService | None = None
+    # Money out: payout jobs, the batch timer and the host wallet (None without its settings).
+    payouts: PayoutEngine | None = None
+    # Subscriptions' end: the expiry sweep (reminders, removals).
+    sweep: lifecycle.ExpirySweep | None = None
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -89,6 +98,17 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
     services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
                                               after_minutes=settings.payment_status_check_minutes)
     services.access = AccessService(session_factory, clock)
+    if changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address:
+        services.payouts = PayoutEngine.build(
+            session_factory, services.jobs, clock, changenow=changenow,
+            w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
+            private_key=settings.host_wallet_private_key, usdt_address=settings.usdt_contract_address,
+            poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
+    services.jobs.policies.update(lifecycle.RETRY_POLICIES)
+    services.sweep = lifecycle.ExpirySweep(
+        session_factory, clock, batch_size=settings.sweep_batch_size,
+        grace=timedelta(seconds=settings.expiry_grace_seconds),
+        reminder_offsets=[parse_duration("REMINDER_OFFSETS", o) for o in settings.reminder_offsets])
     return services
 
 
@@ -99,8 +119,13 @@ def job_handlers(services: Services, application: Application) -> dict[str, Hand
         PROCESS_JOB: services.payments,
         INVITE_JOB: InviteSender(services.access, application.bot),
         DIRECT_JOB: DirectMessenger(services.session_factory, application.bot),
+        lifecycle.EXPIRE_JOB: lifecycle.Remover(services.session_factory, application.bot, services.jobs,
+                                                services.clock, services.settings.admin_chat_ids),
+        lifecycle.REMIND_JOB: lifecycle.Reminder(services.session_factory, application.bot, services.clock),
         POST_JOB: Poster(services.session_factory, application.bot, services.clock,
                          services.settings.telegram_bot_username),
+        ALERT_JOB: alert_handler(application.bot, services.settings.admin_chat_ids),
+        **(services.payouts.handlers() if services.payouts else {}),
     }
 
 
@@ -120,6 +145,20 @@ def start_timers(application: Application, services: Services) -> None:
             services.wake_worker()
 
     schedule(application, log, PAYMENT_CHECK_TIMER, 60, check_payments)
+
+    async def payout_batches() -> None:
+        if services.payouts is not None and await services.payouts.tick():
+            services.wake_worker()
+
+    # First run one interval after start: a process that starts and stops at once touches no provider.
+    every = services.settings.payout_batch_interval_seconds
+    schedule(application, log, PAYOUT_TIMER, every, payout_batches, first_seconds=every)
+
+    async def sweep_subscriptions() -> None:
+        if (await asyncio.to_thread(services.sweep.run_once)).queued:
+            services.wake_worker()
+
+    schedule(application, log, lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
 
 
 def run(settings: Settings) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 
 from telegram import Update
 from telegram.ext import (
-    AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes,
+    Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes,
     ConversationHandler, MessageHandler, filters,
 )
 from telegram.warnings import PTBUserWarning
 
 from telepay.bot import access, buy, channels_menu, donate, register, setup_form, start
 from telepay.bot.persistence import SqlPersistence
+from telepay.bot.ratelimit import MessageRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ def build_application(settings: Any, services: Any, session_factory) -> Applicat
         .token(settings.telegram_bot_token)
         .base_url(settings.telegram_api_base_url)
         .persistence(SqlPersistence(session_factory))
-        # Retries 429s after Telegram's retry_after and keeps under the overall and group limits.
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits.
+        .rate_limiter(MessageRateLimiter(max_retries=3))
     )
     application = builder.build()
     application.bot_data["services"] = services

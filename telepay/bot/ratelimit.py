@@ -1,0 +1,33 @@
+"""The bot's outbound pacing: PTB's AIORateLimiter, applied to what Telegram's flood limits are
+about — messages.
+
+AIORateLimiter paces every call that names a chat, and paces calls on a negative chat id (a
+group or channel) at 20 per minute. That is Telegram's guidance for *messages* in a group; applied
+to `banChatMember`/`unbanChatMember` it would let the expiry sweep remove only ten subscribers a
+minute from a channel. So only sending and editing messages is paced (about 30/s overall, 20/min
+per group); every call, paced or not, still waits out a 429's `retry_after` and is retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram.ext import AIORateLimiter
+
+# Bot API methods that post or change a message in a chat.
+MESSAGE_METHODS = frozenset({
+    "sendMessage", "sendPhoto", "sendAudio", "sendDocument", "sendVideo", "sendAnimation", "sendVoice",
+    "sendVideoNote", "sendMediaGroup", "sendLocation", "sendVenue", "sendContact", "sendPoll", "sendDice",
+    "sendSticker", "sendInvoice", "sendPaidMedia", "copyMessage", "copyMessages", "forwardMessage",
+    "forwardMessages", "editMessageText", "editMessageCaption", "editMessageMedia", "editMessageReplyMarkup",
+})
+
+
+class MessageRateLimiter(AIORateLimiter):
+    async def process_request(self, callback, args, kwargs, endpoint: str, data: dict[str, Any],
+                              rate_limit_args: int | None):
+        if endpoint not in MESSAGE_METHODS:
+            # AIORateLimiter keys its pacing on chat_id alone; this copy only steers the limiter
+            # (the request itself is sent from `args`), so without it only the 429 retries apply.
+            data = {key: value for key, value in data.items() if key != "chat_id"}
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)

@@ -1,0 +1,48 @@
+"""What subscribers, owners and operators are told about the end of a subscription."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+RENEW_LABEL = "🔄 Renew"
+
+
+def renew_button(channel_key: str) -> tuple[str, str]:
+    """(label, callback data): `buy:<key>` opens the channel's plans, then the usual invoice."""
+    return RENEW_LABEL, f"buy:{channel_key}"
+
+
+def time_left(left: timedelta) -> str:
+    """A rough, friendly length: "3 days", "1 day", "5 hours", "10 minutes"."""
+    seconds = max(int(left.total_seconds()), 60)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size) if unit != "minute" else seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "a minute"
+
+
+def reminder(title: str, expires_at: datetime, left: timedelta) -> str:
+    return (f"⏳ Your access to “{title}” ends in {time_left(left)}, on {expires_at:%d %b %Y at %H:%M} UTC.\n\n"
+            "Tap “Renew” to add more time. It is added to what you have left, so renewing early "
+            "costs you nothing.")
+
+
+def ended(title: str) -> str:
+    return (f"⌛ Your access to “{title}” has ended, and you have been removed from the channel.\n\n"
+            "Thank you for being a member! Tap “Renew” to pick a plan and come back: your new "
+            "invite link arrives here as soon as the payment is confirmed.")
+
+
+def owner_lost_rights(title: str, detail: str) -> str:
+    return (f"⚠️ {title}: I can't remove subscribers whose time has run out from this channel any more "
+            f"(Telegram says: {detail}).\n\n"
+            "Until this is fixed they keep their access. Please make me an administrator of the "
+            "channel again with the right to ban users, then press “Post now” under /start → My channels. "
+            "I'll catch up on the removals by myself.")
+
+
+def operators_lost_rights(channel_id: int, title: str, chat_id: int, detail: str) -> str:
+    return (f"Channel {channel_id} (“{title}”, chat {chat_id}): the bot lost the rights to remove expired "
+            f"subscribers ({detail}). The channel is marked lost_rights and its owner was told; removals "
+            "are retried until the rights come back.")
