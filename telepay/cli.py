@@ -221,3 +221,10 @@ def demo() -> None:
     from telepay.demo import main as demo_main
 
     sys.exit(demo_main())
+
+
+# Money out: `telepay payouts ...` and `telepay report` live in their own module.
+from telepay.cli_payouts import payouts as _payouts, report as _report  # noqa: E402
+
+main.add_command(_payouts)
+main.add_command(_report)

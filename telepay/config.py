@@ -42,6 +42,11 @@ REQUIRED_FOR_RUN = (
     "NOWPAYMENTS_API_KEY",
     "NOWPAYMENTS_IPN_SECRET",
     "PUBLIC_BASE_URL",  # NOWPayments needs it for the IPN callback of every invoice
+    # Payouts: conversion and the host wallet that funds every payout.
+    "CHANGENOW_API_KEY",
+    "ETH_RPC_URL",
+    "HOST_WALLET_PRIVATE_KEY",
+    "USDT_CONTRACT_ADDRESS",
 )
 
 
@@ -144,6 +149,11 @@ class Settings:
     host_wallet_private_key: str | None = field(default=None, repr=False)
     usdt_contract_address: str | None = None
     platform_fee_percent: Decimal = Decimal("10")
+    # Payouts: the threshold-batch timer, how often an exchange or transfer in flight is looked
+    # at, and the USD the host wallet should keep beyond what it owes before operators are told.
+    payout_batch_interval_seconds: float = 300.0
+    payout_poll_seconds: float = 30.0
+    host_wallet_low_balance_usd: Decimal = Decimal("100")
     # A finished payment this many percent short of the price still completes its invoice
     # (network fees and rate rounding); anything shorter is treated as partly paid.
     payment_underpaid_tolerance_percent: Decimal = Decimal("0.5")
@@ -221,6 +231,9 @@ _ATTR = {
     "HOST_WALLET_PRIVATE_KEY": "host_wallet_private_key",
     "USDT_CONTRACT_ADDRESS": "usdt_contract_address",
     "PLATFORM_FEE_PERCENT": "platform_fee_percent",
+    "PAYOUT_BATCH_INTERVAL_SECONDS": "payout_batch_interval_seconds",
+    "PAYOUT_POLL_SECONDS": "payout_poll_seconds",
+    "HOST_WALLET_LOW_BALANCE_USD": "host_wallet_low_balance_usd",
     "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
     "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
     "ADMIN_CHAT_IDS": "admin_chat_ids",

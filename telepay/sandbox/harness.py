@@ -83,6 +83,12 @@ class TelepayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# Port 9 (discard): a loopback address where, in practice, nothing answers.
+_NOTHING_LISTENS = "http://127.0.0.1:9"
+# keccak256 of "telepay sandbox unfunded wallet": a key that holds nothing anywhere.
+_UNFUNDED_KEY = "0x31b69b129d5abc293150727133d1516b2187153907fb53ddc8159a8c30dd0b4f"
+
+
 def sandbox_env(
     *,
     telegram_base_url: str,
@@ -93,6 +99,7 @@ def sandbox_env(
     http_port: int | None = None,
     nowpayments_base_url: str | None = None,
     changenow_base_url: str | None = None,
+    chain_env: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment for a process wired to the sandboxes. Values are the sandbox's own,
@@ -118,9 +125,13 @@ def sandbox_env(
     env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HTTP_PORT']}"
     if nowpayments_base_url:
         env["NOWPAYMENTS_BASE_URL"] = nowpayments_base_url
-    if changenow_base_url:
-        env["CHANGENOW_BASE_URL"] = changenow_base_url
-        env["CHANGENOW_API_KEY"] = "sandbox-changenow-key"
+    # Payouts: the ChangeNOW sandbox and a dev chain (`DevChain.env()`) when the caller runs them;
+    # otherwise loopback addresses where nothing listens, so the process starts and its payouts
+    # simply wait (retrying) instead of reaching a real provider or chain.
+    env["CHANGENOW_API_KEY"] = "sandbox-changenow-key"
+    env["CHANGENOW_BASE_URL"] = changenow_base_url or _NOTHING_LISTENS
+    env.update(chain_env or {"ETH_RPC_URL": _NOTHING_LISTENS + "/", "HOST_WALLET_PRIVATE_KEY": _UNFUNDED_KEY,
+                             "USDT_CONTRACT_ADDRESS": "0x" + "00" * 19 + "01"})
     if database_url:
         env["DATABASE_URL"] = database_url
     if os.environ.get("PYTHONPATH"):

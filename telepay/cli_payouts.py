@@ -1,0 +1,126 @@
+"""`telepay payouts list|show|retry|cancel` and `telepay report`: the operator's view of money out.
+
+Registered on the main group by `telepay.cli`. Every command talks to the database only; a
+retried payout is picked up by the running process's worker.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import click
+
+from telepay.models import PayoutStatus
+
+
+def _session_factory():
+    from telepay.cli import _engine, _settings
+    from telepay.models.engine import make_session_factory
+
+    return make_session_factory(_engine(_settings()))
+
+
+def _usd(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+@click.group()
+def payouts() -> None:
+    """Payouts to owners and host sweeps: list, show, retry, cancel."""
+
+
+@payouts.command("list")
+@click.option("--status", type=click.Choice([s.value for s in PayoutStatus]))
+@click.option("--channel", "channel_id", type=int)
+@click.option("--limit", default=50, show_default=True)
+def payouts_list(status: str | None, channel_id: int | None, limit: int) -> None:
+    """Recent payouts, newest first."""
+    from telepay.services.payouts.operations import list_payouts
+
+    with _session_factory()() as session:
+        for p in list_payouts(session, PayoutStatus(status) if status else None, channel_id, limit):
+            error = (p.last_error or "").splitlines()[0][:60] if p.last_error else ""
+            click.echo(f"{p.id:>7} {p.kind.value:8} {p.status.value:18} channel={p.channel_id or '-':<6} "
+                       f"{_usd(p.amount_usd):>12} USD -> {p.to_currency}/{p.to_network} "
+                       f"{p.created_at:%Y-%m-%d %H:%M} {error}")
+
+
+@payouts.command("show")
+@click.argument("payout_id", type=int)
+def payouts_show(payout_id: int) -> None:
+    """One payout: amounts, exchange, transfer, the payments it pays."""
+    from telepay.services.payouts.operations import show_payout
+
+    with _session_factory()() as session:
+        try:
+            view = show_payout(session, payout_id)
+        except LookupError as error:
+            raise click.ClickException(str(error))
+        p = view["payout"]
+        for name in ("id", "kind", "status", "channel_id", "amount_usd", "funding_asset", "from_amount",
+                     "to_currency", "to_network", "to_address", "to_amount", "exchange_id", "payin_address",
+                     "payout_hash", "merged_into_id", "resume_status", "failing_since", "last_error", "created_at",
+                     "finished_at"):
+            value = getattr(p, name)
+            click.echo(f"{name:16} {getattr(value, 'value', value) if value is not None else '-'}")
+        for tx in view["transactions"]:
+            click.echo(f"transfer         {tx.asset} {tx.amount_base_units} base units to {tx.to_address} "
+                       f"nonce={tx.nonce} {tx.status.value} {tx.tx_hash}")
+        for payment in view["payments"]:
+            click.echo(f"payment          {payment.id} ({payment.provider_payment_id}): share "
+                       f"{payment.owner_share_usd} USD, fee {payment.platform_fee_usd} USD")
+        if view["swept_shares"]:
+            click.echo(f"swept shares     {len(view['swept_shares'])}")
+
+
+@payouts.command("retry")
+@click.argument("payout_id", type=int)
+def payouts_retry(payout_id: int) -> None:
+    """Resume a payout in needs_review, or quote a carried-over one again."""
+    from telepay.clock import SystemClock
+    from telepay.services.jobs import JobQueue
+    from telepay.services.payouts.operations import PayoutRefused, retry_payout
+
+    factory = _session_factory()
+    try:
+        status = retry_payout(factory, JobQueue(factory), payout_id, SystemClock().now())
+    except (LookupError, PayoutRefused) as error:
+        raise click.ClickException(str(error))
+    click.echo(f"payout {payout_id} queued from {status.value}")
+
+
+@payouts.command("cancel")
+@click.argument("payout_id", type=int)
+@click.option("--reason", required=True, help="Why; kept on the payout.")
+def payouts_cancel(payout_id: int, reason: str) -> None:
+    """Cancel a payout the host wallet has not funded (a batch's shares are held again)."""
+    from telepay.clock import SystemClock
+    from telepay.services.payouts.operations import PayoutRefused, cancel_payout
+
+    try:
+        cancel_payout(_session_factory(), payout_id, SystemClock().now(), reason)
+    except (LookupError, PayoutRefused) as error:
+        raise click.ClickException(str(error))
+    click.echo(f"payout {payout_id} cancelled")
+
+
+@click.command()
+@click.option("--exact", is_flag=True, help="Every digit (shares are kept to the micro-dollar), not cents.")
+def report(exact: bool) -> None:
+    """Per channel, in USD: received, platform fees, paid out, pending, carried over, cancelled."""
+    from telepay.services.payouts.operations import report as money_report
+
+    _usd = str if exact else globals()["_usd"]
+
+    with _session_factory()() as session:
+        rows = money_report(session)
+    header = ("channel", "payments", "received", "fees", "paid out", "pending", "carried over", "cancelled")
+    click.echo("{:>8} {:>9} {:>14} {:>12} {:>14} {:>12} {:>13} {:>10}".format(*header))
+    totals = [Decimal(0)] * 6
+    for m in rows:
+        amounts = (m.received, m.fees, m.paid_out, m.pending, m.carried_over, m.cancelled)
+        totals = [t + a for t, a in zip(totals, amounts)]
+        click.echo("{:>8} {:>9} {:>14} {:>12} {:>14} {:>12} {:>13} {:>10}".format(
+            m.channel_id, m.payments, *(_usd(a) for a in amounts)))
+    click.echo("{:>8} {:>9} {:>14} {:>12} {:>14} {:>12} {:>13} {:>10}".format(
+        "total", sum(m.payments for m in rows), *(_usd(t) for t in totals)))
