@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy import Engine
@@ -28,6 +29,8 @@ from telepay.models.engine import describe, make_engine, make_session_factory
 from telepay.services.broadcasts import POST_JOB
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
+from telepay.services import lifecycle
+from telepay.config import parse_duration
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, Poster, RepostTimer
 from telepay.services.setup import SetupService
 from telepay.services.timers import TimerLog, schedule
@@ -64,6 +67,8 @@ class Services:
     access: AccessService | None = None
     # Money out: payout jobs, the batch timer and the host wallet (None without its settings).
     payouts: PayoutEngine | None = None
+    # Subscriptions' end: the expiry sweep (reminders, removals).
+    sweep: lifecycle.ExpirySweep | None = None
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -99,6 +104,11 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
             w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
             private_key=settings.host_wallet_private_key, usdt_address=settings.usdt_contract_address,
             poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
+    services.jobs.policies.update(lifecycle.RETRY_POLICIES)
+    services.sweep = lifecycle.ExpirySweep(
+        session_factory, clock, batch_size=settings.sweep_batch_size,
+        grace=timedelta(seconds=settings.expiry_grace_seconds),
+        reminder_offsets=[parse_duration("REMINDER_OFFSETS", o) for o in settings.reminder_offsets])
     return services
 
 
@@ -109,6 +119,9 @@ def job_handlers(services: Services, application: Application) -> dict[str, Hand
         PROCESS_JOB: services.payments,
         INVITE_JOB: InviteSender(services.access, application.bot),
         DIRECT_JOB: DirectMessenger(services.session_factory, application.bot),
+        lifecycle.EXPIRE_JOB: lifecycle.Remover(services.session_factory, application.bot, services.jobs,
+                                                services.clock, services.settings.admin_chat_ids),
+        lifecycle.REMIND_JOB: lifecycle.Reminder(services.session_factory, application.bot, services.clock),
         POST_JOB: Poster(services.session_factory, application.bot, services.clock,
                          services.settings.telegram_bot_username),
         ALERT_JOB: alert_handler(application.bot, services.settings.admin_chat_ids),
@@ -140,6 +153,12 @@ def start_timers(application: Application, services: Services) -> None:
     # First run one interval after start: a process that starts and stops at once touches no provider.
     every = services.settings.payout_batch_interval_seconds
     schedule(application, log, PAYOUT_TIMER, every, payout_batches, first_seconds=every)
+
+    async def sweep_subscriptions() -> None:
+        if (await asyncio.to_thread(services.sweep.run_once)).queued:
+            services.wake_worker()
+
+    schedule(application, log, lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
 
 
 def run(settings: Settings) -> None:
