@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import webhooks
+from bench import expiry, webhooks
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     # Waitress warns on every queued task under load; that is the point of a load test.
     logging.basicConfig(level=logging.ERROR)
     webhooks.main(["--requests", "300"] if args.quick else [])
+    expiry.main(["--subscriptions", "20000", "--due", "200"] if args.quick else [])
 
 
 if __name__ == "__main__":
