@@ -172,3 +172,7 @@ def _removals(engine, telegram: TelegramSandbox, database_url: str, args) -> dic
     return {"removals": len(told), "seconds": seconds, "removals_per_second": rate, "rate_ratio": rate / args.rate,
             "answered_429": sum(call.status == 429 for call in calls), "not_done": left,
             "unique_users_told": len({call.params.get("chat_id") for call in told})}
+
+
+if __name__ == "__main__":
+    main()
