@@ -1,0 +1,97 @@
+"""Payouts through the real `telepay run` process: its worker runs the payout jobs and its timer
+the threshold batches, against the ChangeNOW sandbox and the dev chain over loopback. Then the
+process is killed in the middle of a payout and started again: the payout completes, once."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.orm import sessionmaker
+
+from telepay.clock import ManualClock
+from telepay.models import ChainTransaction, Job, JobState, Payout, PayoutStatus
+from telepay.models.channels import PayoutStrategy
+from telepay.sandbox.chain import DevChain
+from telepay.sandbox.changenow import ChangeNowSandbox
+from telepay.sandbox.harness import TelepayProcess, sandbox_env
+from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from tests.services.payouts.conftest import World
+
+TOKEN = "333:payout-e2e"
+
+
+def _until(condition, what: str, timeout: float = 40.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.1)
+    return value
+
+
+@pytest.fixture
+def running(database_url, session_factory, tmp_path):
+    with DevChain() as chain, TelegramSandbox(token=TOKEN, bot_username="PayoutE2EBot",
+                                              rate_limits=RateLimits.off()) as telegram, \
+            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None) as changenow:
+        env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="PayoutE2EBot",
+                          data_dir=tmp_path, database_url=database_url, changenow_base_url=changenow.base_url,
+                          chain_env=chain.env(),
+                          extra={"PAYOUT_POLL_SECONDS": "0.3", "PAYOUT_BATCH_INTERVAL_SECONDS": "1",
+                                 "WORKER_POLL_SECONDS": "0.2"})
+        process = TelepayProcess(env, tmp_path / "telepay.log")
+        world = World(session_factory, chain, changenow, ManualClock())
+        world.changenow.add_api_key("cn-payouts-key")
+        process.start()
+        try:
+            yield world, process
+        finally:
+            process.kill()
+            world.client.close()
+
+
+def _status(world, payout_id: int) -> PayoutStatus:
+    return world.payout(payout_id).status
+
+
+def test_instant_and_threshold_payouts_complete_in_the_running_process(running):
+    world, process = running
+    instant = world.channel("usdt", "eth")
+    batched = world.channel("usdt", "eth", strategy=PayoutStrategy.THRESHOLD, threshold=Decimal("30"))
+    payout = world.payout_of(world.pay(instant, Decimal("50")))
+    world.pay(batched, Decimal("20"))
+    world.pay(batched, Decimal("20"))
+
+    _until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the instant payout")
+    payout = world.payout(payout.id)
+    assert world.chain.balance_usdt(instant.payout_address) == payout.to_amount > 0
+
+    batch = _until(lambda: next((p for p in world.payouts() if p.kind.value == "batch"
+                                 and p.status == PayoutStatus.FINISHED), None), "the batch payout")
+    assert batch.amount_usd == Decimal("36")
+    assert [t.amount for t in world.host_transfers(batched.payout_address, "usdt")] == [Decimal("36")]
+    _until(lambda: any(p.kind.value == "sweep" and p.status == PayoutStatus.FINISHED for p in world.payouts()),
+           "the sweep")
+    code, _ = process.stop()
+    assert code == 0 and "Traceback" not in process.log()
+    assert "HOST_WALLET" not in process.log() and "0x095ce85e" not in process.log()  # no key in the log
+
+
+def test_killed_mid_payout_then_restarted_pays_once(running, database_url):
+    world, process = running
+    owner = world.channel("usdt", "eth")
+    payout = world.payout_of(world.pay(owner, Decimal("80")))
+    _until(lambda: world.chain_txs(payout.id), "the funding transfer stored")
+    process.kill()  # SIGKILL: no clean-up at all
+    # The dead worker's lease would run out in 5 minutes; let it have run out.
+    with world.session_factory.begin() as session:
+        session.execute(update(Job).where(Job.state == JobState.RUNNING).values(locked_until=text("now()")))
+    process.start()
+    _until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the payout after the restart")
+    payout = world.payout(payout.id)
+    assert len(world.host_transfers(payout.payin_address, "eth")) == 1
+    assert len(world.chain.transfers_to(owner.payout_address, "usdt")) == 1
+    assert len(world.chain_txs(payout.id)) == 1
