@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import expiry, webhooks
+from bench import broadcast, expiry, ipn_to_invite, keypad, memory, webhooks
 
 
 def main() -> None:
@@ -18,6 +18,10 @@ def main() -> None:
     # Waitress warns on every queued task under load; that is the point of a load test.
     logging.basicConfig(level=logging.ERROR)
     webhooks.main(["--requests", "300"] if args.quick else [])
+    keypad.main(["--donors", "2", "--presses", "20", "--runs", "1"] if args.quick else [])
+    broadcast.main(["--channels", "50"] if args.quick else [])
+    memory.main(["--ipns", "500", "--idle-seconds", "2"] if args.quick else [])
+    ipn_to_invite.main(["--payments", "20"] if args.quick else [])
     expiry.main(["--subscriptions", "20000", "--due", "200"] if args.quick else [])
 
 

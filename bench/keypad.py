@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         loads = [load_average()]
         runs: dict[str, list[tuple[float, list[float]]]] = {"bare": [], "telepay": []}
         if args.explain:
-            runs["limited"] = []
+            runs = {"bare": [], "limited": [], "telepay": []}
         with TelegramSandbox(token=TOKEN, bot_username=BOT, rate_limits=RateLimits.off()) as telegram:
             for _ in range(args.runs):
                 runs["bare"].append(_bare_run(telegram, args))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import expiry, webhooks
+from bench import broadcast, expiry, ipn_to_invite, keypad, memory, webhooks
 
 
 def test_webhooks_benchmark_runs_small(capsys, database_url):
@@ -16,3 +16,28 @@ def test_expiry_benchmark_runs_small(capsys, database_url):
     assert figures["not_done"] == 0 and figures["removals"] == 60 and figures["unique_users_told"] == 60
     assert figures["batches"] == 3 and figures["rate_ratio"] > 0
     assert "removals 60" in capsys.readouterr().out
+
+
+def test_keypad_benchmark_runs_small(capsys, database_url):
+    figures = keypad.main(["--donors", "2", "--presses", "4", "--warmup", "2", "--runs", "1"])
+    assert figures["bare_rate"] > 0 and figures["telepay_rate"] > 0 and figures["sandbox_errors"] == []
+    assert "ratio telepay/bare presses per second" in capsys.readouterr().out
+
+
+def test_broadcast_benchmark_runs_small(capsys, database_url):
+    figures = broadcast.main(["--channels", "10"])
+    assert figures["posts"] == figures["expected"] == 20 and figures["lost"] == 0
+    assert figures["retried_429s"] == figures["429s"] and figures["jobs"] == {"done": 10}
+    assert "ratio allowed time / taken time" in capsys.readouterr().out
+
+
+def test_memory_benchmark_runs_small(capsys, database_url):
+    figures = memory.main(["--ipns", "100", "--idle-seconds", "1"])
+    assert figures["ipn_errors"] == 0 and 0 < figures["bare_mb"] < figures["idle_mb"] <= figures["peak_mb"]
+    assert "goal < 200 MB" in capsys.readouterr().out
+
+
+def test_ipn_to_invite_benchmark_runs_small(capsys, database_url):
+    figures = ipn_to_invite.main(["--payments", "3", "--warmup", "1"])
+    assert figures["p50_ms"] > 0 and figures["round_trip_p50_ms"] > 0 and figures["sandbox_errors"] == []
+    assert "accepted -> invite message sent" in capsys.readouterr().out
