@@ -97,8 +97,8 @@ class PayoutScheduler:
     def batches(self) -> list[int]:
         with self.session_factory() as session:
             due = list(session.scalars(
-                select(Accumulation.channel_id).join(Channel, Channel.id == Accumulation.channel_id)
-                .where(Accumulation.payout_id.is_(None), Channel.payout_strategy == PayoutStrategy.THRESHOLD)
+                select(Accumulation.channel_id)
+                .where(Accumulation.payout_id.is_(None))
                 .group_by(Accumulation.channel_id)
                 .having(func.sum(Accumulation.amount_usd) > 0)))
         started = []
@@ -113,7 +113,9 @@ class PayoutScheduler:
         with self.session_factory.begin() as session:
             session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": _CHANNEL_LOCK, "id": channel_id})
             channel = session.get(Channel, channel_id)
-            threshold = channel.payout_threshold_usd
+            # An owner who switched to instant payouts gets what is still held at once.
+            threshold = channel.payout_threshold_usd if channel.payout_strategy == PayoutStrategy.THRESHOLD \
+                else Decimal(0)
             if threshold is None or held_total(session, channel_id) < threshold or not channel.payout_address:
                 return None
             shares = list(session.scalars(select(Accumulation).where(

@@ -96,3 +96,19 @@ def test_a_batch_below_the_minimum_is_carried_into_the_next_batch(world):
     second = world.payout(second_id)
     assert second.status == PayoutStatus.FINISHED and second.amount_usd == Decimal("63")
     assert world.payout_of(first).id == second_id
+
+
+def test_an_owner_who_switches_to_instant_gets_what_was_held(world):
+    from sqlalchemy import update
+
+    from telepay.models import Channel
+
+    owner = world.channel("usdt", "eth", strategy=PayoutStrategy.THRESHOLD, threshold=Decimal("500"))
+    world.pay(owner, Decimal("30"))
+    assert world.scheduler.batches() == []
+    with world.session_factory.begin() as session:
+        session.execute(update(Channel).where(Channel.id == owner.id).values(payout_strategy=PayoutStrategy.INSTANT))
+    [batch_id] = world.scheduler.batches()
+    world.drain()
+    assert world.payout(batch_id).status == PayoutStatus.FINISHED
+    assert [t.amount for t in world.host_transfers(owner.payout_address, "usdt")] == [Decimal("27")]
