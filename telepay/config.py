@@ -169,6 +169,8 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     worker_poll_seconds: float = 1.0
+    # Sandbox and demo only: a file holding seconds to add to the clock. Never set in production.
+    clock_offset_file: str | None = None
 
     def missing(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> list[str]:
         return [name for name in names if getattr(self, _ATTR[name]) in (None, "")]
@@ -244,6 +246,7 @@ _ATTR = {
     "LOG_FORMAT": "log_format",
     "LOG_LEVEL": "log_level",
     "WORKER_POLL_SECONDS": "worker_poll_seconds",
+    "CLOCK_OFFSET_FILE": "clock_offset_file",
 }
 
 

@@ -22,7 +22,7 @@ from telepay.api.server import ApiServer
 from telepay.bot.app import build_application
 from telepay.clients.changenow import ChangeNowClient
 from telepay.clients.nowpayments import NowPaymentsClient
-from telepay.clock import Clock, SystemClock
+from telepay.clock import Clock, OffsetFileClock, SystemClock
 from telepay.config import Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
@@ -74,7 +74,8 @@ class Services:
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
     engine = engine or make_engine(settings)
     session_factory = make_session_factory(engine)
-    clock = clock or SystemClock()
+    if clock is None:
+        clock = OffsetFileClock(settings.clock_offset_file) if settings.clock_offset_file else SystemClock()
     services = Services(
         settings=settings,
         engine=engine,
