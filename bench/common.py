@@ -112,14 +112,18 @@ def load_average() -> str:
         return " ".join(f.read().split()[:3])
 
 
+# Loopback port 9 (discard): without a NOWPayments sandbox, provider calls fail fast, never leave.
+_NOTHING_LISTENS = "http://127.0.0.1:9"
+
+
 @contextmanager
 def running_telepay(database_url: str, telegram, *, nowpayments=None, extra: dict[str, str] | None = None,
                     log_name: str = "telepay.log") -> Iterator[TelepayProcess]:
-    """`telepay run` against the sandbox Telegram (and NOWPayments if given), killed afterwards."""
+    """`telepay run` against the sandbox Telegram (and NOWPayments if given), stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="telepay-bench-") as tmp:
         env = sandbox_env(telegram_base_url=telegram.base_url, token=telegram.token,
                           bot_username=telegram.bot.username, data_dir=Path(tmp), database_url=database_url,
-                          nowpayments_base_url=nowpayments.base_url if nowpayments else None,
+                          nowpayments_base_url=nowpayments.base_url if nowpayments else _NOTHING_LISTENS,
                           extra=extra)
         process = TelepayProcess(env, Path(tmp) / log_name)
         process.start()
