@@ -96,7 +96,7 @@ class World:
             session.expunge(channel)
         return channel
 
-    def pay(self, channel: Channel, usd: Decimal, *, arrived: Decimal | None = None) -> int:
+    def pay(self, channel: Channel, usd: Decimal, *, arrived: Decimal | None = None, allocate: bool = True) -> int:
         """A finished payment of `usd` (arrived: its actually_paid_at_fiat), allocated; its id."""
         n = next(_ids)
         with self.session_factory.begin() as session:
@@ -109,7 +109,8 @@ class World:
                               actually_paid_usd=usd if arrived is None else arrived)
             session.add(payment)
             session.flush()
-            allocate_share(session, self.jobs, payment.id, fee_percent=FEE, now=self.clock.now())
+            if allocate:
+                allocate_share(session, self.jobs, payment.id, fee_percent=FEE, now=self.clock.now())
             return payment.id
 
     # ---- the worker ----------------------------------------------------------------------------

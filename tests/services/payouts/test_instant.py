@@ -72,3 +72,30 @@ def test_allocation_is_idempotent_per_payment(world):
         again = allocate_share(session, world.jobs, payment_id, fee_percent=FEE, now=world.clock.now())
     assert not again.created and again.payout_id == world.payout_of(payment_id).id
     assert len(world.payouts()) == 1
+
+
+def test_ten_concurrent_allocations_of_one_payment_make_one_payout_and_one_transfer(world):
+    import threading
+
+    from telepay.services.payouts import allocate_share
+    from tests.services.payouts.conftest import FEE
+
+    channel = world.channel("eth", "eth")
+    payment_id = world.pay(channel, Decimal("40"), allocate=False)
+    barrier, results = threading.Barrier(10), []
+
+    def allocate():
+        barrier.wait()
+        with world.session_factory.begin() as session:
+            results.append(allocate_share(session, world.jobs, payment_id, fee_percent=FEE, now=world.clock.now()))
+
+    threads = [threading.Thread(target=allocate) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 10 and sum(r.created for r in results) == 1
+    assert len({r.payout_id for r in results}) == 1
+    world.drain()
+    assert len(world.payouts()) == 1
+    assert len(world.host_transfers(channel.payout_address, "eth")) == 1
