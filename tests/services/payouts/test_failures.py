@@ -111,3 +111,25 @@ def test_alerts_reach_every_admin_by_dm():
         asyncio.run(deliver())
         for admin in admins:
             assert "payout 7 needs review" in admin.wait_for_message(timeout=5).text
+
+
+def test_an_unreachable_chain_is_retried_and_the_payout_finishes_once_it_is_back(world, chain):
+    from web3 import HTTPProvider, Web3
+
+    from telepay.sandbox.chain import HOST_WALLET_PRIVATE_KEY
+    from telepay.services.payouts.runner import PayoutFailed
+
+    payout = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("40")))
+    working = world.runner.wallet
+    world.runner.wallet = HostWallet(Web3(HTTPProvider("http://127.0.0.1:9/")), HOST_WALLET_PRIVATE_KEY,
+                                     chain.usdt_address, world.session_factory, world.clock)
+    with pytest.raises(PayoutFailed):
+        world.runner.run(payout.id)
+    failing = world.payout(payout.id)
+    assert failing.status == PayoutStatus.PENDING and failing.failing_since is not None
+    world.runner.wallet = working
+    world.clock.advance(timedelta(hours=3))
+    world.drain()
+    payout = world.payout(payout.id)
+    assert payout.status == PayoutStatus.FINISHED and payout.failing_since is None
+    assert len(world.chain_txs(payout.id)) == 1 and world.alerts() == []
