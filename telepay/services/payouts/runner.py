@@ -115,7 +115,10 @@ class PayoutRunner:
             if step(payout) == _WAIT:
                 self._poll_later(payout)
                 return payout.status
-        return self._load(payout_id).status
+        # Still moving (quotes expiring one after another): never leave an active payout without a job.
+        payout = self._load(payout_id)
+        self._poll_later(payout)
+        return payout.status
 
     def _start(self, payout: Payout) -> None:
         if is_direct(payout):
@@ -123,6 +126,9 @@ class PayoutRunner:
                 amount = self.exchanges.eth_worth(payout.amount_usd)
             else:
                 amount = payout.amount_usd.quantize(Decimal("1e-6"))  # shares are micro-dollars already
+            if amount <= 0:
+                self._carry_over(payout, "worth less than the smallest unit of the asset")
+                return
             self._send(payout, PayoutStatus.PENDING, amount, payout.to_address)
             return
         try:
