@@ -186,6 +186,8 @@ class PayoutRunner:
                           to_amount=to_amount):
             logger.warning("payout %s moved on while exchange %s was created; the exchange is left unfunded",
                            payout.id, exchange_id)
+            self._alert(payout, f"ChangeNOW exchange {exchange_id} was created while the payout was stopped; "
+                                "it is left unfunded (nothing was sent to it)", f"unfunded-{exchange_id}")
 
     def _fund(self, payout: Payout) -> None:
         state = self.exchanges.status(payout.exchange_id)

@@ -122,3 +122,21 @@ def test_concurrent_workers_on_the_same_payouts_send_one_transfer_each(world):
     with world.session_factory() as session:
         nonces = list(session.scalars(select(ChainTransaction.nonce)))
     assert len(nonces) == len(set(nonces)) == len(payouts)
+
+
+def test_an_exchange_created_for_a_payout_cancelled_meanwhile_is_left_unfunded_and_reported(world):
+    from telepay.services.payouts.operations import cancel_payout
+
+    channel, payment_id = _start(world, "instant-exchange")
+    payout = world.payout_of(payment_id)
+    world.crasher.armed.add("after_exchange_created")
+    with pytest.raises(Crash):
+        world.runner.run(payout.id)
+    cancel_payout(world.session_factory, payout.id, world.clock.now(), "owner changed address")
+    assert world.runner.run(payout.id) == PayoutStatus.CANCELLED  # nothing runs a cancelled payout
+    # Had the creation and the cancel crossed, the runner would find it and report it:
+    world.runner._record_exchange(world.payout(payout.id), "late-exchange", None, None, None)
+    assert any("left unfunded" in text for text in world.alerts())
+    [exchange] = world.changenow.exchanges.values()
+    assert exchange.status in ("new", "waiting") and not world.chain.transfers_to(exchange.payin_address)
+    assert world.chain_txs(payout.id) == []
