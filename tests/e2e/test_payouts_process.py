@@ -8,11 +8,10 @@ import time
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, text, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import text, update
 
 from telepay.clock import ManualClock
-from telepay.models import ChainTransaction, Job, JobState, Payout, PayoutStatus
+from telepay.models import Job, JobState, PayoutStatus
 from telepay.models.channels import PayoutStrategy
 from telepay.sandbox.chain import DevChain
 from telepay.sandbox.changenow import ChangeNowSandbox

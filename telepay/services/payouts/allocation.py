@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 SHARE_QUANTUM = Decimal("0.000001")
 PAYOUT_JOB = "payout.run"
 # Advisory-lock namespace (first key of the two-key form) for per-channel allocation.
-_CHANNEL_LOCK = 7301
+CHANNEL_LOCK = 7301
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def allocate_share(session: Session, jobs: JobQueue, payment_id: int, *, fee_per
     channel_id = invoice.channel_id
     # One allocation at a time per channel: merging carried-over payouts and reading the held
     # total must see every earlier share of the channel.
-    session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": _CHANNEL_LOCK, "id": channel_id})
+    session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": CHANNEL_LOCK, "id": channel_id})
     channel = session.get(Channel, channel_id)
     if payment.owner_share_usd is not None:
         return _existing(session, payment, channel, invoice)

@@ -28,14 +28,14 @@ from telepay.models import Accumulation, Channel, Payment, Payout, PayoutKind, P
 from telepay.models.channels import PayoutStrategy
 from telepay.services.jobs import JobQueue
 from telepay.services.payouts.alerts import alert_admins
-from telepay.services.payouts.allocation import _CHANNEL_LOCK, absorb_carried_over, enqueue_payout, held_total
+from telepay.services.payouts.allocation import CHANNEL_LOCK, absorb_carried_over, enqueue_payout, held_total
 from telepay.services.payouts.exchanges import PayoutExchanges
 from telepay.services.payouts.wallet import ETH, USDT, HostWallet
 
 logger = logging.getLogger(__name__)
 
 TIMER_NAME = "payouts.batches"
-_SWEEP_LOCK = 7302
+SWEEP_LOCK = 7302
 _UNFUNDED = (PayoutStatus.PENDING, PayoutStatus.EXCHANGE_REQUESTED, PayoutStatus.EXCHANGE_CREATED)
 
 
@@ -74,7 +74,7 @@ class PayoutScheduler:
         # A margin over the minimum: the reverse quote adds ChangeNOW's fees on top of the shares.
         minimum_usd = (limits.min_amount or Decimal(0)) * eth_price * Decimal("1.1")
         with self.session_factory.begin() as session:
-            session.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": _SWEEP_LOCK})
+            session.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": SWEEP_LOCK})
             unswept = list(session.scalars(select(Accumulation).where(Accumulation.sweep_id.is_(None))
                                            .order_by(Accumulation.id).with_for_update()))
             total = sum((a.amount_usd for a in unswept), Decimal(0))
@@ -111,7 +111,7 @@ class PayoutScheduler:
     def batch(self, channel_id: int) -> int | None:
         """One channel's batch, if its held total reached the threshold; the payout id."""
         with self.session_factory.begin() as session:
-            session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": _CHANNEL_LOCK, "id": channel_id})
+            session.execute(text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": CHANNEL_LOCK, "id": channel_id})
             channel = session.get(Channel, channel_id)
             # An owner who switched to instant payouts gets what is still held at once.
             threshold = channel.payout_threshold_usd if channel.payout_strategy == PayoutStrategy.THRESHOLD \

@@ -10,7 +10,7 @@ hand), or pending (held for a batch, on its way, or in review). So for each chan
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
