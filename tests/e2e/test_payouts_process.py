@@ -35,7 +35,7 @@ def _until(condition, what: str, timeout: float = 40.0):
 def running(database_url, session_factory, tmp_path):
     with DevChain() as chain, TelegramSandbox(token=TOKEN, bot_username="PayoutE2EBot",
                                               rate_limits=RateLimits.off()) as telegram, \
-            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None) as changenow:
+            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None, step_seconds=0.5) as changenow:
         env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="PayoutE2EBot",
                           data_dir=tmp_path, database_url=database_url, changenow_base_url=changenow.base_url,
                           chain_env=chain.env(),
@@ -85,6 +85,7 @@ def test_killed_mid_payout_then_restarted_pays_once(running, database_url):
     payout = world.payout_of(world.pay(owner, Decimal("80")))
     _until(lambda: world.chain_txs(payout.id), "the funding transfer stored")
     process.kill()  # SIGKILL: no clean-up at all
+    assert _status(world, payout.id) != PayoutStatus.FINISHED  # the exchange takes seconds: it was mid-way
     # The dead worker's lease would run out in 5 minutes; let it have run out.
     with world.session_factory.begin() as session:
         session.execute(update(Job).where(Job.state == JobState.RUNNING).values(locked_until=text("now()")))
