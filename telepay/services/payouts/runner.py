@@ -39,12 +39,11 @@ from telepay.services.payouts.alerts import alert_admins
 from telepay.services.payouts.allocation import enqueue_payout
 from telepay.services.payouts.exchanges import FUNDING, BelowMinimum, PayoutExchanges, base_units, user_id
 from telepay.services.payouts.locks import advisory_lock
-from telepay.services.payouts.wallet import ETH, USDT, HostWallet, InsufficientFunds, TransferRefused
+from telepay.services.payouts import review
+from telepay.services.payouts.wallet import ETH, USDT, HostWallet, TransferRefused
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (PayoutStatus.PENDING, PayoutStatus.EXCHANGE_REQUESTED, PayoutStatus.EXCHANGE_CREATED,
-          PayoutStatus.FUNDING, PayoutStatus.FUNDED)
 _WAIT = "wait"
 # The queue retries a failing step with backoff; the runner itself decides when a payout has
 # failed long enough (24 h) to go to review, so the queue's own give-up lies well beyond that.
@@ -285,40 +284,11 @@ class PayoutRunner:
         logger.info("payout %s (%s USD) carried over: %s", payout.id, payout.amount_usd, why)
 
     def _failed(self, payout_id: int, failure: Exception) -> bool:
-        """Record a failure; True when it sent the payout to review (24 h of failures)."""
-        now = self.clock.now()
-        message = f"{type(failure).__name__}: {failure}"[:2000]
-        with self.session_factory.begin() as session:
-            payout = session.get(Payout, payout_id, with_for_update=True)
-            if payout is None or payout.status not in ACTIVE:
-                return False
-            payout.last_error = message
-            payout.failing_since = payout.failing_since or now
-            if isinstance(failure, InsufficientFunds):
-                alert_admins(session, self.jobs, f"Host wallet is short of {failure.asset}: payout {payout_id} needs "
-                             f"{failure.need} base units, the wallet has {failure.have}. Top it up.",
-                             key=f"low-balance:{failure.asset}:{now:%Y-%m-%dT%H}")
-            parked = now - payout.failing_since >= self.review_after
-            if parked:
-                self._to_review(session, payout, f"failing since {payout.failing_since:%Y-%m-%d %H:%M} UTC: {message}")
-        logger.warning("payout %s step failed: %s", payout_id, message)
-        return parked
+        return review.record_failure(self.session_factory, self.jobs, self.clock.now(), payout_id, failure,
+                                     self.review_after)
 
     def _park(self, payout_id: int, reason: str) -> PayoutStatus:
-        with self.session_factory.begin() as session:
-            payout = session.get(Payout, payout_id, with_for_update=True)
-            if payout.status in ACTIVE:
-                self._to_review(session, payout, reason)
-            return payout.status
-
-    def _to_review(self, session: Session, payout: Payout, reason: str) -> None:
-        now = self.clock.now()
-        payout.resume_status, payout.status = payout.status, PayoutStatus.NEEDS_REVIEW
-        payout.last_error, payout.updated_at = reason[:2000], now
-        logger.error("payout %s needs review: %s", payout.id, reason)
-        alert_admins(session, self.jobs, f"Payout {payout.id} ({payout.kind.value}, {payout.amount_usd} USD"
-                     f"{f', channel {payout.channel_id}' if payout.channel_id else ''}) needs review: {reason}. "
-                     f"See `telepay payouts show {payout.id}`.", key=f"payout-review:{payout.id}:{now.isoformat()}")
+        return review.park(self.session_factory, self.jobs, self.clock.now(), payout_id, reason)
 
     def _alert(self, payout: Payout, text: str, what: str) -> None:
         with self.session_factory.begin() as session:
