@@ -9,7 +9,7 @@ that answers the query and edits the message to the same keypad text, polling th
 with the same `base_url`, driven by the same presses. Both bots run in their own process; the
 sandbox and the donors run in this one. The sandbox's flood limits are off for both (keypad
 edits and answers are not rate limited by Telegram's message limits anyway).
-`--explain` adds the bare handler built with TelePay's rate limiter (`AIORateLimiter`), which
+`--explain` adds the bare handler built with TelePay's rate limiter (`MessageRateLimiter`), which
 separates what the limiter costs from what the rest of TelePay costs.
 Goal: TelePay handles at least 0.7 of the bare rate.
 """
@@ -37,13 +37,17 @@ BOT = "TelePayBenchKeypadBot"
 # Every press changes the amount ("" -> 1 -> 12 -> 1 -> ""), so every press is an edit.
 CYCLE = ["kp:1", "kp:2", "kp:back", "kp:back"]
 GOAL = 0.7
+# As `telepay.bot.app.build_application` builds it (kept in step by hand; used by --explain only).
+LIMITER = {"overall_max_rate": 28, "max_retries": 3}
 
 
 def _bare_bot(base_url: str, token: str, ready, stop, limited: bool) -> None:
     """The baseline: /start shows the keypad; a press answers and edits it (runs in a child).
     `limited` gives it the rate limiter TelePay's bot is built with, to tell its share apart."""
     from telegram import Update
-    from telegram.ext import AIORateLimiter, ApplicationBuilder, CallbackQueryHandler, CommandHandler
+    from telegram.ext import ApplicationBuilder, CallbackQueryHandler, CommandHandler
+
+    from telepay.bot.ratelimit import MessageRateLimiter
 
     from telepay.bot.donate import PAD, keypad_text, type_key
 
@@ -61,7 +65,7 @@ def _bare_bot(base_url: str, token: str, ready, stop, limited: bool) -> None:
     async def run() -> None:
         builder = ApplicationBuilder().token(token).base_url(base_url)
         if limited:
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+            builder = builder.rate_limiter(MessageRateLimiter(**LIMITER))
         application = builder.build()
         application.add_handler(CommandHandler("start", start))
         application.add_handler(CallbackQueryHandler(press))
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=4, help="unmeasured presses per donor first")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each; medians reported")
     parser.add_argument("--explain", action="store_true",
-                        help="also run the bare handler with TelePay's rate limiter (AIORateLimiter)")
+                        help="also run the bare handler with TelePay's rate limiter (MessageRateLimiter)")
     args = parser.parse_args(argv)
 
     with scratch_database("telepay_bench") as database_url:
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = figures["telepay"]["rate"] / figures["bare"]["rate"]
     print(f"keypad: {args.donors} donors x {args.presses} presses, closed loop, {args.runs} alternating run(s); "
           f"sandbox rate limits off for both; load average {' -> '.join(loads)}")
-    names = {"bare": "bare PTB handler", "limited": "bare + AIORateLimiter(max_retries=3)",
+    names = {"bare": "bare PTB handler", "limited": "bare + TelePay's MessageRateLimiter",
              "telepay": "telepay run (donate keypad)"}
     for label, f in figures.items():
         print(f"  {names[label]:37} {f['rate']:8.1f} presses/s   p50 {f['p50_ms']:7.2f} ms   p99 {f['p99_ms']:7.2f} ms"
