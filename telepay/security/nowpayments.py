@@ -130,11 +130,36 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets outside strings nest deeper than we ever accept.
+
+    Checked before json.loads: its C scanner recurses once per level, and when the process's
+    recursion limit has been raised (some libraries do), a body of 64 KiB of "[" would overflow
+    the C stack and kill the process instead of raising RecursionError.
+    """
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return False  # the usual IPN: nothing to scan
+    depth = 0
+    for char in _STRING_RE.sub("", text):
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedBody("body is not UTF-8") from None
+    if _too_deep(text):
+        raise MalformedBody("body is nested too deeply")
     try:
         body = json.loads(
             text,
