@@ -161,7 +161,7 @@ def _telepay_run(telegram: TelegramSandbox, database_url: str, key: str, args) -
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--donors", type=int, default=4, help="donors pressing at once")
-    parser.add_argument("--presses", type=int, default=100, help="measured presses per donor")
+    parser.add_argument("--presses", type=int, default=250, help="measured presses per donor")
     parser.add_argument("--warmup", type=int, default=4, help="unmeasured presses per donor first")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each; medians reported")
     parser.add_argument("--explain", action="store_true",
