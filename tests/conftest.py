@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -21,6 +22,11 @@ from telepay.models.engine import make_session_factory
 from telepay.sandbox.database import scratch_database
 
 KEEP_TABLES = {"payout_currencies", "alembic_version"}
+
+# Two shared cores: a property test's example can be slow for reasons that are not its own.
+# Deadlines would make that a failure; the examples' count and content are what we test.
+hypothesis_settings.register_profile("telepay", deadline=None)
+hypothesis_settings.load_profile("telepay")
 
 
 @pytest.fixture(scope="session")

@@ -23,10 +23,24 @@ MESSAGE_METHODS = frozenset({
 })
 
 
+EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageMedia", "editMessageReplyMarkup"})
+
+
+def _private(chat_id: Any) -> bool:
+    try:
+        return int(chat_id) > 0
+    except (TypeError, ValueError):
+        return False  # an @username is a public chat
+
+
 class MessageRateLimiter(AIORateLimiter):
     async def process_request(self, callback, args, kwargs, endpoint: str, data: dict[str, Any],
                               rate_limit_args: int | None):
-        if endpoint not in MESSAGE_METHODS:
+        # An edit in a private chat answers a button the person just pressed (the donation
+        # keypad): Telegram's 30/s is about bulk messages, and spending it on edits capped the
+        # whole bot at ~29 key presses a second across all users. Those edits are not paced;
+        # a 429, should one come, is still waited out and retried.
+        if endpoint not in MESSAGE_METHODS or (endpoint in EDIT_METHODS and _private(data.get("chat_id"))):
             # AIORateLimiter keys its pacing on chat_id alone; this copy only steers the limiter
             # (the request itself is sent from `args`), so without it only the 429 retries apply.
             data = {key: value for key, value in data.items() if key != "chat_id"}
