@@ -248,3 +248,16 @@ def test_sweeps_at_the_telegram_rate_limit_lose_nothing(session_factory):
         assert all(j.state == JobState.DONE for j in rig.jobs_of(lifecycle.EXPIRE_JOB))
     finally:
         rig.close()
+
+
+@pytest.mark.parametrize(("left", "said"), [
+    (3 * DAY - timedelta(seconds=15), "3 days"),
+    (DAY - timedelta(seconds=15), "1 day"),  # the one-day reminder, a sweep after its mark
+    (DAY - timedelta(minutes=29), "1 day"),
+    (DAY - timedelta(minutes=31), "23 hours"),
+    (HOUR + timedelta(minutes=20), "1 hour"),
+    (HOUR - timedelta(seconds=1), "59 minutes"),
+    (timedelta(seconds=5), "1 minute"),
+])
+def test_time_left_reads_as_a_person_would_say_it(left, said):
+    assert lifecycle.texts.time_left(left) == said

@@ -13,13 +13,18 @@ def renew_button(channel_key: str) -> tuple[str, str]:
 
 
 def time_left(left: timedelta) -> str:
-    """A rough, friendly length: "3 days", "1 day", "5 hours", "10 minutes"."""
+    """A rough, friendly length: "3 days", "1 day", "5 hours", "10 minutes".
+
+    Hours that round to a whole day are a day: the one-day reminder goes out a sweep after the
+    mark, a few seconds short of 24 hours, and should say "1 day" as the three-day one says "3 days"."""
     seconds = max(int(left.total_seconds()), 60)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = round(seconds / size) if unit != "minute" else seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return "a minute"
+    if seconds >= 86400 or round(seconds / 3600) >= 24:
+        count, unit = round(seconds / 86400), "day"
+    elif seconds >= 3600:
+        count, unit = round(seconds / 3600), "hour"
+    else:
+        count, unit = seconds // 60, "minute"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def reminder(title: str, expires_at: datetime, left: timedelta) -> str:
