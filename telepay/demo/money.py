@@ -55,13 +55,16 @@ def follow_payout(stage: Stage, timeline: Timeline, shop: Shop, payout_id: int) 
     shop.balance = after
     timeline.say("chain", f"olga's wallet {shop.wallet}: {amount(before, 'USDT')} -> {amount(after, 'USDT')}")
     shown = _finished_in_product(stage, payout_id)
-    timeline.say("operator", f"telepay payouts show {payout_id} -> {shown['status']}, "
-                             f"{shown['amount_usd']} USD -> {shown['to_amount']} {shown['to_currency'].upper()}, "
-                             f"exchange {shown['exchange_id']}")
-    if shown["exchange_id"] != exchange.id:
-        raise RuntimeError(f"payout #{payout_id} names exchange {shown['exchange_id']}, not {exchange.id}")
-    return PayoutSeen(payout_id, exchange.id, funding.tx_hash, exchange.payout_hash,
-                      f"${Decimal(shown['amount_usd']):,.2f}", exchange.amount_to)
+    usd = f"${Decimal(shown['amount_usd']):,.2f}"
+    recorded_tx = shown.get("transfer", "").split()[-1:]
+    timeline.say("operator", f"telepay payouts show {payout_id} -> {shown['status']}: {usd} -> "
+                             f"{amount(Decimal(shown['to_amount']), shown['to_currency'].upper())}, exchange "
+                             f"{shown['exchange_id']}, transfer {''.join(recorded_tx)}")
+    # The product's own record names the same exchange and the same transaction the chain has.
+    if shown["exchange_id"] != exchange.id or recorded_tx != [funding.tx_hash]:
+        raise RuntimeError(f"payout #{payout_id} records exchange {shown['exchange_id']} and transfer "
+                           f"{recorded_tx}; ChangeNOW has {exchange.id}, the chain {funding.tx_hash}")
+    return PayoutSeen(payout_id, exchange.id, funding.tx_hash, exchange.payout_hash, usd, exchange.amount_to)
 
 
 def _finished_in_product(stage: Stage, payout_id: int, timeout: float = 20.0) -> dict[str, str]:

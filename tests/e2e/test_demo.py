@@ -1,15 +1,70 @@
-"""`telepay demo` runs the story on the embedded database and closes with an OK summary."""
+"""`telepay demo` plays the whole story on the embedded database and closes with a summary of one
+line per fact, every one of which is checked here, and `result OK`."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from decimal import Decimal
+
+HASH = r"0x[0-9a-f]{64}"
+ADDRESS = r"0x[0-9a-fA-F]{40}"
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def _payout(number: int, usd: str) -> str:
+    return (rf"#{number}: \${re.escape(usd)} -> (?P<usdt{number}>\d+\.\d+) USDT \(exchange [0-9a-f]+, "
+            rf"funding tx {HASH}, payout tx {HASH}\)")
+
+
+# The summary, line by line, in order: a fact's name and what its value must say.
+FACTS = [
+    ("welcome received", r"yes"),
+    ("owner registered", rf"@olga_news \+ “Olga's VIP”, \$25\.00/30 days, USDT \(ERC-20\) to (?P<wallet>{ADDRESS})"),
+    ("posts", r"subscribe post in @olga_news, donate post in “Olga's VIP”"),
+    ("invoice", r"\$25\.00 for 30 days, http://127\.0\.0\.1:\d+/invoice/\d+"),
+    ("IPNs", r"6 delivered: 5 accepted, 1 duplicate, “confirmed” arrived late"),
+    ("join approved", r"bob in “Olga's VIP”, his link https://t\.me/\+\S+ revoked"),
+    ("owner notified", r"“New subscription”, share \$22\.50, payout #1 started"),
+    ("payout finished", _payout(1, "22.50")),
+    ("donation", r"\$15\.00 from bob through the keypad; payout " + _payout(2, "13.50")),
+    ("reminder", r"“ends in 3 days”, “ends in 1 day”, each with a Renew button"),
+    ("removal", r"bob removed, told “your access ended” with \[🔄 Renew\]"),
+    ("renewal", r"\$25\.00 paid through Renew, fresh invite https://t\.me/\+\S+, bob back in; payout "
+                + _payout(3, "22.50")),
+    ("clean stop", r"exit 0 in \d+\.\d\d s"),
+    ("result", r"OK in (?P<seconds>\d+\.\d) s"),
+]
+
+
+def test_demo_plays_the_whole_story_and_sums_it_up(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import sys; from telepay.demo import main; "
                              f"sys.exit(main({str(tmp_path)!r}))"],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "welcome received     yes" in result.stdout
-    assert "result               OK" in result.stdout
+    out = result.stdout
+    assert "welcome received     yes" in out
+    assert "result               OK" in out
+
+    summary = out.split("\nSummary\n", 1)[1].splitlines()
+    assert [line[2:22].strip() for line in summary] == [name for name, _ in FACTS]
+    found: dict[str, str] = {}
+    for line, (name, pattern) in zip(summary, FACTS):
+        match = re.fullmatch(re.escape(f"  {name:20} ") + pattern, line)
+        assert match, f"summary line {line!r} does not say {pattern!r}"
+        found.update(match.groupdict())
+    # About 26 s on an idle machine; the bound leaves room for a loaded one, and still catches a
+    # story that only got through by waiting out its timeouts.
+    assert float(found["seconds"]) < 90, out
+
+    # Olga's balance on the dev chain, exactly: before and after each payout, nothing lost.
+    paid = [Decimal(found[f"usdt{n}"]) for n in (1, 2, 3)]
+    balances = re.findall(rf"olga's wallet {found['wallet']}: (\S+) USDT -> (\S+) USDT", out)
+    assert [(Decimal(a), Decimal(b)) for a, b in balances] == [
+        (Decimal(0), paid[0]), (paid[0], paid[0] + paid[1]), (paid[0] + paid[1], sum(paid))]
+    # The timeline tells the story in order.
+    for step in ("IPN confirming -> 200 duplicate", "approves bob's join request", "host wallet sends",
+                 "-> finished; sent", "presses 1, 5", "ends in 3 days", "ends in 1 day", "has ended",
+                 "taps Renew", "SIGTERM -> exit code 0"):
+        assert step in out, step
+    assert out.index("ends in 3 days") < out.index("has ended") < out.index("taps Renew")
