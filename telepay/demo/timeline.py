@@ -6,7 +6,6 @@ Printing is what the demo is for, so this module (and only the demo) prints.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from decimal import Decimal
 
 
@@ -28,7 +27,6 @@ class Timeline:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.facts: dict[str, str] = {}
-        self.story_now: datetime | None = None  # the process's clock, once time has moved
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
