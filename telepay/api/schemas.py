@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from telepay.models import PaymentStatus
 
+# No real payment comes near a trillion; above it the amount would not fit the USD columns
+# (NUMERIC(20,8)) and the insert would fail as a server error instead of a clear 422.
+MAX_AMOUNT = Decimal(10) ** 12
+
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 
 
@@ -17,14 +21,14 @@ class Strict(BaseModel):
 
 
 class NotificationIn(Strict):
-    channel_id: int = Field(gt=0)
+    channel_id: int = Field(gt=0, lt=2**63)
     text: Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
     # Lets a caller retry safely: the same key for the same channel is queued once.
     idempotency_key: Key | None = None
 
 
 class BroadcastTriggerIn(Strict):
-    channel_id: int = Field(gt=0)
+    channel_id: int = Field(gt=0, lt=2**63)
 
 
 def _id_text(value: Any) -> str:
@@ -34,13 +38,14 @@ def _id_text(value: Any) -> str:
     if isinstance(value, Decimal):
         if value != value.to_integral_value() or value < 0:
             raise ValueError("must be a whole number")
-        return str(int(value))
-    if isinstance(value, (int, str)) and str(value).strip():
+        text = str(int(value))
+    elif isinstance(value, (int, str)) and str(value).strip():
         text = str(value).strip()
-        if len(text) > 64:
-            raise ValueError("is too long")
-        return text
-    raise ValueError("must be an id")
+    else:
+        raise ValueError("must be an id")
+    if len(text) > 64:  # the column's width: refuse here rather than fail in the database
+        raise ValueError("is too long")
+    return text
 
 
 class IpnIn(BaseModel):
@@ -85,4 +90,6 @@ class IpnIn(BaseModel):
             raise ValueError("must be a number")
         if not value.is_finite() or value < 0:
             raise ValueError("must be a non-negative amount")
+        if value >= MAX_AMOUNT:
+            raise ValueError("is out of range")
         return value

@@ -120,6 +120,7 @@ def test_replays_are_refused_across_app_instances(engine, channel, session_facto
     (b'{"channel_id": 1, "text": "x", "idempotency_key": "has spaces"}', 422, "invalid_payload"),
     (json.dumps({"channel_id": 1, "text": "x" * 4001}).encode(), 422, "invalid_payload"),
     (b'{"channel_id": 999999, "text": "unknown channel"}', 404, "unknown_channel"),
+    (b'{"channel_id": 100000000000000000000000, "text": "wider than bigint"}', 422, "invalid_payload"),
 ])
 def test_bad_payloads_are_refused_and_change_nothing(client, channel, engine, payload, status, code):
     before = snapshot(engine)

@@ -83,6 +83,10 @@ def test_bad_ipn_signatures(client, invoice, engine, mutate, status, code):
     {"order_id": ""},
     {"actually_paid": "lots"},
     {"actually_paid": Decimal("-1")},
+    {"actually_paid": Decimal("1e+20")},  # found by the property test: overflowed the column (500)
+    {"price_amount": Decimal("1e12")},
+    {"payment_id": Decimal("1e70")},  # 71 digits: wider than the column
+    {"parent_payment_id": "x" * 65},
 ])
 def test_ipn_schema_violations(client, invoice, engine, change):
     before = snapshot(engine)
