@@ -8,20 +8,15 @@ its own fresh database, migrated to head, so parallel runs never see each other'
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 
-from telepay.models import Base
-from telepay.models import migrate
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
+from telepay.sandbox.database import empty_tables, scratch_database
 
-KEEP_TABLES = {"payout_currencies", "alembic_version"}
 
 # Two shared cores: a property test's example can be slow for reasons that are not its own.
 # Deadlines would make that a failure; the examples' count and content are what we test.
@@ -47,9 +42,7 @@ def engine(database_url):
 @pytest.fixture
 def session_factory(engine):
     yield make_session_factory(engine)
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+    empty_tables(engine)
 
 
 @pytest.fixture

@@ -45,3 +45,16 @@ def scratch_database(prefix: str = "telepay_scratch", scratch_dir: Path | None =
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# Seeded by migrations, not by tests: kept when a test empties the database.
+KEEP_TABLES = frozenset({"payout_currencies", "alembic_version"})
+
+
+def empty_tables(engine) -> None:
+    """Remove every row a test or a run made, keeping the migrations' own data."""
+    from telepay.models import Base
+
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))

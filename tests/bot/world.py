@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from telepay.models import Base
 from telepay.sandbox.changenow import ChangeNowSandbox
+from telepay.sandbox.database import empty_tables
 from telepay.sandbox.harness import TelepayProcess, sandbox_env
 from telepay.sandbox.nowpayments import NowPaymentsSandbox
 from telepay.sandbox.telegram import ChatHandle, MessageHandle, Person, RateLimits, TelegramSandbox
@@ -23,7 +23,6 @@ TOKEN = "222:bot-e2e-token"
 BOT = "TelePayBotE2E"
 TIMEOUT = 20.0
 T = TypeVar("T")
-KEEP_TABLES = {"payout_currencies", "alembic_version"}
 GOOD_TRX = "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8"
 
 
@@ -60,9 +59,7 @@ class World:
             self.telegram.stop()
             self.nowpayments.stop()
             self.changenow.stop()
-            tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
-            with self.engine.begin() as connection:
-                connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+            empty_tables(self.engine)
             self.engine.dispose()
 
     def restart(self) -> None:

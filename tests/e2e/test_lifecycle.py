@@ -12,11 +12,12 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
 from telepay.models import Channel, ChannelStatus, Subscription, SubscriptionStatus, Tier, TimerRun
+from telepay.sandbox.database import empty_tables
 from telepay.sandbox.harness import TelepayProcess, sandbox_env
 from telepay.sandbox.nowpayments import NowPaymentsSandbox
 from telepay.sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.lifecycle import TIMER_NAME
-from tests.bot.world import KEEP_TABLES, TIMEOUT, until
+from tests.bot.world import TIMEOUT, until
 
 TOKEN = "333:lifecycle-e2e"
 BOT = "TelePayLifecycleE2E"
@@ -38,18 +39,12 @@ class World:
         self.process.start()
 
     def close(self) -> None:
-        from sqlalchemy import text
-
-        from telepay.models import Base
-
         try:
             self.process.kill()
         finally:
             self.telegram.stop()
             self.nowpayments.stop()
-            tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
-            with self.engine.begin() as connection:
-                connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+            empty_tables(self.engine)
             self.engine.dispose()
 
     def channel(self, name: str):
