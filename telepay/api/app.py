@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from telepay.api.health import health
-from telepay.api.nowpayments import nowpayments
+from telepay.api.nowpayments import ipn_recorder, nowpayments
 from telepay.api.webhooks import webhooks
 from telepay.errors import CooldownActive, TelePayError
 from telepay.security.guards import Guards
@@ -26,6 +26,7 @@ def create_app(settings: Any, services: Any, test_config: dict | None = None) ->
         TELEPAY_SETTINGS=settings,
         TELEPAY_SERVICES=services,
         TELEPAY_GUARDS=Guards.from_settings(settings, now=lambda: services.clock.now().timestamp()),
+        TELEPAY_IPN_RECORDER=ipn_recorder(services),
         MAX_CONTENT_LENGTH=MAX_BODY,
     )
     if test_config:

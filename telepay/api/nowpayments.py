@@ -1,16 +1,32 @@
 """`POST /webhooks/nowpayments`: NOWPayments' IPN. Answers well inside their 3 s: it only
-records the event and queues its processing."""
+records the event and queues its processing, in a transaction shared with the IPNs arriving
+at the same moment (`groupcommit`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy.engine import Connection
 
-from telepay.api.db import services, transaction
+from telepay.api.groupcommit import GroupCommit
 from telepay.api.schemas import IpnIn
 from telepay.security.guards import IPN, allowlisted, rate_limited, signed_ipn, validated
-from telepay.services.ipn import record_ipn
+from telepay.services.ipn import IpnDelivery, record_ipns_committed
 
 nowpayments = Blueprint("nowpayments", __name__)
+
+
+def ipn_recorder(services) -> GroupCommit:
+    def commit(connection: Connection, deliveries: list[IpnDelivery]):
+        outcomes = record_ipns_committed(connection, deliveries, services.clock.now())
+        services.wake_worker()
+        return outcomes
+
+    def close(connection: Connection, failure: Exception | None) -> None:
+        if failure is not None:
+            connection.invalidate()  # its state is unknown after a failure: never reuse it
+        connection.close()
+
+    return GroupCommit(commit, open=services.engine.connect, close=close)
 
 
 @nowpayments.post("/webhooks/nowpayments")
@@ -19,8 +35,6 @@ nowpayments = Blueprint("nowpayments", __name__)
 @signed_ipn
 @validated(IpnIn, source="ipn")
 def ipn():
-    svc = services()
     raw = request.get_data(cache=True).decode("utf-8")
-    with transaction() as session:
-        result = record_ipn(session, g.payload, g.ipn, raw, svc.clock.now())
+    result = current_app.config["TELEPAY_IPN_RECORDER"].submit(IpnDelivery(g.payload, g.ipn, raw))
     return jsonify(status=result), 200

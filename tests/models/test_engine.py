@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import types
+from datetime import datetime, timezone
 
 import pg8000
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from telepay.api.schemas import IpnIn
 from telepay.config import ConfigError, load_settings
+from telepay.errors import NotFound
 from telepay.models.engine import make_engine, normalise_url
+from telepay.services.ipn import IpnDelivery, record_ipns_committed
 
 
 def test_plain_postgres_urls_get_the_pg8000_driver():
@@ -25,8 +29,24 @@ def test_database_url_mode_with_pool_settings(database_url):
                                         "DB_MAX_OVERFLOW": "2"}, env_file=None))
     with engine.connect() as connection:
         assert connection.execute(text("SHOW TIME ZONE")).scalar() == "UTC"
-    assert engine.pool.size() == 3 and engine.pool._max_overflow == 2 and engine.pool._pre_ping
+    assert engine.pool.size() == 3 and engine.pool._max_overflow == 2
     engine.dispose()
+
+
+def test_a_dead_connection_is_replaced_when_it_is_handed_out(database_url):
+    engine = make_engine(load_settings({"DATABASE_URL": database_url, "DB_POOL_SIZE": "1",
+                                        "DB_MAX_OVERFLOW": "0"}, env_file=None))
+    try:
+        with engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with create_engine(database_url).connect() as admin:  # the server drops it, as a failover would
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with engine.connect() as connection:
+            # The check leaves no transaction open, so a statement sent next can run on its own.
+            assert connection.connection.driver_connection._in_transaction is False
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        engine.dispose()
 
 
 def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch):
@@ -51,6 +71,13 @@ def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch
                                         "DATABASE_USER": "svc", "DATABASE_PASSWORD": "pw"}, env_file=None))
     with engine.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1
+    # The IPN path drives the driver's prepared statements directly: the connector's kind of
+    # pg8000 connection must take them too.
+    body = {"payment_id": 1, "payment_status": "waiting", "order_id": "no-such-order"}
+    with engine.connect() as connection:
+        [outcome] = record_ipns_committed(connection, [IpnDelivery(IpnIn.model_validate(body), body, "{}")],
+                                          datetime.now(timezone.utc))
+    assert isinstance(outcome, NotFound)
     engine.dispose()
     assert calls[0] == ("proj:region:inst", "pg8000", "telepay", "svc") and calls[-1] == "closed"
 

@@ -1,0 +1,126 @@
+"""Group commit: concurrent requests share one transaction, and each is answered only after
+the transaction that holds its rows has committed.
+
+Under a storm of IPNs most of a request's cost was its own transaction: the driver's work,
+the round trips, the commit, and on a busy process the wait for the interpreter lock after
+each. Here a few requests at a time (`leaders`) record their own item straight away; the
+requests that arrive meanwhile queue up, and a leader that finishes hands the whole queue (up
+to `max_batch`) to the first request in it, which leads the next transaction. So batches grow
+with the load, and a lone request pays nothing extra. Durability is unchanged: nothing is
+answered before its commit.
+
+The lead comes with a resource (a database connection): a leader opens one, and while there
+is a successor the resource is handed on rather than closed, so back-to-back batches skip
+the pool's checkout and liveness check. When the queue runs dry the resource is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+C = TypeVar("C")
+
+logger = logging.getLogger(__name__)
+
+
+class BatchFailed(Exception):
+    """The transaction holding this request's rows failed; nothing of the batch was stored."""
+
+
+class _Waiter(Generic[T, C]):
+    __slots__ = ("item", "ready", "batch", "resource", "outcome")
+
+    def __init__(self, item: T):
+        self.item = item
+        self.ready = threading.Event()
+        self.batch: list[_Waiter[T, C]] | None = None  # set when this request is to lead a batch
+        self.resource: C | None = None  # handed on with the lead, if the last leader had one
+        self.outcome: object = None
+
+
+class GroupCommit(Generic[T, R, C]):
+    """`submit(item)` returns `commit(resource, [..., item, ...])`'s outcome for that item, or
+    raises it when it is an exception. `commit` must return one outcome per item, in order, and
+    either store the whole batch or raise. `open()` makes a resource; `close(resource, failure)`
+    ends it, told of the failure if a batch failed on it."""
+
+    def __init__(self, commit: Callable[[C, list[T]], list[R | Exception]], *,
+                 open: Callable[[], C], close: Callable[[C, Exception | None], None],
+                 leaders: int = 2, max_batch: int = 64):
+        self._commit = commit
+        self._open = open
+        self._close = close
+        self._max_leaders = leaders
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: deque[_Waiter[T, C]] = deque()
+        self._leaders = 0  # invariant: the queue is empty unless every leader is busy
+
+    def submit(self, item: T) -> R:
+        waiter: _Waiter[T, C] = _Waiter(item)
+        with self._lock:
+            if self._leaders < self._max_leaders:
+                self._leaders += 1
+                waiter.batch = [waiter]
+            else:
+                self._queue.append(waiter)
+        if waiter.batch is None:
+            waiter.ready.wait()  # either answered, or handed a batch to lead
+        if waiter.batch is not None:
+            self._lead(waiter.batch, waiter.resource)
+        if isinstance(waiter.outcome, BaseException):
+            raise waiter.outcome
+        return waiter.outcome  # type: ignore[return-value]
+
+    def _lead(self, batch: list[_Waiter[T, C]], resource: C | None) -> None:
+        outcomes: list | None = None
+        failure: Exception | None = None
+        try:
+            if resource is None:
+                resource = self._open()
+            outcomes = self._commit(resource, [waiter.item for waiter in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"commit gave {len(outcomes)} outcomes for {len(batch)} items")
+        except Exception as error:  # every request of the batch answers for it
+            failure = error
+            outcomes = [_failed(error) for _ in batch]
+        finally:
+            if outcomes is None:  # interrupted by a BaseException: still answer everyone
+                failure = BatchFailed("interrupted")
+                outcomes = [BatchFailed("interrupted") for _ in batch]
+            with self._lock:
+                successor = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                if not successor:
+                    self._leaders -= 1
+            handed_on = None
+            if resource is not None:
+                if successor and failure is None:
+                    handed_on = resource
+                else:
+                    self._close_quietly(resource, failure)
+            for waiter, outcome in zip(batch, outcomes):
+                waiter.batch = None
+                waiter.outcome = outcome
+                waiter.ready.set()
+            if successor:
+                successor[0].batch = successor
+                successor[0].resource = handed_on
+                successor[0].ready.set()
+
+    def _close_quietly(self, resource: C, failure: Exception | None) -> None:
+        try:
+            self._close(resource, failure)
+        except Exception:  # noqa: BLE001 - the batch's answers matter more than a failed close
+            logger.warning("closing a group commit's resource failed", exc_info=True)
+
+
+def _failed(failure: Exception) -> BatchFailed:
+    # One exception object per request: each is raised in its own thread with its own traceback.
+    error = BatchFailed(f"{type(failure).__name__}: {failure}")
+    error.__cause__ = failure
+    return error
