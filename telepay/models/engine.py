@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.config import ConfigError, Settings
@@ -56,7 +57,6 @@ def make_engine(settings: Settings) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
     )
     if settings.database_url:
         engine = create_engine(normalise_url(settings.database_url), **pool)
@@ -65,6 +65,7 @@ def make_engine(settings: Settings) -> Engine:
     else:
         engine = create_engine(embedded_url(settings.data_dir), **pool)
     _use_utc(engine)
+    _ping_on_checkout(engine)
     return engine
 
 
@@ -106,9 +107,34 @@ def _use_utc(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _set_utc(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SET TIME ZONE 'UTC'")
-        cursor.close()
+        dbapi_connection.autocommit = True  # a session setting: no transaction left open
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET TIME ZONE 'UTC'")
+            cursor.close()
+        finally:
+            dbapi_connection.autocommit = False
+
+
+def _ping_on_checkout(engine: Engine) -> None:
+    """Every connection handed out is checked first, in one round trip, leaving no transaction.
+
+    SQLAlchemy's own `pool_pre_ping` costs two round trips with pg8000 (the driver opens a
+    transaction before the SELECT) and leaves that transaction open, so the statement that
+    follows cannot run on its own. A connection that fails the check is replaced by the pool.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, _record, _proxy):
+        dbapi_connection.autocommit = True
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        except Exception as failure:  # noqa: BLE001 - any failure means this connection is done
+            raise DisconnectionError("connection failed its liveness check") from failure
+        finally:
+            dbapi_connection.autocommit = False
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
