@@ -66,9 +66,14 @@ def js_number(value: float) -> str:
         return "0"  # -0 included, as in JavaScript
     if value < 0:
         return "-" + js_number(-value)
+    spelled = repr(value)
+    if "e" not in spelled:
+        # The common case, 1e-4 <= value < 1e16: repr() is already JavaScript's spelling, but
+        # for a whole number's ".0". Outside that range the layouts differ; worked out below.
+        return spelled[:-2] if spelled.endswith(".0") else spelled
     # repr() gives the shortest digits that round-trip, ties broken towards the closer value:
     # the same digits ECMAScript asks for ("k as small as possible"). Only the layout differs.
-    _, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
+    _, digit_tuple, exponent = Decimal(spelled).as_tuple()
     digits = "".join(map(str, digit_tuple))
     stripped = digits.rstrip("0")
     exponent += len(digits) - len(stripped)
@@ -105,6 +110,8 @@ def _is_array_index(key: str) -> bool:
 
 
 def _js_key_order(keys: list[str]) -> list[str]:
+    if all(key.isascii() and not key[:1].isdigit() for key in keys):
+        return sorted(keys)  # plain names, as IPNs have: code points and UTF-16 units agree
     ordered = sorted(keys, key=_utf16_units)
     indices = sorted((key for key in ordered if _is_array_index(key)), key=int)
     return indices + [key for key in ordered if not _is_array_index(key)]
