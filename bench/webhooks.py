@@ -15,15 +15,13 @@ import uuid
 from decimal import Decimal
 
 from flask import Flask, jsonify
-from sqlalchemy import create_engine
-
 from bench.common import accepted, any_answer, run_load
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.clock import SystemClock
 from telepay.config import load_settings
 from telepay.models import Channel, Invoice, InvoiceKind, Tier
-from telepay.models.engine import make_session_factory
+from telepay.models.engine import make_engine, make_session_factory
 from telepay.runtime import build_services
 from telepay.sandbox.database import scratch_database
 from telepay.security import nowpayments
@@ -68,11 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _measure(database_url: str, args) -> dict:
-    engine = create_engine(database_url, pool_size=args.threads, max_overflow=4)
+    # The engine as `telepay run` makes it (pool pings included), sized to the API's threads.
+    settings = load_settings({"NOWPAYMENTS_IPN_SECRET": IPN_SECRET, "WEBHOOK_SIGNING_SECRET": "unused",
+                              "NOWPAYMENTS_API_KEY": "bench-key", "PUBLIC_BASE_URL": "http://127.0.0.1",
+                              "NOWPAYMENTS_IPN_IPS": "127.0.0.1", "DATABASE_URL": database_url,
+                              "DB_POOL_SIZE": str(args.threads)}, env_file=None)
+    engine = make_engine(settings)
     try:
-        settings = load_settings({"NOWPAYMENTS_IPN_SECRET": IPN_SECRET, "WEBHOOK_SIGNING_SECRET": "unused",
-                                  "NOWPAYMENTS_API_KEY": "bench-key", "PUBLIC_BASE_URL": "http://127.0.0.1",
-                                  "NOWPAYMENTS_IPN_IPS": "127.0.0.1"}, env_file=None)
         services = build_services(settings, engine=engine, clock=SystemClock())
         with make_session_factory(engine).begin() as session:
             channel = Channel(key="bench", owner_user_id=1, open_chat_id=-1, closed_chat_id=-2,
