@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -64,7 +65,7 @@ def make_engine(settings: Settings) -> Engine:
         engine = _cloud_sql_engine(settings, pool)
     else:
         engine = create_engine(embedded_url(settings.data_dir), **pool)
-    _use_utc(engine)
+    _set_up_connections(engine)
     _ping_on_checkout(engine)
     return engine
 
@@ -102,11 +103,12 @@ def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
     return engine
 
 
-def _use_utc(engine: Engine) -> None:
-    """Every connection talks UTC, whatever the server's default time zone."""
+def _set_up_connections(engine: Engine) -> None:
+    """Every new connection talks UTC and sends without delay."""
 
     @event.listens_for(engine, "connect")
-    def _set_utc(dbapi_connection, _record):
+    def _set_up(dbapi_connection, _record):
+        _no_delay(dbapi_connection)
         dbapi_connection.autocommit = True  # a session setting: no transaction left open
         try:
             cursor = dbapi_connection.cursor()
@@ -116,8 +118,35 @@ def _use_utc(engine: Engine) -> None:
             dbapi_connection.autocommit = False
 
 
+def _no_delay(dbapi_connection) -> None:
+    """Turn off Nagle's algorithm on a TCP connection to the server.
+
+    pg8000 writes through an 8 KiB buffer and leaves the socket as the OS made it. A message
+    longer than the buffer (a batch of IPNs is one) goes out as a full segment and a short one;
+    Nagle holds the short one until the first is acknowledged, and the server delays that
+    acknowledgement by up to 40 ms. Measured: a batch of 8 IPNs took 44 ms instead of 1 ms.
+    libpq sets TCP_NODELAY for the same reason. A unix socket has no such delay.
+    """
+    sock = getattr(dbapi_connection, "_usock", None)  # pg8000 keeps the socket here
+    if sock is None:
+        logger.warning("cannot reach the database connection's socket to set TCP_NODELAY")
+    elif sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def ping(dbapi_connection) -> None:
+    """One round trip that proves the connection alive and leaves no transaction open."""
+    dbapi_connection.autocommit = True
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    finally:
+        dbapi_connection.autocommit = False
+
+
 def _ping_on_checkout(engine: Engine) -> None:
-    """Every connection handed out is checked first, in one round trip, leaving no transaction.
+    """Every connection handed out is checked first (`ping`).
 
     SQLAlchemy's own `pool_pre_ping` costs two round trips with pg8000 (the driver opens a
     transaction before the SELECT) and leaves that transaction open, so the statement that
@@ -126,15 +155,10 @@ def _ping_on_checkout(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection, _record, _proxy):
-        dbapi_connection.autocommit = True
         try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
+            ping(dbapi_connection)
         except Exception as failure:  # noqa: BLE001 - any failure means this connection is done
             raise DisconnectionError("connection failed its liveness check") from failure
-        finally:
-            dbapi_connection.autocommit = False
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

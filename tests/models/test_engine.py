@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
 from datetime import datetime, timezone
@@ -86,3 +87,15 @@ def test_cloud_sql_mode_names_what_is_missing():
     with pytest.raises(ConfigError) as caught:
         make_engine(load_settings({"CLOUD_SQL_CONNECTION_NAME": "p:r:i"}, env_file=None))
     assert caught.value.names == ["DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"]
+
+
+def test_tcp_connections_send_without_delay(database_url):
+    engine = make_engine(load_settings({"DATABASE_URL": database_url}, env_file=None))
+    try:
+        with engine.connect() as connection:
+            sock = connection.connection.driver_connection._usock
+            if sock.family == socket.AF_UNIX:
+                pytest.skip("the embedded server is reached over a unix socket: no Nagle delay there")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        engine.dispose()
