@@ -63,3 +63,10 @@ def create_app(settings: Any, services: Any, test_config: dict | None = None) ->
         return response
 
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what the app holds between requests: the IPN recorder's kept connections."""
+    recorder = app.config.get("TELEPAY_IPN_RECORDER")
+    if recorder is not None:
+        recorder.close_idle()

@@ -9,15 +9,19 @@ to `max_batch`) to the first request in it, which leads the next transaction. So
 with the load, and a lone request pays nothing extra. Durability is unchanged: nothing is
 answered before its commit.
 
-The lead comes with a resource (a database connection): a leader opens one, and while there
-is a successor the resource is handed on rather than closed, so back-to-back batches skip
-the pool's checkout and liveness check. When the queue runs dry the resource is closed.
+The lead comes with a resource (a database connection). While there is a successor the
+resource is handed on with the lead; when the queue runs dry it is kept for the next leader
+(at most one per leader) instead of closed. A pool checkout with its liveness check cost as
+much as the batch's own statement, and an IPN storm arrives in bursts with gaps between them.
+A resource that sat idle longer than `recheck_after` seconds is checked before it is used,
+and one that fails the check, or whose batch failed, is closed and replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Callable, Generic, TypeVar
 
@@ -47,19 +51,25 @@ class GroupCommit(Generic[T, R, C]):
     """`submit(item)` returns `commit(resource, [..., item, ...])`'s outcome for that item, or
     raises it when it is an exception. `commit` must return one outcome per item, in order, and
     either store the whole batch or raise. `open()` makes a resource; `close(resource, failure)`
-    ends it, told of the failure if a batch failed on it."""
+    ends it, told of the failure if a batch failed on it; `check(resource)` raises if a kept
+    resource that sat idle can no longer be used. `close_idle()` closes the kept resources."""
 
     def __init__(self, commit: Callable[[C, list[T]], list[R | Exception]], *,
                  open: Callable[[], C], close: Callable[[C, Exception | None], None],
-                 leaders: int = 2, max_batch: int = 64):
+                 check: Callable[[C], None] = lambda resource: None, recheck_after: float = 10.0,
+                 leaders: int = 2, max_batch: int = 64, monotonic: Callable[[], float] = time.monotonic):
         self._commit = commit
         self._open = open
         self._close = close
+        self._check = check
+        self._recheck_after = recheck_after
+        self._monotonic = monotonic
         self._max_leaders = leaders
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: deque[_Waiter[T, C]] = deque()
         self._leaders = 0  # invariant: the queue is empty unless every leader is busy
+        self._idle: list[tuple[C, float]] = []  # kept resources, each with when it was last used
 
     def submit(self, item: T) -> R:
         waiter: _Waiter[T, C] = _Waiter(item)
@@ -82,7 +92,7 @@ class GroupCommit(Generic[T, R, C]):
         failure: Exception | None = None
         try:
             if resource is None:
-                resource = self._open()
+                resource = self._take_resource()
             outcomes = self._commit(resource, [waiter.item for waiter in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"commit gave {len(outcomes)} outcomes for {len(batch)} items")
@@ -93,16 +103,20 @@ class GroupCommit(Generic[T, R, C]):
             if outcomes is None:  # interrupted by a BaseException: still answer everyone
                 failure = BatchFailed("interrupted")
                 outcomes = [BatchFailed("interrupted") for _ in batch]
+            handed_on = to_close = None
             with self._lock:
                 successor = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
                 if not successor:
                     self._leaders -= 1
-            handed_on = None
-            if resource is not None:
-                if successor and failure is None:
-                    handed_on = resource
-                else:
-                    self._close_quietly(resource, failure)
+                if resource is not None:
+                    if failure is not None or not successor and len(self._idle) >= self._max_leaders:
+                        to_close = resource
+                    elif successor:
+                        handed_on = resource
+                    else:
+                        self._idle.append((resource, self._monotonic()))
+            if to_close is not None:
+                self._close_quietly(to_close, failure)
             for waiter, outcome in zip(batch, outcomes):
                 waiter.batch = None
                 waiter.outcome = outcome
@@ -111,6 +125,31 @@ class GroupCommit(Generic[T, R, C]):
                 successor[0].batch = successor
                 successor[0].resource = handed_on
                 successor[0].ready.set()
+
+    def _take_resource(self) -> C:
+        """A kept resource (the most recently used: the likeliest to be alive), checked if it sat
+        idle too long, or else a new one."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                resource, used_at = self._idle.pop()
+            if self._monotonic() - used_at <= self._recheck_after:
+                return resource
+            try:
+                self._check(resource)
+                return resource
+            except Exception as failure:  # noqa: BLE001 - a dead resource is replaced, not fatal
+                logger.info("a kept database connection failed its check; replacing it")
+                self._close_quietly(resource, failure)
+        return self._open()
+
+    def close_idle(self) -> None:
+        """Close the kept resources (at shutdown); resources in use are closed by their batch."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for resource, _ in idle:
+            self._close_quietly(resource, None)
 
     def _close_quietly(self, resource: C, failure: Exception | None) -> None:
         try:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.schemas import IpnIn
+from telepay.models.engine import ping
 from telepay.security.guards import IPN, allowlisted, rate_limited, signed_ipn, validated
 from telepay.services.ipn import IpnDelivery, record_ipns_committed
 
@@ -26,7 +27,10 @@ def ipn_recorder(services) -> GroupCommit:
             connection.invalidate()  # its state is unknown after a failure: never reuse it
         connection.close()
 
-    return GroupCommit(commit, open=services.engine.connect, close=close)
+    def check(connection: Connection) -> None:
+        ping(connection.connection.driver_connection)
+
+    return GroupCommit(commit, open=services.engine.connect, close=close, check=check)
 
 
 @nowpayments.post("/webhooks/nowpayments")

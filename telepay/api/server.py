@@ -14,11 +14,14 @@ import time
 import waitress
 from waitress import wasyncore
 
+from telepay.api.app import close_app
+
 logger = logging.getLogger(__name__)
 
 
 class ApiServer:
     def __init__(self, app, host: str, port: int, threads: int = 8):
+        self._app = app
         self._server = waitress.create_server(
             app, host=host, port=port, threads=threads, ident="telepay",
             # Bodies are capped by the app too; this bounds what waitress buffers first.
@@ -56,6 +59,7 @@ class ApiServer:
         for channel in list(socket_map.values()):
             channel.close()
         server.task_dispatcher.shutdown(timeout=2)
+        close_app(self._app)
 
     def stop(self, timeout: float = 8.0) -> None:
         self._stop.set()

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from telepay.api.app import create_app
+from telepay.api.app import close_app, create_app
 from telepay.clock import ManualClock
 from telepay.config import load_settings
 from telepay.models import Base, Channel, Invoice, InvoiceKind, Tier
@@ -33,12 +33,24 @@ BASE_ENV = {
 }
 
 
+_apps = []
+
+
 def make_app(engine, **env):
     settings = load_settings({**BASE_ENV, **env}, env_file=None)
     services = build_services(settings, engine=engine, clock=ManualClock())
     app = create_app(settings, services)
     app.testing = True
+    _apps.append(app)
     return app
+
+
+@pytest.fixture(autouse=True)
+def _close_apps():
+    """Each app keeps its IPN recorder's connections checked out; hand them back after a test."""
+    yield
+    while _apps:
+        close_app(_apps.pop())
 
 
 @pytest.fixture

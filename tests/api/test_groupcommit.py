@@ -171,7 +171,7 @@ def test_at_most_the_given_number_of_commits_run_at_once(leaders):
     assert recorder.most_running == leaders  # 60 requests at once keep every leader busy
 
 
-def test_the_resource_travels_with_the_lead_and_is_closed_when_the_queue_runs_dry():
+def test_the_resource_travels_with_the_lead_and_is_kept_when_the_queue_runs_dry():
     recorder = Recorder()
     group = recorder.group(leaders=1, max_batch=2)
     recorder.release.clear()
@@ -184,8 +184,52 @@ def test_the_resource_travels_with_the_lead_and_is_closed_when_the_queue_runs_dr
     for thread in threads:
         thread.join(10)
     assert len(recorder.batches) == 4 and recorder.used == [1, 1, 1, 1]  # opened once, handed on
+    assert recorder.closed == []
+    assert group.submit(9) == 90 and recorder.used[-1] == 1 and recorder.opened == [1]  # kept for later
+    group.close_idle()
     assert recorder.closed == [(1, None)]
-    assert group.submit(9) == 90 and recorder.used[-1] == 2 and recorder.closed[-1] == (2, None)
+    assert group.submit(10) == 100 and recorder.used[-1] == 2  # after close_idle a new one is opened
+
+
+def test_no_more_resources_are_kept_than_there_are_leaders():
+    recorder = Recorder(delay=0.005)
+    group = recorder.group(leaders=2)
+    for _ in range(5):
+        answers = {}
+        for thread in submit_all(group, range(40), answers):
+            thread.join(30)
+        assert answers == {item: item * 10 for item in range(40)}
+    assert len(recorder.opened) == 2 and recorder.closed == []  # two leaders, two resources, reused
+    assert len(group._idle) == 2
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_resource_idle_too_long_is_checked_and_replaced_if_dead():
+    recorder = Recorder()
+    checked = []
+
+    def check(resource):
+        checked.append(resource)
+        if resource == 1:
+            raise ConnectionResetError("server closed the connection")
+
+    clock = Clock()
+    group = recorder.group(leaders=1, check=check, recheck_after=10, monotonic=clock)
+    assert group.submit(1) == 10
+    clock.now += 9
+    assert group.submit(2) == 20 and checked == []  # used recently: no check, no round trip
+    clock.now += 11
+    assert group.submit(3) == 30  # idle past the limit: checked, found dead, replaced
+    assert checked == [1] and recorder.closed == [(1, "ConnectionResetError")] and recorder.used[-1] == 2
+    clock.now += 60
+    assert group.submit(4) == 40 and checked == [1, 2] and recorder.used[-1] == 2  # alive: kept
 
 
 def test_a_failed_batch_closes_its_resource_and_the_next_leader_opens_another():
@@ -201,7 +245,7 @@ def test_a_failed_batch_closes_its_resource_and_the_next_leader_opens_another():
     for thread in threads:
         thread.join(10)
     assert isinstance(answers[5], BatchFailed) and answers[6] == 60 and answers[7] == 70
-    assert recorder.used == [1, 2] and recorder.closed == [(1, "ConnectionError"), (2, None)]
+    assert recorder.used == [1, 2] and recorder.closed == [(1, "ConnectionError")]
 
 
 def test_a_resource_that_cannot_be_opened_fails_only_that_batch():
@@ -211,4 +255,4 @@ def test_a_resource_that_cannot_be_opened_fails_only_that_batch():
     with pytest.raises(BatchFailed) as failed:
         group.submit(1)
     assert isinstance(failed.value.__cause__, ConnectionRefusedError) and recorder.closed == []
-    assert group.submit(2) == 20 and recorder.closed == [(1, None)]
+    assert group.submit(2) == 20 and recorder.opened == [1]

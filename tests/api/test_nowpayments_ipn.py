@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from telepay.api.server import ApiServer
 from telepay.models import Job, Payment, PaymentEvent
@@ -134,3 +134,40 @@ def test_fifty_concurrent_deliveries_make_one_payment_and_one_job(engine, sessio
     assert sorted(set(answers)) == ["accepted", "duplicate"] and answers.count("accepted") == 1
     counts = snapshot(engine)
     assert counts["payments"] == 1 and counts["payment_events"] == 1 and counts["jobs"] == 1
+
+
+def _kept_backend(app, engine) -> int:
+    [(connection, _)] = app.config["TELEPAY_IPN_RECORDER"]._idle
+    pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    connection.rollback()  # the recorder runs its statement outside any transaction
+    return pid
+
+
+def _terminate(engine, pid: int) -> None:
+    with engine.connect() as admin:  # the server drops it, as a restart or an idle timeout would
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_the_recorder_keeps_its_connection_and_replaces_it_when_it_died_idle(engine, invoice):
+    app = make_app(engine)
+    client = app.test_client()
+    assert post_ipn(client, ipn_body(invoice.id, status="waiting")).json["status"] == "accepted"
+    pid = _kept_backend(app, engine)
+    assert post_ipn(client, ipn_body(invoice.id, status="confirming")).json["status"] == "accepted"
+    assert _kept_backend(app, engine) == pid  # the same connection: no checkout, no ping
+    _terminate(engine, pid)
+    app.config["TELEPAY_IPN_RECORDER"]._recheck_after = 0  # as if it had sat idle for a while
+    assert post_ipn(client, ipn_body(invoice.id, status="finished")).json["status"] == "accepted"
+    assert _kept_backend(app, engine) != pid
+    assert snapshot(engine)["payment_events"] == 3
+
+
+def test_a_connection_that_died_between_two_ipns_fails_one_answer_and_is_replaced(engine, invoice):
+    app = make_app(engine)
+    client = app.test_client()
+    assert post_ipn(client, ipn_body(invoice.id, status="waiting")).json["status"] == "accepted"
+    _terminate(engine, _kept_backend(app, engine))
+    failed = post_ipn(client, ipn_body(invoice.id, status="confirming"))
+    assert failed.status_code == 500 and failed.json["error"] == "internal_error"  # NOWPayments sends it again
+    assert post_ipn(client, ipn_body(invoice.id, status="confirming")).json["status"] == "accepted"
+    assert snapshot(engine)["payment_events"] == 2
