@@ -27,6 +27,10 @@ class ApiServer:
             # Bodies are capped by the app too; this bounds what waitress buffers first.
             max_request_body_size=1024 * 1024,
             channel_timeout=30,
+            # Waitress would otherwise delete X-Forwarded-For from every request, since it is
+            # told of no trusted proxy; behind Caddy every caller would then look like
+            # 127.0.0.1. Which hops to believe is the guards' decision (`client_ip`).
+            clear_untrusted_proxy_headers=False,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="telepay-api", daemon=True)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 
+import httpx
+
+from telepay.api.server import ApiServer
+
 from tests.api.conftest import NOWPAYMENTS_IP, ipn_body, make_app, post_ipn, post_signed, signed_headers, snapshot
 
 NOTIFY = "/webhooks/notification"
@@ -102,3 +106,21 @@ def test_status_needs_the_operator_token_or_a_signature(engine, session_factory,
 
 def test_health_needs_nothing(client):
     assert client.get("/health").json == {"status": "ok"}
+
+
+def test_repeated_forwarded_for_headers_over_real_http_count_as_one_list(engine, session_factory, channel):
+    """Waitress joins repeated headers with commas, so a client's own X-Forwarded-For line sent
+    before the proxy's cannot hide the address the proxy appended."""
+    app = make_app(engine, ALLOWED_IPS="10.0.0.0/8", TRUSTED_PROXIES="127.0.0.1")
+    server = ApiServer(app, "127.0.0.1", 0, threads=2)
+    server.start()
+    try:
+        def notify(*forwarded):
+            body = json.dumps({"channel_id": channel.id, "text": f"message {next(_sent)}"}).encode()
+            headers = [*signed_headers(body).items(), *(("X-Forwarded-For", hop) for hop in forwarded)]
+            return httpx.post(f"http://127.0.0.1:{server.port}{NOTIFY}", content=body, headers=headers)
+
+        assert notify("10.0.0.1", "203.0.113.9").status_code == 403  # the right-most line is the proxy's
+        assert notify("203.0.113.9", "10.0.0.7").status_code == 202
+    finally:
+        server.stop()
