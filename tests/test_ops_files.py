@@ -17,8 +17,10 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import IO, Iterator
 
 import pytest
 
@@ -380,16 +382,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_caddy(tmp_path):
-    upstream = _Upstream()
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+@contextmanager
+def running_caddy(tmp_path: Path, upstream_port: int) -> Iterator[tuple[int, IO[str]]]:
+    """The project's Caddyfile, run by caddy on a free loopback port in front of
+    `127.0.0.1:upstream_port`; yields the port and caddy's stdout (its access log)."""
     port = _free_port()
-    env = _caddy_env(
-        tmp_path,
-        TELEPAY_DOMAIN=f"http://127.0.0.1:{port}",
-        TELEPAY_HTTP_PORT=str(upstream.server_address[1]),
-    )
+    env = _caddy_env(tmp_path, TELEPAY_DOMAIN=f"http://127.0.0.1:{port}", TELEPAY_HTTP_PORT=str(upstream_port))
     cfg = _adapt(tmp_path, **{k: env[k] for k in ("TELEPAY_DOMAIN", "TELEPAY_HTTP_PORT")})
     # Test-only changes: no admin endpoint, loopback listener, private storage.
     cfg["admin"] = {"disabled": True}
@@ -400,9 +398,7 @@ def live_caddy(tmp_path):
     config.write_text(json.dumps(cfg))
     stdout = open(tmp_path / "caddy.stdout", "w+")
     stderr = open(tmp_path / "caddy.stderr", "w+")
-    proc = subprocess.Popen(
-        [CADDY, "run", "--config", str(config)], env=env, stdout=stdout, stderr=stderr
-    )
+    proc = subprocess.Popen([CADDY, "run", "--config", str(config)], env=env, stdout=stdout, stderr=stderr)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -416,20 +412,7 @@ def live_caddy(tmp_path):
                 if time.monotonic() > deadline:
                     pytest.fail("caddy did not start listening")
                 time.sleep(0.05)
-
-        def request(method, path, body=None, headers=None):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            try:
-                conn.request(method, path, body=body, headers=headers or {})
-                resp = conn.getresponse()
-                resp.read()
-                return resp.status
-            except (ConnectionError, http.client.HTTPException):
-                return None
-            finally:
-                conn.close()
-
-        yield request, upstream, stdout
+        yield port, stdout
     finally:
         proc.terminate()
         try:
@@ -437,10 +420,33 @@ def live_caddy(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        upstream.shutdown()
-        upstream.server_close()
         stdout.close()
         stderr.close()
+
+
+@pytest.fixture
+def live_caddy(tmp_path):
+    upstream = _Upstream()
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        with running_caddy(tmp_path, upstream.server_address[1]) as (port, stdout):
+
+            def request(method, path, body=None, headers=None):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                try:
+                    conn.request(method, path, body=body, headers=headers or {})
+                    resp = conn.getresponse()
+                    resp.read()
+                    return resp.status
+                except (ConnectionError, http.client.HTTPException):
+                    return None
+                finally:
+                    conn.close()
+
+            yield request, upstream, stdout
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
 
 
 @needs_caddy
