@@ -13,7 +13,7 @@ from telepay.api.nowpayments import ipn_recorder, nowpayments
 from telepay.api.webhooks import webhooks
 from telepay.errors import CooldownActive, TelePayError
 from telepay.security.guards import Guards
-from telepay.security.headers import SECURITY_HEADERS
+from telepay.security.headers import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ def create_app(settings: Any, services: Any, test_config: dict | None = None) ->
         response.status_code = 500
         return response
 
-    @app.after_request
-    def secure_headers(response):
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
     return app
 
 

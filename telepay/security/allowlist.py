@@ -5,6 +5,7 @@ second lock, not the main one: signatures are what prove a sender, the allowlist
 who may try. The address checked should come from ``client_ip``, never straight from a header.
 """
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -24,12 +25,14 @@ class IpAllowlist:
 
     def __init__(self, networks: Iterable[IPNetwork]) -> None:
         self.networks: tuple[IPNetwork, ...] = tuple(normalize_network(n) for n in networks)
+        # Each IPN asks twice (rate limit, allowlist), always about the same few addresses.
+        self.allows = functools.lru_cache(maxsize=4096)(self._allows)
 
     @property
     def allows_all(self) -> bool:
         return not self.networks
 
-    def allows(self, ip: str | IPAddress) -> bool:
+    def _allows(self, ip: str | IPAddress) -> bool:
         """Whether ``ip`` is in one of the networks (always true for an empty allowlist).
 
         IPv4-mapped IPv6 (``::ffff:51.89.194.21``) counts as the IPv4 address. Something that

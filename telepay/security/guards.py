@@ -48,6 +48,14 @@ class Guards:
     operator_token: str | None
     now: Callable[[], float]
 
+    def __post_init__(self) -> None:
+        # Parsing addresses and walking the proxy chain cost more than the rest of the guards;
+        # the same few peers (NOWPayments, Caddy) call again and again. Bounded, like the buckets.
+        self.client_ip = functools.lru_cache(maxsize=4096)(self._client_ip)
+
+    def _client_ip(self, peer: str, forwarded: str | None) -> str:
+        return client_ip(peer, forwarded, self.trusted_proxies)
+
     @classmethod
     def from_settings(cls, settings, now: Callable[[], float]) -> "Guards":
         ipn_ips = settings.nowpayments_ipn_ips
@@ -72,8 +80,9 @@ def _guards() -> Guards:
 def request_ip() -> str:
     """The client's address: the socket peer, or what a trusted proxy says it saw."""
     if "client_ip" not in g:
-        forwarded = ", ".join(request.headers.getlist("X-Forwarded-For")) or None
-        g.client_ip = client_ip(request.remote_addr or "", forwarded, _guards().trusted_proxies)
+        # The WSGI server has already joined repeated X-Forwarded-For headers with commas.
+        forwarded = request.environ.get("HTTP_X_FORWARDED_FOR") or None
+        g.client_ip = _guards().client_ip(request.remote_addr or "", forwarded)
     return g.client_ip
 
 

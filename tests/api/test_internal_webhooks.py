@@ -153,7 +153,10 @@ def test_oversized_body(client, channel, engine):
 
 
 def test_every_answer_carries_the_security_headers(client):
-    for response in (client.get("/health"), client.post(NOTIFY, data=b"{}"), client.get("/nope")):
+    oversized = b"{" + b" " * (65 * 1024) + b"}"
+    for response in (client.get("/health"), client.post(NOTIFY, data=b"{}"), client.get("/nope"),
+                     client.post(NOTIFY, data=oversized, headers=signed_headers(oversized)),
+                     client.put("/webhooks/nowpayments", data=b"{}")):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
