@@ -22,7 +22,7 @@ from telepay.clock import SystemClock
 from telepay.config import load_settings
 from telepay.models import Channel, Invoice, InvoiceKind, Tier
 from telepay.models.engine import make_engine, make_session_factory
-from telepay.runtime import build_services
+from telepay.runtime import build_services, freeze_startup_heap
 from telepay.sandbox.database import scratch_database
 from telepay.security import nowpayments
 
@@ -90,6 +90,7 @@ def _measure(database_url: str, args) -> dict:
             requests.append((body, {"Content-Type": "application/json",
                                     nowpayments.SIGNATURE_HEADER: nowpayments.nowpayments_signature(IPN_SECRET, body)}))
 
+        freeze_startup_heap()  # as `telepay run` does once it has started
         results = {}
         for label, app in (("bare Flask endpoint", bare_app()), ("TelePay IPN, full stack", create_app(settings, services))):
             server = ApiServer(app, "127.0.0.1", 0, threads=args.threads)

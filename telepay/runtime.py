@@ -5,6 +5,7 @@ runs them in one process. Nothing else in the package reads the environment or b
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -162,6 +163,17 @@ def start_timers(application: Application, services: Services) -> None:
     schedule(application, log, lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
 
 
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up out of the garbage collector's sight (`gc.freeze`).
+
+    The process imports web3, SQLAlchemy and PTB: a few hundred thousand objects that live as
+    long as it does. Each full collection walked all of them; under a storm of IPNs one such
+    pass cost as much as 130 ms of the interpreter lock. Garbage made later is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run(settings: Settings) -> None:
     """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
     settings.require()
@@ -194,6 +206,7 @@ async def _serve(settings: Settings, services: Services) -> None:
         start_timers(application, services)
         await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10)
         await application.start()
+        freeze_startup_heap()
         api.start()
         logger.info("telepay is running as @%s", application.bot.username)
 

@@ -28,17 +28,6 @@ PROCESS_JOB = "payment.process"
 ACCEPTED, DUPLICATE = "accepted", "duplicate"
 
 
-def _json_safe(value: Any) -> Any:
-    """Decimals as strings, so the stored copy loses no digits (the raw body is kept too)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class IpnDelivery:
     """One IPN as received: the validated fields, the parsed body and the raw text."""
@@ -55,7 +44,7 @@ class IpnDelivery:
             return None if value is None else str(value)  # as text: jsonb keeps every digit
 
         return {"n": n, "order_id": ipn.order_id, "payment_id": ipn.payment_id, "status": status,
-                "raw": self.raw, "body": _json_safe(self.body), "parent_payment_id": ipn.parent_payment_id,
+                "raw": self.raw, "body": self.body, "parent_payment_id": ipn.parent_payment_id,
                 "pay_currency": ipn.pay_currency, "pay_amount": amount(ipn.pay_amount),
                 "actually_paid": amount(ipn.actually_paid), "price_amount": amount(ipn.price_amount),
                 "outcome_amount": amount(ipn.outcome_amount), "outcome_currency": ipn.outcome_currency}
@@ -138,7 +127,16 @@ def _record_statement(pooled) -> pg8000.legacy.PreparedStatement:
 
 def _run(statement: pg8000.legacy.PreparedStatement, deliveries: list[IpnDelivery], now: datetime):
     rows = [delivery.row(n) for n, delivery in enumerate(deliveries)]
-    return statement.run(rows=json.dumps(rows, ensure_ascii=False), now=now, job_kind=PROCESS_JOB)
+    # Decimals (the body's numbers) as strings: the stored copy loses no digits (the raw body is
+    # kept too). `default` is called only for them, so the encoder stays in C for the rest.
+    text = json.dumps(rows, ensure_ascii=False, default=_decimal_text)
+    return statement.run(rows=text, now=now, job_kind=PROCESS_JOB)
+
+
+def _decimal_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _outcomes(answers, deliveries: list[IpnDelivery]) -> list[str | TelePayError]:
