@@ -6,7 +6,7 @@ from bench import broadcast, expiry, ipn_to_invite, keypad, memory, webhooks
 
 
 def test_webhooks_benchmark_runs_small(capsys, database_url):
-    figures = webhooks.main(["--requests", "100", "--concurrency", "4"])
+    figures = webhooks.main(["--requests", "100", "--concurrency", "4", "--rounds", "2"])
     assert figures["errors"] == 0 and figures["full_rps"] > 0 and figures["ratio"] > 0
     assert "ratio full/bare throughput" in capsys.readouterr().out
 
