@@ -2,8 +2,11 @@
 
 Both servers run in this process with the same waitress settings and are driven by the same
 client, so the ratio isolates what TelePay adds: rate limiting, allowlist, signature
-verification over the canonical body, schema validation and one PostgreSQL transaction
-(event + payment + job) per IPN. Goal: at least 0.8 of the bare endpoint's throughput.
+verification over the canonical body, schema validation and the durable recording (event +
+payment + job; concurrent IPNs share a statement and its commit). Goal: at least 0.8 of the bare
+endpoint's throughput. Rounds alternate between the two servers and their medians are compared,
+since a shared machine's slow spells come and go. `--skip-database` is a diagnostic only: it
+shows what the full stack does when recording costs nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from decimal import Decimal
 from flask import Flask, jsonify
 from bench.common import LoadResult, accepted, any_answer, load_average, run_load
 from telepay.api.app import create_app
+from telepay.api.groupcommit import GroupCommit
 from telepay.api.server import ApiServer
 from telepay.clock import SystemClock
 from telepay.config import load_settings
@@ -71,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/full rounds; medians are compared")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--threads", type=int, default=8, help="waitress threads, both servers")
+    parser.add_argument("--skip-database", action="store_true",
+                        help="diagnostic: the full stack with recording replaced by an instant 'accepted', "
+                             "to see how much of the gap is the database")
     args = parser.parse_args(argv)
 
     with scratch_database("telepay_bench") as database_url:
@@ -107,7 +114,11 @@ def _measure(database_url: str, args) -> dict:
 
         freeze_startup_heap()  # as `telepay run` does once it has started
         bare_server = ApiServer(bare_app(), "127.0.0.1", 0, threads=args.threads)
-        full_server = ApiServer(create_app(settings, services), "127.0.0.1", 0, threads=args.threads)
+        full_app = create_app(settings, services)
+        if args.skip_database:
+            full_app.config["TELEPAY_IPN_RECORDER"] = GroupCommit(
+                lambda _resource, items: ["accepted"] * len(items), open=lambda: None, close=lambda *_: None)
+        full_server = ApiServer(full_app, "127.0.0.1", 0, threads=args.threads)
         results: dict[str, list[LoadResult]] = {BARE: [], FULL: []}
         try:
             for server in (bare_server, full_server):
@@ -122,7 +133,8 @@ def _measure(database_url: str, args) -> dict:
             full_server.stop()
 
         print(f"webhooks: {args.rounds} rounds of {args.requests} signed IPNs, {args.concurrency} clients, "
-              f"waitress threads {args.threads}, load {load_average()}")
+              f"waitress threads {args.threads}, load {load_average()}"
+              + (" -- DIAGNOSTIC: nothing is stored" if args.skip_database else ""))
         for label in (BARE, FULL):
             for n, result in enumerate(results[label], 1):
                 print(f"  round {n} " + result.line(label))
