@@ -137,6 +137,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _plain_key(key: str) -> bool:
+    # Sorted by code point, such keys come out in JavaScript's order too (see _js_key_order).
+    return key.isascii() and not key[:1].isdigit()
+
+
 _STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
@@ -161,26 +166,38 @@ def _too_deep(text: str) -> bool:
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
+    return _parse_noting_keys(raw)[0]
+
+
+def _parse_noting_keys(raw: bytes) -> tuple[dict[str, Any], str, bool]:
+    """The body, its text, and whether every key in it is plain (`_plain_key`)."""
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedBody("body is not UTF-8") from None
     if _too_deep(text):
         raise MalformedBody("body is nested too deeply")
+    plain = [True]
+
+    def object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if plain[0] and not all(_plain_key(key) for key, _ in pairs):
+            plain[0] = False
+        return _object(pairs)
+
     try:
         body = json.loads(
             text,
             parse_float=_number,
             parse_int=_number,
             parse_constant=_reject_constant,
-            object_pairs_hook=_object,
+            object_pairs_hook=object_hook,
         )
     except (ValueError, RecursionError):
         # JSONDecodeError is a ValueError; its message quotes the body, so it is not passed on.
         raise MalformedBody("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise MalformedBody("body is not a JSON object")
-    return body
+    return body, text, plain[0]
 
 
 def _dump(value: Any, out: list[str], depth: int) -> None:
@@ -221,6 +238,44 @@ def _serialise(body: dict[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+# The fast path's number markers: the C encoder writes each number as the JSON string
+# "\u0000<JavaScript spelling>\u0001", and two plain replacements unwrap them. A body whose text
+# has an escaped U+0000 or U+0001 anywhere never takes this path, so no string of its own can
+# hold a marker's ends (JSON cannot carry those characters unescaped).
+_OPEN, _CLOSE = '"\\u0000', '\\u0001"'
+
+
+def _marked_number(value: Any) -> str:
+    if isinstance(value, Decimal):
+        # Every number here was made by `_number` from its JavaScript spelling, which a Decimal
+        # prints back unchanged but for an upper-case exponent ("1E-7"): no float round trip.
+        return "\x00" + str(value).lower() + "\x01"
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                                 default=_marked_number)
+
+
+def _serialise_fast(body: dict[str, Any], text: str, plain_keys: bool) -> bytes | None:
+    """`_serialise(body)` by the C JSON encoder, or None where the two could differ.
+
+    Python's encoder with `ensure_ascii=False` escapes strings exactly as JSON.stringify does
+    (`"`, `\\`, control characters; \b \f \n \r \t short), except lone surrogates, which it
+    leaves raw and which then fail to encode as UTF-8. Its key order is JavaScript's only for
+    plain keys. Numbers are spelled by `js_number` through the markers. This is three times
+    faster than `_serialise` on an IPN, and `tests/security/test_nowpayments.py` checks the two
+    agree on random bodies; `verify_ipn` still falls back to `_serialise` on a mismatch.
+    """
+    if not plain_keys or "\\u0000" in text or "\\u0001" in text:
+        return None
+    try:
+        dumped = _FAST_ENCODER.encode(body)
+        return dumped.replace(_OPEN, "").replace(_CLOSE, "").encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return None
+
+
 def canonical_body(raw: bytes) -> bytes:
     """Return the bytes NOWPayments signs for the JSON object in ``raw``; raise MalformedBody."""
     return _serialise(_parse(raw))
@@ -246,8 +301,13 @@ def verify_ipn(secret: bytes | str, raw: bytes, header: str | None) -> dict[str,
     text = header.strip(" \t")
     if not _SIGNATURE_RE.fullmatch(text):
         raise MalformedSignature("x-nowpayments-sig must be 128 hex digits")
-    body = _parse(raw)
-    expected = hmac.new(key, _serialise(body), hashlib.sha512).digest()
-    if not hmac.compare_digest(expected, bytes.fromhex(text)):
+    body, body_text, plain_keys = _parse_noting_keys(raw)
+    given = bytes.fromhex(text)
+    fast = _serialise_fast(body, body_text, plain_keys)
+    if fast is not None and hmac.compare_digest(hmac.new(key, fast, hashlib.sha512).digest(), given):
+        return body
+    # The fast path declined, or its bytes did not match: the reference serialiser decides, so
+    # a fast-path mistake can cost time but never refuse a genuine IPN.
+    if not hmac.compare_digest(hmac.new(key, _serialise(body), hashlib.sha512).digest(), given):
         raise BadSignature("signature does not match")
     return body

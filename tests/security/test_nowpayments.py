@@ -21,6 +21,10 @@ from telepay.security.errors import (
     SignatureError,
 )
 from telepay.security.nowpayments import (
+    _number,
+    _parse_noting_keys,
+    _serialise,
+    _serialise_fast,
     canonical_body,
     js_number,
     nowpayments_signature,
@@ -404,3 +408,55 @@ def test_any_one_byte_change_fails_or_means_the_same_body(data):
     # Only a re-spelling of the same data can pass (e.g. 1e-7 -> 1E-7, or whitespace).
     assert canonical_body(tampered) == canonical_body(raw)
     assert body == original
+
+
+# The fast serialiser (C encoder) must give the reference serialiser's bytes, or decline.
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=6), any_json, max_size=6), st.booleans())
+def test_the_fast_serialiser_agrees_with_the_reference_or_declines(body, ascii_on_wire):
+    raw = json.dumps(body, ensure_ascii=ascii_on_wire).encode("utf-8", "surrogatepass")
+    try:
+        parsed, text, plain = _parse_noting_keys(raw)
+    except MalformedBody:
+        return  # lone surrogates written raw are not UTF-8: refused before any serialiser runs
+    fast = _serialise_fast(parsed, text, plain)
+    assert fast is None or fast == _serialise(parsed)
+
+
+@settings(max_examples=2000)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_parsed_number_prints_back_as_javascript_spells_it(value):
+    spelled = js_number(value)
+    assert str(_number(spelled)).lower() == spelled  # what the fast path relies on
+
+
+@pytest.mark.parametrize("raw", [
+    IPN_RAW,
+    '{"price_amount":15.0,"fee":{"serviceFee":0.00005},"pay_amount":1e-7,"big":1e21,"d":"Подписка ✓"}'.encode(),
+])
+def test_the_fast_path_takes_ordinary_ipns(raw):
+    parsed, text, plain = _parse_noting_keys(raw)
+    assert _serialise_fast(parsed, text, plain) == _serialise(parsed)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"b":1,"a":"\\u0000x"}',  # an escaped NUL could pass for a marker's end: declined
+    b'{"a":"\\u0001"}',
+    b'{"10":1,"9":2}',  # array-index keys: JavaScript puts them first, in numeric order
+    '{"é":1,"z":2}'.encode(),  # non-ASCII keys: UTF-16 order
+    b'{"a":"\\ud800"}',  # a lone surrogate: JavaScript escapes it, Python's encoder cannot
+])
+def test_the_fast_path_declines_what_it_cannot_spell_and_the_signature_still_verifies(raw):
+    parsed, text, plain = _parse_noting_keys(raw)
+    assert _serialise_fast(parsed, text, plain) is None
+    signature = hmac.new(SECRET.encode(), _serialise(parsed), hashlib.sha512).hexdigest()
+    assert verify_ipn(SECRET, raw, signature) == parsed
+
+
+def test_a_signature_over_the_fast_bytes_of_a_declined_body_is_refused():
+    raw = b'{"10":1,"9":2}'
+    parsed, _text, _plain = _parse_noting_keys(raw)
+    python_order = json.dumps(parsed, sort_keys=True, separators=(",", ":"), default=str).encode()
+    with pytest.raises(BadSignature):
+        verify_ipn(SECRET, raw, hmac.new(SECRET.encode(), python_order, hashlib.sha512).hexdigest())
