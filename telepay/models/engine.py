@@ -109,13 +109,7 @@ def _set_up_connections(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _set_up(dbapi_connection, _record):
         _no_delay(dbapi_connection)
-        dbapi_connection.autocommit = True  # a session setting: no transaction left open
-        try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SET TIME ZONE 'UTC'")
-            cursor.close()
-        finally:
-            dbapi_connection.autocommit = False
+        _run_alone(dbapi_connection, "SET TIME ZONE 'UTC'")  # a session setting
 
 
 def _no_delay(dbapi_connection) -> None:
@@ -134,15 +128,20 @@ def _no_delay(dbapi_connection) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def ping(dbapi_connection) -> None:
-    """One round trip that proves the connection alive and leaves no transaction open."""
+def _run_alone(dbapi_connection, sql: str) -> None:
+    """Run one statement in autocommit: one round trip, and no transaction left open."""
     dbapi_connection.autocommit = True
     try:
         cursor = dbapi_connection.cursor()
-        cursor.execute("SELECT 1")
+        cursor.execute(sql)
         cursor.close()
     finally:
         dbapi_connection.autocommit = False
+
+
+def ping(dbapi_connection) -> None:
+    """One round trip that proves the connection alive and leaves no transaction open."""
+    _run_alone(dbapi_connection, "SELECT 1")
 
 
 def _ping_on_checkout(engine: Engine) -> None:
