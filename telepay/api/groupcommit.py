@@ -109,7 +109,7 @@ class GroupCommit(Generic[T, R, C]):
                 if not successor:
                     self._leaders -= 1
                 if resource is not None:
-                    if failure is not None or not successor and len(self._idle) >= self._max_leaders:
+                    if failure is not None or (not successor and len(self._idle) >= self._max_leaders):
                         to_close = resource
                     elif successor:
                         handed_on = resource
@@ -140,7 +140,7 @@ class GroupCommit(Generic[T, R, C]):
                 self._check(resource)
                 return resource
             except Exception as failure:  # noqa: BLE001 - a dead resource is replaced, not fatal
-                logger.info("a kept database connection failed its check; replacing it")
+                logger.info("a kept resource failed its check; replacing it")
                 self._close_quietly(resource, failure)
         return self._open()
 

@@ -19,7 +19,8 @@ nowpayments = Blueprint("nowpayments", __name__)
 
 # The two answers, spelled as jsonify would; made once, since serialising them per IPN was a
 # measurable part of the endpoint's time under a storm.
-_ANSWERS = {outcome: json.dumps({"status": outcome}, separators=(",", ":")).encode() + b"\n" for outcome in (ACCEPTED, DUPLICATE)}
+_ANSWERS = {outcome: json.dumps({"status": outcome}, separators=(",", ":")).encode() + b"\n"
+            for outcome in (ACCEPTED, DUPLICATE)}
 
 
 def ipn_recorder(services) -> GroupCommit:

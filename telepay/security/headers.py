@@ -1,8 +1,9 @@
 """Response headers every API answer carries.
 
 Owns the header set and `SecurityHeaders`, the WSGI middleware the app factory wraps the app in,
-so every answer carries them: views, error handlers and Werkzeug's own refusals alike. The API serves only JSON to machines, so everything a browser could do with a response is shut
-off: no sniffing it into HTML, no framing, no loading of anything, no caching of webhook answers
+so every answer carries them: views, error handlers and Werkzeug's own refusals alike. The API
+serves only JSON to machines, so everything a browser could do with a response is shut off: no
+sniffing it into HTML, no framing, no loading of anything, no caching of webhook answers
 (they can carry payment state), no referrer leaking our URLs, and HTTPS pinned via HSTS since
 Caddy terminates TLS in front of us.
 """
