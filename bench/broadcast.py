@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, func, select
 from bench.common import load_average, running_telepay
 from telepay.models import BroadcastPost, Channel, ChannelStatus, Job, Tier
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
-from telepay.sandbox.telegram import ChatHandle, RateLimits, TelegramSandbox
+from telepay_sandbox.database import scratch_database
+from telepay_sandbox.telegram import ChatHandle, RateLimits, TelegramSandbox
 from telepay.services.broadcasts import POST_JOB
 from telepay.services.jobs import JobQueue
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import httpx
 
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
 
 
 @dataclass

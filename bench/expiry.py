@@ -26,9 +26,9 @@ from sqlalchemy import create_engine, func, select, text
 from telepay.clock import SystemClock
 from telepay.models import Channel, ChannelStatus, Job, JobState
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.database import scratch_database
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.lifecycle import EXPIRE_JOB, ExpirySweep
 
 TOKEN = "606:bench-expiry"

@@ -22,9 +22,9 @@ from sqlalchemy import create_engine, select
 from bench.common import load_average, pct, running_telepay
 from telepay.models import Channel, ChannelStatus, Invoice, Job, PayoutStrategy, Tier
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.database import scratch_database
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.fulfilment import INVITE_JOB
 
 TOKEN = "7100000004:bench-invite-token"

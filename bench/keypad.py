@@ -29,8 +29,8 @@ from sqlalchemy import create_engine
 from bench.common import load_average, median, pct, running_telepay
 from telepay.models import Channel, ChannelStatus, Tier
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
-from telepay.sandbox.telegram import MessageHandle, Person, RateLimits, TelegramSandbox
+from telepay_sandbox.database import scratch_database
+from telepay_sandbox.telegram import MessageHandle, Person, RateLimits, TelegramSandbox
 
 TOKEN = "7100000001:bench-keypad-token"
 BOT = "TelePayBenchKeypadBot"

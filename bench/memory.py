@@ -28,8 +28,8 @@ from bench.common import accepted, load_average, run_load, running_telepay
 from bench.webhooks import STATUSES, ipn
 from telepay.models import Channel, ChannelStatus, Invoice, InvoiceKind, Tier
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import scratch_database
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.database import scratch_database
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.security import nowpayments
 
 TOKEN = "7100000003:bench-memory-token"

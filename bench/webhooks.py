@@ -27,7 +27,7 @@ from telepay.config import load_settings
 from telepay.models import Channel, Invoice, InvoiceKind, Tier
 from telepay.models.engine import make_engine, make_session_factory
 from telepay.runtime import build_services, freeze_startup_heap
-from telepay.sandbox.database import scratch_database
+from telepay_sandbox.database import scratch_database
 from telepay.security import nowpayments
 
 IPN_SECRET = "bench-ipn-secret"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile contracts/TestUSDT.sol into telepay/sandbox/contracts/TestUSDT.json (ABI + bytecode).
+# Compile contracts/TestUSDT.sol into telepay_sandbox/contracts/TestUSDT.json (ABI + bytecode).
 #
 # Run once after changing the source; the JSON is committed so tests and the demo need no Node.
 # Uses npm's `solc` (soljson, no native binary) at a pinned version, installed into a throwaway
@@ -11,7 +11,7 @@ SOLC_VERSION=0.8.28
 EVM_VERSION=cancun
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-out="$root/telepay/sandbox/contracts/TestUSDT.json"
+out="$root/telepay_sandbox/contracts/TestUSDT.json"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

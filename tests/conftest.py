@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine
 
 from telepay.models.engine import make_session_factory
-from telepay.sandbox.database import empty_tables, scratch_database
+from telepay_sandbox.database import empty_tables, scratch_database
 
 
 # Two shared cores: a property test's example can be slow for reasons that are not its own.

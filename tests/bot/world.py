@@ -13,11 +13,11 @@ from typing import Callable, TypeVar
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from telepay.sandbox.changenow import ChangeNowSandbox
-from telepay.sandbox.database import empty_tables
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
-from telepay.sandbox.telegram import ChatHandle, MessageHandle, Person, RateLimits, TelegramSandbox
+from telepay_sandbox.changenow import ChangeNowSandbox
+from telepay_sandbox.database import empty_tables
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.telegram import ChatHandle, MessageHandle, Person, RateLimits, TelegramSandbox
 
 TOKEN = "222:bot-e2e-token"
 BOT = "TelePayBotE2E"

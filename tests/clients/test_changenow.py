@@ -13,9 +13,9 @@ from telepay.clients.changenow import (
     ChangeNowClient, Estimate, OutcomeUnknown, ProviderError, ProviderUnavailable,
 )
 from telepay.clock import ManualClock
-from telepay.sandbox.chain import DevChain
-from telepay.sandbox.changenow import ChangeNowSandbox
-from telepay.sandbox.harness import free_port
+from telepay_sandbox.chain import DevChain
+from telepay_sandbox.changenow import ChangeNowSandbox
+from telepay_sandbox.harness import free_port
 
 KEY = "cn-client-test-key-0123456789"
 ETH_TO_USDT = dict(from_currency="eth", to_currency="usdt", from_network="eth", to_network="eth")

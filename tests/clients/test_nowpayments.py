@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from telepay.clients.nowpayments import NowPaymentsClient, ProviderError, ProviderInvoice, ProviderUnavailable
-from telepay.sandbox.harness import free_port
-from telepay.sandbox.loopback import LoopbackServer, Response
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.harness import free_port
+from telepay_sandbox.loopback import LoopbackServer, Response
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
 
 KEY = "np-client-test-key-0123456789"
 SECRET = "np-client-test-ipn-secret"

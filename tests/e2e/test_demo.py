@@ -38,7 +38,7 @@ FACTS = [
 
 
 def test_demo_plays_the_whole_story_and_sums_it_up(tmp_path):
-    result = subprocess.run([sys.executable, "-c", "import sys; from telepay.demo import main; "
+    result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo import main; "
                              f"sys.exit(main({str(tmp_path)!r}))"],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,10 +12,10 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
 from telepay.models import Channel, ChannelStatus, Subscription, SubscriptionStatus, Tier, TimerRun
-from telepay.sandbox.database import empty_tables
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.database import empty_tables
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.lifecycle import TIMER_NAME
 from tests.bot.world import TIMEOUT, until
 

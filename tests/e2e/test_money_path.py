@@ -14,8 +14,8 @@ from telepay.models import (
     Channel, Invite, InviteStatus, Invoice, InvoiceStatus, Job, JobState, Payment, PaymentStatus, Payout,
     Subscription,
 )
-from telepay.sandbox.nowpayments import Delivery
-from telepay.sandbox.telegram import JoinRefused
+from telepay_sandbox.nowpayments import Delivery
+from telepay_sandbox.telegram import JoinRefused
 from tests.bot.world import BOT, TIMEOUT, World, until
 
 

@@ -13,10 +13,10 @@ from sqlalchemy import text, update
 from telepay.clock import ManualClock
 from telepay.models import Job, JobState, PayoutStatus
 from telepay.models.channels import PayoutStrategy
-from telepay.sandbox.chain import DevChain
-from telepay.sandbox.changenow import ChangeNowSandbox
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.chain import DevChain
+from telepay_sandbox.changenow import ChangeNowSandbox
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from tests.services.payouts.conftest import World
 
 TOKEN = "333:payout-e2e"

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from telepay.bot.start import WELCOME
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.telegram import TelegramSandbox
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.telegram import TelegramSandbox
 
 TOKEN = "111:e2e-token"
 

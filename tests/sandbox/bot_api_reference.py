@@ -25,11 +25,11 @@ _SCALARS = {
 
 
 def reference_path() -> Path:
-    """`TELEGRAM_BOT_API_REFERENCE`, else the shared copy beside the repository."""
+    """`TELEGRAM_BOT_API_REFERENCE`, else the copy kept in the repository (tests/data)."""
     configured = os.environ.get("TELEGRAM_BOT_API_REFERENCE")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "shared" / "telegram-bot-api.json"
+    return Path(__file__).resolve().parents[1] / "data" / "telegram-bot-api.json"
 
 
 class Reference:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from tests.sandbox.bot_api_reference import Reference, reference_path
 
 

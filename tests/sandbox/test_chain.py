@@ -13,10 +13,10 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 from web3.exceptions import Web3RPCError
 
-from telepay.sandbox.chain import HOST_WALLET_PRIVATE_KEY, DevChain, from_units, to_units
+from telepay_sandbox.chain import HOST_WALLET_PRIVATE_KEY, DevChain, from_units, to_units
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT = ROOT / "telepay" / "sandbox" / "contracts" / "TestUSDT.json"
+ARTIFACT = ROOT / "telepay_sandbox" / "contracts" / "TestUSDT.json"
 # The standard ERC-20 `transfer` that returns a bool: what a naive caller decodes with.
 BOOL_TRANSFER_ABI = [{
     "type": "function", "name": "transfer", "stateMutability": "nonpayable",

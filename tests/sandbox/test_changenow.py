@@ -11,8 +11,8 @@ import pytest
 from eth_account import Account
 
 from telepay.clock import ManualClock
-from telepay.sandbox.chain import DevChain
-from telepay.sandbox.changenow import ChangeNowSandbox
+from telepay_sandbox.chain import DevChain
+from telepay_sandbox.changenow import ChangeNowSandbox
 
 KEY = "cn-sandbox-key"
 HEADERS = {"x-changenow-api-key": KEY}

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from telepay.clock import ManualClock
-from telepay.sandbox.loopback import LoopbackServer, Response
-from telepay.sandbox.nowpayments import Delivery, NowPaymentsSandbox, SandboxError
+from telepay_sandbox.loopback import LoopbackServer, Response
+from telepay_sandbox.nowpayments import Delivery, NowPaymentsSandbox, SandboxError
 from telepay.security.nowpayments import SIGNATURE_HEADER, verify_ipn
 
 KEY = "np-sandbox-key"

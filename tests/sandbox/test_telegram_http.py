@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from telepay.sandbox.telegram import RateLimits
+from telepay_sandbox.telegram import RateLimits
 
 
 def test_wrong_token_and_unknown_method(sandbox):

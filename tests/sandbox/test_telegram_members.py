@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from telepay.clock import ManualClock
-from telepay.sandbox.telegram import JoinRefused, RateLimits, TelegramSandbox
+from telepay_sandbox.telegram import JoinRefused, RateLimits, TelegramSandbox
 from tests.sandbox.conftest import RawBotApi
 
 ALL_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member", "chat_join_request"]

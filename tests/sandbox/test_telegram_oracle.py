@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from telegram import Update
 
-from telepay.sandbox.telegram_params import Args, Param
-from telepay.sandbox.telegram_server import SPECS
-from telepay.sandbox.telegram_state import MemberStatus
+from telepay_sandbox.telegram_params import Args, Param
+from telepay_sandbox.telegram_server import SPECS
+from telepay_sandbox.telegram_state import MemberStatus
 
 ALL_UPDATES = ["message", "callback_query", "channel_post", "chat_member", "my_chat_member",
                "chat_join_request"]

@@ -17,7 +17,7 @@ from telegram.ext import (
     ContextTypes,
 )
 
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 
 TOKEN = "123456:ptb-sandbox-test"
 WELCOME = "Welcome"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from telepay.sandbox.telegram_params import ApiError
-from telepay.sandbox.telegram_text import (
+from telepay_sandbox.telegram_params import ApiError
+from telepay_sandbox.telegram_text import (
     detect_entities, format_text, parse_html, parse_markdown, parse_markdown_v2,
 )
 

@@ -15,7 +15,7 @@ from telepay.bot.ratelimit import MessageRateLimiter
 
 from telepay.clock import ManualClock
 from telepay.models import Channel, ChannelStatus, Job, JobState, Subscription, Tier
-from telepay.sandbox.telegram import ChatHandle, Person, RateLimits, TelegramSandbox
+from telepay_sandbox.telegram import ChatHandle, Person, RateLimits, TelegramSandbox
 from telepay.services import lifecycle
 from telepay.services.jobs import JobQueue
 from telepay.services.worker import Worker

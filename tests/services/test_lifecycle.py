@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from telepay.models import ChannelStatus, JobState, SubscriptionStatus
-from telepay.sandbox.telegram import RateLimits
+from telepay_sandbox.telegram import RateLimits
 from telepay.services import lifecycle
 from telepay.services.lifecycle.sweep import ADVISORY_LOCK_KEY
 from telepay.services.messages import DIRECT_JOB

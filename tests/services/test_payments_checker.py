@@ -12,7 +12,7 @@ from sqlalchemy import select
 from telepay.api.schemas import IpnIn
 from telepay.clients.nowpayments import NowPaymentsClient
 from telepay.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Subscription
-from telepay.sandbox.nowpayments import Delivery, NowPaymentsSandbox
+from telepay_sandbox.nowpayments import Delivery, NowPaymentsSandbox
 from telepay.services.ipn import record_ipn
 from telepay.services.payments.checker import PaymentChecker
 from tests.services.test_payments import _invoice, channel, clock, jobs, processor  # noqa: F401 - fixtures

@@ -9,7 +9,7 @@ from telegram.ext import ApplicationBuilder
 
 from telepay.clock import SystemClock
 from telepay.models import TimerRun
-from telepay.sandbox.telegram import TelegramSandbox
+from telepay_sandbox.telegram import TelegramSandbox
 from telepay.services.timers import TimerLog, schedule
 
 

@@ -20,8 +20,8 @@ from telepay.models import (
     PaymentStatus, Payout,
 )
 from telepay.models.channels import PayoutStrategy
-from telepay.sandbox.chain import HOST_WALLET_PRIVATE_KEY, DevChain
-from telepay.sandbox.changenow import ChangeNowSandbox
+from telepay_sandbox.chain import HOST_WALLET_PRIVATE_KEY, DevChain
+from telepay_sandbox.changenow import ChangeNowSandbox
 from telepay.services.jobs import JobQueue
 from telepay.services.payouts import PAYOUT_JOB, allocate_share
 from telepay.services.payouts.alerts import ALERT_JOB

@@ -13,7 +13,7 @@ from telegram import Bot
 
 from telepay.models import Job, JobState, PayoutStatus
 from telepay.models.channels import PayoutStrategy
-from telepay.sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.jobs import ClaimedJob
 from telepay.services.payouts.alerts import AdminAlerter
 from telepay.services.payouts.operations import PayoutRefused, cancel_payout, report, retry_payout
@@ -116,7 +116,7 @@ def test_alerts_reach_every_admin_by_dm():
 def test_an_unreachable_chain_is_retried_and_the_payout_finishes_once_it_is_back(world, chain):
     from web3 import HTTPProvider, Web3
 
-    from telepay.sandbox.chain import HOST_WALLET_PRIVATE_KEY
+    from telepay_sandbox.chain import HOST_WALLET_PRIVATE_KEY
     from telepay.services.payouts.runner import PayoutFailed
 
     payout = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("40")))

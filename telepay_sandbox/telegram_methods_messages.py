@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_params import (
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_params import (
     BOOLEAN, CHAT_ID, INTEGER, STRING, ApiError, Args, Param, api_method, bad_request, forbidden,
 )
-from telepay.sandbox.telegram_state import ChatRecord, ChatType, MemberStatus, MessageRecord, World
-from telepay.sandbox.telegram_text import format_text, utf16_len
-from telepay.sandbox.telegram_updates import PollConflict
+from telepay_sandbox.telegram_state import ChatRecord, ChatType, MemberStatus, MessageRecord, World
+from telepay_sandbox.telegram_text import format_text, utf16_len
+from telepay_sandbox.telegram_updates import PollConflict
 
 MAX_TEXT = 4096
 DELETE_WINDOW_SECONDS = 48 * 3600

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from telepay.demo.sell import Shop, pay
-from telepay.demo.stage import Stage, until
-from telepay.demo.timeline import Timeline, amount, quote
-from telepay.sandbox.changenow_exchanges import TERMINAL
-from telepay.sandbox.telegram import Person
+from telepay_sandbox.demo.sell import Shop, pay
+from telepay_sandbox.demo.stage import Stage, until
+from telepay_sandbox.demo.timeline import Timeline, amount, quote
+from telepay_sandbox.changenow_exchanges import TERMINAL
+from telepay_sandbox.telegram import Person
 
 
 @dataclass(frozen=True)

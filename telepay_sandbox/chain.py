@@ -33,8 +33,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from telepay.sandbox.chain_rpc import JsonRpcApp
-from telepay.sandbox.loopback import LoopbackServer
+from telepay_sandbox.chain_rpc import JsonRpcApp
+from telepay_sandbox.loopback import LoopbackServer
 
 # Fixed so a sandbox run can be configured ahead of time (keccak256 of "telepay sandbox host wallet").
 # It guards nothing: the dev chain exists only inside this process.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from telepay.sandbox.telegram_params import bad_request
+from telepay_sandbox.telegram_params import bad_request
 
 
 def utf16_len(text: str) -> int:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from telepay.clock import Clock, SystemClock
-from telepay.sandbox.telegram_ratelimit import RateLimiter, RateLimits
-from telepay.sandbox.telegram_updates import UpdateQueue
+from telepay_sandbox.telegram_ratelimit import RateLimiter, RateLimits
+from telepay_sandbox.telegram_updates import UpdateQueue
 
 
 class ChatType(StrEnum):

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from telepay.sandbox import telegram_members as members
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
-from telepay.sandbox.telegram_state import (
+from telepay_sandbox import telegram_members as members
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
+from telepay_sandbox.telegram_state import (
     CallbackQueryRecord, ChatType, MemberRecord, MemberStatus, MessageRecord, World,
 )
-from telepay.sandbox.telegram_text import detect_entities, utf16_len
+from telepay_sandbox.telegram_text import detect_entities, utf16_len
 
 logger = logging.getLogger(__name__)
 

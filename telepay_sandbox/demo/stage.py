@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from telepay.clock import OffsetFileClock
-from telepay.sandbox.chain import DevChain
-from telepay.sandbox.changenow import ChangeNowSandbox, ExchangeState
-from telepay.sandbox.harness import TelepayProcess, sandbox_env
-from telepay.sandbox.nowpayments import NowPaymentsSandbox
-from telepay.sandbox.telegram import TelegramSandbox
+from telepay_sandbox.chain import DevChain
+from telepay_sandbox.changenow import ChangeNowSandbox, ExchangeState
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.telegram import TelegramSandbox
 
 BOT_TOKEN = "424242:sandbox-demo-token"
 BOT_USERNAME = "TelePayDemoBot"

@@ -6,7 +6,7 @@ Optional fields are left out when empty, as Telegram does. Callers hold the worl
 
 from __future__ import annotations
 
-from telepay.sandbox.telegram_state import (
+from telepay_sandbox.telegram_state import (
     ADMIN_RIGHTS, CHANNEL_ONLY_RIGHTS, MEMBER_PERMISSIONS, SUPERGROUP_ONLY_RIGHTS,
     ChatRecord, ChatType, InviteLinkRecord, MemberRecord, MemberStatus, MessageRecord,
     UserRecord, World,

@@ -10,14 +10,8 @@ from decimal import Decimal
 
 import click
 
+from telepay.cli.common import session_factory as _session_factory
 from telepay.models import PayoutStatus
-
-
-def _session_factory():
-    from telepay.cli import _engine, _settings
-    from telepay.models.engine import make_session_factory
-
-    return make_session_factory(_engine(_settings()))
 
 
 def _usd(value: Decimal | None) -> str:

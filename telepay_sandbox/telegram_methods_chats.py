@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import secrets
 
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_members import ADMIN_STATUSES, set_member
-from telepay.sandbox.telegram_methods_messages import resolve_chat
-from telepay.sandbox.telegram_params import (
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_members import ADMIN_STATUSES, set_member
+from telepay_sandbox.telegram_methods_messages import resolve_chat
+from telepay_sandbox.telegram_params import (
     BOOLEAN, CHAT_ID, INTEGER, STRING, Args, Param, api_method, bad_request, forbidden,
 )
-from telepay.sandbox.telegram_state import (
+from telepay_sandbox.telegram_state import (
     ChatRecord, ChatType, InviteLinkRecord, MemberRecord, MemberStatus, World,
 )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from telepay.clients import jsontext
-from telepay.sandbox.nowpayments_model import PaymentState
+from telepay_sandbox.nowpayments_model import PaymentState
 from telepay.security.nowpayments import SIGNATURE_HEADER, nowpayments_signature
 
 @dataclass(frozen=True)

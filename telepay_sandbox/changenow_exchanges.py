@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from telepay.sandbox.changenow_market import Asset
+from telepay_sandbox.changenow_market import Asset
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from telepay.sandbox.chain import DevChain
+    from telepay_sandbox.chain import DevChain
 
 logger = logging.getLogger(__name__)
 

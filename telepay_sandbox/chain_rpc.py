@@ -17,7 +17,7 @@ from typing import Any
 from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import ContractLogicError
 
-from telepay.sandbox.loopback import Request, Response
+from telepay_sandbox.loopback import Request, Response
 
 logger = logging.getLogger(__name__)
 

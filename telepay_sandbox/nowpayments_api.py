@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from telepay.clients import jsontext
-from telepay.sandbox.loopback import Call, Request, Response
-from telepay.sandbox.nowpayments_model import FIAT, InvoiceState, SandboxError, iso_millis, precision
+from telepay_sandbox.loopback import Call, Request, Response
+from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, SandboxError, iso_millis, precision
 
 if TYPE_CHECKING:
-    from telepay.sandbox.nowpayments import NowPaymentsSandbox
+    from telepay_sandbox.nowpayments import NowPaymentsSandbox
 
 _PAYMENT = re.compile(r"/v1/payment/([^/]+)/?")
 _PAGE = re.compile(r"/invoice/(\d+)/?")

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 
 import click
 from sqlalchemy import text
 
-from telepay.config import ConfigError, Settings, load_settings
+from telepay.cli.common import engine_or_exit, fail_config, settings_or_exit
+from telepay.config import ConfigError
+from telepay.cli.payouts import payouts, report
 from telepay.logs import configure_logging
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        click.echo(f"telepay: {error}", err=True)
-        sys.exit(2)
-
-
-def _fail_config(error: ConfigError) -> None:
-    click.echo(f"telepay: {error}", err=True)
-    sys.exit(2)
-
-
-def _engine(settings: Settings):
-    from telepay.models.engine import make_engine
-
-    try:
-        return make_engine(settings)
-    except ConfigError as error:
-        _fail_config(error)
 
 
 @click.group()
@@ -44,12 +25,12 @@ def run() -> None:
     from telepay import runtime
     from telepay.models.migrate import SchemaBehind
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     try:
         runtime.run(settings)
     except ConfigError as error:
-        _fail_config(error)
+        fail_config(error)
     except SchemaBehind as error:
         click.echo(f"telepay: {error}", err=True)
         sys.exit(2)
@@ -61,13 +42,13 @@ def check_config() -> None:
     from telepay.models import migrate
     from telepay.models.engine import describe
 
-    settings = _settings()
+    settings = settings_or_exit()
     for name, value in settings.masked().items():
         click.echo(f"{name:28} {value}")
     missing = settings.missing()
     click.echo("")
     try:
-        engine = _engine(settings)
+        engine = engine_or_exit(settings)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         at, want = migrate.current(engine), migrate.head()
@@ -93,9 +74,9 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from telepay.models import migrate
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
-    engine = _engine(settings)
+    engine = engine_or_exit(settings)
     migrate.upgrade(engine, revision)
     click.echo(f"database at {migrate.current(engine)}")
     engine.dispose()
@@ -106,7 +87,7 @@ def db_current() -> None:
     """Show the schema revision of the database and of the code."""
     from telepay.models import migrate
 
-    engine = _engine(_settings())
+    engine = engine_or_exit(settings_or_exit())
     click.echo(f"database: {migrate.current(engine) or 'empty'}; code: {migrate.head()}")
     engine.dispose()
 
@@ -117,7 +98,7 @@ def db_revision(message: str) -> None:
     """Autogenerate a migration from the models (for developers)."""
     from telepay.models import migrate
 
-    migrate.revision(_engine(_settings()), message)
+    migrate.revision(engine_or_exit(settings_or_exit()), message)
 
 
 @main.group()
@@ -129,7 +110,7 @@ def _queue():
     from telepay.models.engine import make_session_factory
     from telepay.services.jobs import JobQueue
 
-    return JobQueue(make_session_factory(_engine(_settings())))
+    return JobQueue(make_session_factory(engine_or_exit(settings_or_exit())))
 
 
 @jobs.command("list")
@@ -193,11 +174,11 @@ def sign(body_text: str | None, url: str, timestamp: int | None) -> None:
 
     from telepay.security import signing
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         settings.require(("WEBHOOK_SIGNING_SECRET",))
     except ConfigError as error:
-        _fail_config(error)
+        fail_config(error)
     body = (body_text if body_text is not None else sys.stdin.read()).encode("utf-8")
     try:
         json.loads(body)
@@ -215,16 +196,31 @@ def sign(body_text: str | None, url: str, timestamp: int | None) -> None:
     )
 
 
-@main.command()
-def demo() -> None:
-    """Play the product's story end to end on the embedded database and the sandboxes."""
-    from telepay.demo import main as demo_main
+def _add_plugin_commands() -> None:
+    """Commands other installed packages offer under `telepay` (the sandbox's `demo`).
 
-    sys.exit(demo_main())
+    The product never imports them by name: they come from the `telepay.commands` entry points,
+    so a production install without the sandbox simply has no `demo` command.
+    """
+    for entry in metadata.entry_points(group="telepay.commands"):
+        try:
+            command = entry.load()
+        except ImportError as error:
+            main.add_command(_unavailable(entry.name, error))
+            continue
+        main.add_command(command, entry.name)
 
 
-# Money out: `telepay payouts ...` and `telepay report` live in their own module.
-from telepay.cli_payouts import payouts as _payouts, report as _report  # noqa: E402
+def _unavailable(name: str, error: ImportError) -> click.Command:
+    @click.command(name, help=f"(unavailable here: {error})")
+    def command() -> None:
+        click.echo(f"telepay: `{name}` needs the sandbox's requirements "
+                   f"(pip install -r requirements-sandbox.txt): {error}", err=True)
+        sys.exit(2)
 
-main.add_command(_payouts)
-main.add_command(_report)
+    return command
+
+
+main.add_command(payouts)
+main.add_command(report)
+_add_plugin_commands()

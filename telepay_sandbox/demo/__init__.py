@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from telepay.demo.later import buyer_renews, month_passes
-from telepay.demo.money import donor_gives, follow_payout
-from telepay.demo.sell import buyer_pays, owner_sets_up
-from telepay.demo.stage import BOT_USERNAME, DEMO_SETTINGS, Stage
-from telepay.demo.timeline import Timeline, quote
+from telepay_sandbox.demo.later import buyer_renews, month_passes
+from telepay_sandbox.demo.money import donor_gives, follow_payout
+from telepay_sandbox.demo.sell import buyer_pays, owner_sets_up
+from telepay_sandbox.demo.stage import BOT_USERNAME, DEMO_SETTINGS, Stage
+from telepay_sandbox.demo.timeline import Timeline, quote
 
 __all__ = ["main"]
 

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from telepay.sandbox import telegram_methods_chats, telegram_methods_messages
-from telepay.sandbox.loopback import ConnectionTrackingServer
-from telepay.sandbox.telegram_params import ApiError, Args, MethodSpec
-from telepay.sandbox.telegram_state import World
+from telepay_sandbox import telegram_methods_chats, telegram_methods_messages
+from telepay_sandbox.loopback import ConnectionTrackingServer
+from telepay_sandbox.telegram_params import ApiError, Args, MethodSpec
+from telepay_sandbox.telegram_state import World
 
 logger = logging.getLogger(__name__)
 

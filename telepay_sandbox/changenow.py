@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from eth_account import Account
 
 from telepay.clock import Clock, SystemClock
-from telepay.sandbox.changenow_api import ChangeNowApi
-from telepay.sandbox.changenow_exchanges import TERMINAL, ExchangeState, Settlement
-from telepay.sandbox.changenow_market import EVM_NETWORKS, Asset, Market, default_assets
-from telepay.sandbox.loopback import Call, Faults, LoopbackServer
+from telepay_sandbox.changenow_api import ChangeNowApi
+from telepay_sandbox.changenow_exchanges import TERMINAL, ExchangeState, Settlement
+from telepay_sandbox.changenow_market import EVM_NETWORKS, Asset, Market, default_assets
+from telepay_sandbox.loopback import Call, Faults, LoopbackServer
 
 if TYPE_CHECKING:
-    from telepay.sandbox.chain import DevChain
+    from telepay_sandbox.chain import DevChain
 
 __all__ = ["ChangeNowSandbox", "ExchangeState", "Quote"]
 

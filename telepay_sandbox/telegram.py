@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable
 
 from telepay.clock import Clock
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
-from telepay.sandbox.telegram_members import JoinRefused, find_link, set_member
-from telepay.sandbox.telegram_params import ApiError
-from telepay.sandbox.telegram_people import Person
-from telepay.sandbox.telegram_ratelimit import RateLimits
-from telepay.sandbox.telegram_server import BotApi, BotApiServer, Call
-from telepay.sandbox.telegram_state import (
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
+from telepay_sandbox.telegram_members import JoinRefused, find_link, set_member
+from telepay_sandbox.telegram_params import ApiError
+from telepay_sandbox.telegram_people import Person
+from telepay_sandbox.telegram_ratelimit import RateLimits
+from telepay_sandbox.telegram_server import BotApi, BotApiServer, Call
+from telepay_sandbox.telegram_state import (
     ADMIN_RIGHTS, CHANNEL_ONLY_RIGHTS, MEMBER_PERMISSIONS, SUPERGROUP_ONLY_RIGHTS, ChatType,
     MemberRecord, MemberStatus, World,
 )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 import time
 
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_state import ChatRecord, ChatType, MemberStatus, MessageRecord, World
-from telepay.sandbox.telegram_text import detect_entities
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_state import ChatRecord, ChatType, MemberStatus, MessageRecord, World
+from telepay_sandbox.telegram_text import detect_entities
 
 
 class MessageHandle:

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from telepay.demo.stage import Stage, press, until
-from telepay.demo.timeline import Timeline, amount, quote
-from telepay.sandbox.nowpayments import Delivery
-from telepay.sandbox.telegram import ChatHandle, Person
+from telepay_sandbox.demo.stage import Stage, press, until
+from telepay_sandbox.demo.timeline import Timeline, amount, quote
+from telepay_sandbox.nowpayments import Delivery
+from telepay_sandbox.telegram import ChatHandle, Person
 
 PRICE, DAYS = "25.00", "30"
 

@@ -25,10 +25,10 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from telepay.clock import Clock, SystemClock
-from telepay.sandbox.loopback import Call, Faults, LoopbackServer
-from telepay.sandbox.nowpayments_api import NowPaymentsApi
-from telepay.sandbox.nowpayments_ipn import Courier, Delivery, Ipn, IpnRecord, arrange, build_ipn
-from telepay.sandbox.nowpayments_model import (
+from telepay_sandbox.loopback import Call, Faults, LoopbackServer
+from telepay_sandbox.nowpayments_api import NowPaymentsApi
+from telepay_sandbox.nowpayments_ipn import Courier, Delivery, Ipn, IpnRecord, arrange, build_ipn
+from telepay_sandbox.nowpayments_model import (
     DEFAULT_RATES, FAILED_SEQUENCE, FULL_SEQUENCE, INVOICE_LIFETIME, PARTIAL_SEQUENCE, REDEPOSIT_SEQUENCE,
     InvoiceState, PaymentState, SandboxError, precision,
 )

@@ -15,12 +15,12 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from telepay.clients import jsontext
-from telepay.sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
-from telepay.sandbox.changenow_market import Asset, validate_address
-from telepay.sandbox.loopback import Call, Request, Response
+from telepay_sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
+from telepay_sandbox.changenow_market import Asset, validate_address
+from telepay_sandbox.loopback import Call, Request, Response
 
 if TYPE_CHECKING:
-    from telepay.sandbox.changenow import ChangeNowSandbox
+    from telepay_sandbox.changenow import ChangeNowSandbox
 
 
 class ApiError(Exception):

@@ -7,8 +7,8 @@ Callers hold the world lock.
 
 from __future__ import annotations
 
-from telepay.sandbox import telegram_render as render
-from telepay.sandbox.telegram_state import (
+from telepay_sandbox import telegram_render as render
+from telepay_sandbox.telegram_state import (
     ChatRecord, ChatType, InviteLinkRecord, JoinRequestRecord, MemberRecord, MemberStatus,
     UserRecord, World,
 )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from telepay.demo.money import follow_payout
-from telepay.demo.sell import DAYS, PRICE, Shop, join_and_check, pay
-from telepay.demo.stage import Stage, until
-from telepay.demo.timeline import Timeline, quote
-from telepay.sandbox.telegram import Person
+from telepay_sandbox.demo.money import follow_payout
+from telepay_sandbox.demo.sell import DAYS, PRICE, Shop, join_and_check, pay
+from telepay_sandbox.demo.stage import Stage, until
+from telepay_sandbox.demo.timeline import Timeline, quote
+from telepay_sandbox.telegram import Person
 
 
 def _move(stage: Stage, timeline: Timeline, delta: timedelta, why: str) -> None:

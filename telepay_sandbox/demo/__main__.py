@@ -1,0 +1,5 @@
+import sys
+
+from telepay_sandbox.demo import main
+
+sys.exit(main())
