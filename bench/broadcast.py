@@ -14,7 +14,6 @@ successful send to the same chat. Goal: ratio >= 0.9, nothing lost.
 from __future__ import annotations
 
 import argparse
-import time
 from decimal import Decimal
 
 from sqlalchemy import create_engine, func, select
@@ -24,6 +23,7 @@ from telepay.models import BroadcastPost, Channel, ChannelStatus, Job, Tier
 from telepay.models.engine import make_session_factory
 from telepay_sandbox.database import scratch_database
 from telepay_sandbox.telegram import ChatHandle, RateLimits, TelegramSandbox
+from telepay_sandbox.waiting import until
 from telepay.services.broadcasts import POST_JOB
 from telepay.services.jobs import JobQueue
 
@@ -56,15 +56,6 @@ def _world(telegram: TelegramSandbox, session_factory, channels: int) -> tuple[l
         return [row.id for row in rows], chats
 
 
-def _until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout:.0f} s")
-        time.sleep(0.2)
-    return value
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--channels", type=int, default=1000, help="channel pairs (2 posts each)")
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ids, chats = _world(telegram, session_factory, args.channels)
                 with running_telepay(database_url, telegram) as process:
                     # The bot first reads the 2 x channels "you are an admin" updates; let it.
-                    _until(lambda: not telegram.pending_updates, 120, "admin updates read")
+                    until(lambda: not telegram.pending_updates, "admin updates read", timeout=120, interval=0.2)
                     mark = telegram.mark()
                     load_before = load_average()
                     with session_factory.begin() as session:
@@ -90,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
                             queue.enqueue(session, POST_JOB, {"channel_id": channel_id, "reason": "bench"})
                     expected = 2 * args.channels
                     budget = 60 + 3 * expected / args.rate
-                    _until(lambda: _unfinished(session_factory) == 0, budget, "every broadcast job finished")
+                    until(lambda: _unfinished(session_factory) == 0, "every broadcast job finished", timeout=budget, interval=0.2)
                     load_after = load_average()
                     log = process.log()
                 calls = [c for c in telegram.calls[mark:] if c.method == "sendMessage"]

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from telepay_sandbox.demo.money import follow_payout
 from telepay_sandbox.demo.sell import DAYS, PRICE, Shop, join_and_check, pay
-from telepay_sandbox.demo.stage import Stage, until
+from telepay_sandbox.demo.stage import Stage
+from telepay_sandbox.waiting import until
 from telepay_sandbox.demo.timeline import Timeline, quote
 from telepay_sandbox.telegram import Person
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from telepay_sandbox.demo.sell import Shop, pay
-from telepay_sandbox.demo.stage import Stage, until
+from telepay_sandbox.demo.stage import Stage
+from telepay_sandbox.waiting import until
 from telepay_sandbox.demo.timeline import Timeline, amount, quote
 from telepay_sandbox.changenow_exchanges import TERMINAL
 from telepay_sandbox.telegram import Person

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from telepay_sandbox.demo.stage import Stage, press, until
+from telepay_sandbox.demo.stage import Stage, press
+from telepay_sandbox.waiting import until
 from telepay_sandbox.demo.timeline import Timeline, amount, quote
 from telepay_sandbox.nowpayments import Delivery
 from telepay_sandbox.telegram import ChatHandle, Person

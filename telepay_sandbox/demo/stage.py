@@ -10,12 +10,10 @@ so "a month later" is one write to that file, and link expiry, bans and sweeps a
 from __future__ import annotations
 
 import subprocess
-import time
 from contextlib import ExitStack
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from telepay.clock import OffsetFileClock
 from telepay_sandbox.chain import DevChain
@@ -23,10 +21,10 @@ from telepay_sandbox.changenow import ChangeNowSandbox, ExchangeState
 from telepay_sandbox.harness import TelepayProcess, sandbox_env
 from telepay_sandbox.nowpayments import NowPaymentsSandbox
 from telepay_sandbox.telegram import TelegramSandbox
+from telepay_sandbox.waiting import until
 
 BOT_TOKEN = "424242:sandbox-demo-token"
 BOT_USERNAME = "TelePayDemoBot"
-T = TypeVar("T")
 
 # Short timers so the whole story, a month of it included, plays in well under a minute.
 DEMO_SETTINGS = {
@@ -90,16 +88,6 @@ class Stage:
 
     def usdt(self, address: str) -> Decimal:
         return self.chain.balance_usdt(address)
-
-
-def until(condition: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    """Wait for `condition` to be truthy and return it; raise with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.05)
-    return value
 
 
 def press(person, message, label: str, expect: str) -> None:

@@ -6,9 +6,7 @@ Waiting is always for a condition (a message, an edit, a row), polled briefly, n
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
@@ -18,24 +16,12 @@ from telepay_sandbox.database import empty_tables
 from telepay_sandbox.harness import TelepayProcess, sandbox_env
 from telepay_sandbox.nowpayments import NowPaymentsSandbox
 from telepay_sandbox.telegram import ChatHandle, MessageHandle, Person, RateLimits, TelegramSandbox
+from telepay_sandbox.waiting import until
 
 TOKEN = "222:bot-e2e-token"
 BOT = "TelePayBotE2E"
 TIMEOUT = 20.0
-T = TypeVar("T")
 GOOD_TRX = "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8"
-
-
-def until(condition: Callable[[], T], timeout: float = TIMEOUT, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
 
 
 class World:

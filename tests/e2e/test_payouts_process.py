@@ -4,7 +4,6 @@ process is killed in the middle of a payout and started again: the payout comple
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -17,18 +16,11 @@ from telepay_sandbox.chain import DevChain
 from telepay_sandbox.changenow import ChangeNowSandbox
 from telepay_sandbox.harness import TelepayProcess, sandbox_env
 from telepay_sandbox.telegram import RateLimits, TelegramSandbox
+from telepay_sandbox.waiting import until
 from tests.services.payouts.conftest import World
 
 TOKEN = "333:payout-e2e"
-
-
-def _until(condition, what: str, timeout: float = 40.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)
-    return value
+WAIT = 40.0  # a payout crosses ChangeNOW's and the chain's clocks: longer than a message
 
 
 @pytest.fixture
@@ -64,16 +56,16 @@ def test_instant_and_threshold_payouts_complete_in_the_running_process(running):
     world.pay(batched, Decimal("20"))
     world.pay(batched, Decimal("20"))
 
-    _until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the instant payout")
+    until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the instant payout", timeout=WAIT)
     payout = world.payout(payout.id)
     assert world.chain.balance_usdt(instant.payout_address) == payout.to_amount > 0
 
-    batch = _until(lambda: next((p for p in world.payouts() if p.kind.value == "batch"
-                                 and p.status == PayoutStatus.FINISHED), None), "the batch payout")
+    batch = until(lambda: next((p for p in world.payouts() if p.kind.value == "batch"
+                                 and p.status == PayoutStatus.FINISHED), None), "the batch payout", timeout=WAIT)
     assert batch.amount_usd == Decimal("36")
     assert [t.amount for t in world.host_transfers(batched.payout_address, "usdt")] == [Decimal("36")]
-    _until(lambda: any(p.kind.value == "sweep" and p.status == PayoutStatus.FINISHED for p in world.payouts()),
-           "the sweep")
+    until(lambda: any(p.kind.value == "sweep" and p.status == PayoutStatus.FINISHED for p in world.payouts()),
+           "the sweep", timeout=WAIT)
     code, _ = process.stop()
     assert code == 0 and "Traceback" not in process.log()
     assert "HOST_WALLET" not in process.log() and "0x095ce85e" not in process.log()  # no key in the log
@@ -83,14 +75,14 @@ def test_killed_mid_payout_then_restarted_pays_once(running, database_url):
     world, process = running
     owner = world.channel("usdt", "eth")
     payout = world.payout_of(world.pay(owner, Decimal("80")))
-    _until(lambda: world.chain_txs(payout.id), "the funding transfer stored")
+    until(lambda: world.chain_txs(payout.id), "the funding transfer stored", timeout=WAIT)
     process.kill()  # SIGKILL: no clean-up at all
     assert _status(world, payout.id) != PayoutStatus.FINISHED  # the exchange takes seconds: it was mid-way
     # The dead worker's lease would run out in 5 minutes; let it have run out.
     with world.session_factory.begin() as session:
         session.execute(update(Job).where(Job.state == JobState.RUNNING).values(locked_until=text("now()")))
     process.start()
-    _until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the payout after the restart")
+    until(lambda: _status(world, payout.id) == PayoutStatus.FINISHED, "the payout after the restart", timeout=WAIT)
     payout = world.payout(payout.id)
     assert len(world.host_transfers(payout.payin_address, "eth")) == 1
     assert len(world.chain.transfers_to(owner.payout_address, "usdt")) == 1
