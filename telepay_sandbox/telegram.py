@@ -16,14 +16,17 @@ or tighter ones. All methods are thread-safe.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from telepay.clock import Clock
+from telepay_sandbox import telegram_payments as payments
 from telepay_sandbox import telegram_render as render
 from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
 from telepay_sandbox.telegram_members import JoinRefused, find_link, set_member
 from telepay_sandbox.telegram_params import ApiError
+from telepay_sandbox.telegram_payments import PaymentOutcome
 from telepay_sandbox.telegram_people import Person
 from telepay_sandbox.telegram_ratelimit import RateLimits
 from telepay_sandbox.telegram_server import BotApi, BotApiServer, Call
@@ -33,8 +36,8 @@ from telepay_sandbox.telegram_state import (
 )
 
 __all__ = [
-    "Call", "CallbackQuery", "ChatHandle", "JoinRefused", "MessageHandle", "Person", "RateLimits",
-    "TelegramSandbox", "UserHandle",
+    "Call", "CallbackQuery", "ChatHandle", "JoinRefused", "MessageHandle", "PaymentOutcome", "Person",
+    "RateLimits", "TelegramSandbox", "UserHandle",
 ]
 
 DEFAULT_TOKEN = "7000000001:AAE-sandbox-token-0123456789abcdefghij"
@@ -69,12 +72,17 @@ class TelegramSandbox:
         self._api = BotApi(self._world, token)
         self._server = BotApiServer(self._api, host, port)
         self.bot = UserHandle(self._world, int(bot_id))
+        self._renewals: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> TelegramSandbox:
         self._world.stopping = False
         self._server.start()
+        # Star subscriptions renew when their period ends on the clock, whoever moves it.
+        self._renewals = threading.Thread(target=self._renew_forever, name="telegram-sandbox-stars",
+                                          daemon=True)
+        self._renewals.start()
         return self
 
     def stop(self) -> None:
@@ -82,6 +90,14 @@ class TelegramSandbox:
             self._world.stopping = True  # ends long polls at once
             self._world.notify()
         self._server.stop()
+        if self._renewals is not None:
+            self._renewals.join(timeout=5)
+            self._renewals = None
+
+    def _renew_forever(self) -> None:
+        while not self._world.stopping:
+            self.charge_due_subscriptions()
+            time.sleep(0.2)
 
     def __enter__(self) -> TelegramSandbox:
         return self.start()
@@ -152,6 +168,28 @@ class TelegramSandbox:
     def member_status(self, chat: ChatHandle, who: UserHandle) -> str:
         with self._world.lock:
             return self._world.member(self._world.chats[chat.id], who.id).status.value
+
+    # ---- Telegram Stars ----------------------------------------------------------------------
+
+    def charge_due_subscriptions(self) -> int:
+        """Renew the Star subscriptions whose period has ended now; how many were charged.
+        (A background thread does this every 0.2 s; tests may call it to be sure.)"""
+        with self._world.lock:
+            return payments.charge_due(self._world)
+
+    @property
+    def bot_star_balance(self) -> int:
+        with self._world.lock:
+            return self._world.stars.bot_balance
+
+    def star_subscription(self, person: UserHandle, charge_id: str) -> dict:
+        """A person's Star subscription as Telegram keeps it: expiry, cancelled, lapsed, charges."""
+        with self._world.lock:
+            found = self._world.stars.subscription_of(person.id, charge_id)
+            if found is None:
+                raise LookupError(f"{charge_id} is not a subscription payment of {person!r}")
+            return {"expires_at": found.expires_at, "canceled": found.canceled_by_bot,
+                    "lapsed": found.lapsed, "charge_ids": list(found.charge_ids)}
 
     # ---- what the bot did --------------------------------------------------------------------
 

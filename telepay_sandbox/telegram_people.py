@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from telepay_sandbox import telegram_members as members
+from telepay_sandbox import telegram_payments as payments
 from telepay_sandbox import telegram_render as render
 from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
 from telepay_sandbox.telegram_state import (
@@ -95,6 +96,23 @@ class Person(UserHandle):
             world.updates.push("callback_query", _callback_query(world, query_id, self.id, record, button))
             world.notify()
             return CallbackQuery(world, query_id)
+
+    def pay(self, invoice, timeout: float = payments.PRE_CHECKOUT_TIMEOUT) -> payments.PaymentOutcome:
+        """Pay an invoice in Stars: a message from sendInvoice or a link from createInvoiceLink.
+
+        Blocks until the bot answers the pre-checkout query (or `timeout` passes)."""
+        return payments.pay(self._world, self.id, invoice, timeout)
+
+    @property
+    def stars(self) -> int:
+        """This person's Telegram Stars."""
+        with self._world.lock:
+            return self._world.stars.balances.get(self.id, 0)
+
+    @stars.setter
+    def stars(self, amount: int) -> None:
+        with self._world.lock:
+            self._world.stars.balances[self.id] = amount
 
     def join(self, target) -> str:
         """Open an invite link (or a public chat's page) and join: "joined", "requested" or

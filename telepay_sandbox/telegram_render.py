@@ -79,7 +79,10 @@ def message(world: World, record: MessageRecord, *, with_reply: bool = True) -> 
             body["reply_to_message"] = message(world, replied, with_reply=False)
     if record.edit_date:
         body["edit_date"] = record.edit_date
-    body["text"] = record.text
+    if record.service:
+        body.update(record.service)  # an invoice or a payment: no text
+    else:
+        body["text"] = record.text
     if record.entities:
         body["entities"] = record.entities
     # Telegram echoes only inline keyboards back in Message.reply_markup.

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from telepay_sandbox import telegram_methods_chats, telegram_methods_messages
+from telepay_sandbox import telegram_methods_chats, telegram_methods_messages, telegram_methods_payments
 from telepay_sandbox.loopback import ConnectionTrackingServer
 from telepay_sandbox.telegram_params import ApiError, Args, MethodSpec
 from telepay_sandbox.telegram_state import World
@@ -32,7 +32,8 @@ UNAUTHORIZED = ApiError(401, "Unauthorized")
 NOT_FOUND = ApiError(404, "Not Found")
 SPECS: dict[str, MethodSpec] = {
     handler.spec.name.lower(): handler.spec
-    for handler in (*telegram_methods_messages.METHODS, *telegram_methods_chats.METHODS)
+    for handler in (*telegram_methods_messages.METHODS, *telegram_methods_chats.METHODS,
+                    *telegram_methods_payments.METHODS)
 }
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from telepay.clock import Clock, SystemClock
 from telepay_sandbox.telegram_ratelimit import RateLimiter, RateLimits
+from telepay_sandbox.telegram_stars import StarsLedger
 from telepay_sandbox.telegram_updates import UpdateQueue
 
 
@@ -110,6 +111,8 @@ class MessageRecord:
     deleted: bool = False
     forward_origin: dict | None = None
     reply_to_message_id: int | None = None
+    # Fields of a non-text message (invoice, successful_payment, refunded_payment), as rendered.
+    service: dict | None = None
 
 
 @dataclass
@@ -162,6 +165,7 @@ class World:
         self.commands: dict[str, list[dict]] = {}
         self.updates = UpdateQueue(self.changed)
         self.limiter = RateLimiter(rate_limits)
+        self.stars = StarsLedger()
         self.stopping = False
         # Ids look like Telegram's: users are positive, channels and supergroups -100xxxxxxxxxx.
         self._user_ids = itertools.count(5_000_000_001)

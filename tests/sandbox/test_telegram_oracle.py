@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from telegram import Update
 
@@ -10,11 +13,14 @@ from telepay_sandbox.telegram_server import SPECS
 from telepay_sandbox.telegram_state import MemberStatus
 
 ALL_UPDATES = ["message", "callback_query", "channel_post", "chat_member", "my_chat_member",
-               "chat_join_request"]
+               "chat_join_request", "pre_checkout_query"]
 # Type-correct stand-ins: a missing-parameter check must fire before any lookup.
 SAMPLE_VALUES = {
     "chat_id": 1, "user_id": 1, "text": "x", "message_id": 1, "callback_query_id": "1",
     "invite_link": "https://t.me/+abc", "commands": [{"command": "start", "description": "Start"}],
+    "title": "x", "description": "x", "payload": "x", "currency": "XTR",
+    "prices": [{"label": "x", "amount": 1}], "pre_checkout_query_id": "1", "ok": True,
+    "telegram_payment_charge_id": "x", "is_canceled": True,
 }
 
 
@@ -123,7 +129,50 @@ def _scenario(sandbox, api, channel, alice):
     alice.block_bot()
     alice.unblock_bot()
     api.result("getChatMember", chat_id=alice.id, user_id=bot.id)
+    _stars_scenario(sandbox, api, alice)
     api.result("getUpdates", offset=-100)
+
+
+def pay_answering(sandbox, api, person, target, **answer):
+    """`person` pays `target` while the bot answers the pre-checkout query (ok=True unless told)."""
+    seen = len(sandbox.updates)
+    with ThreadPoolExecutor(1) as pool:
+        paying = pool.submit(person.pay, target)
+        query = wait_for_update(sandbox, "pre_checkout_query", seen)
+        api.result("answerPreCheckoutQuery", pre_checkout_query_id=query["id"], **({"ok": True} | answer))
+        return paying.result(timeout=5)
+
+
+def wait_for_update(sandbox, kind, seen=0, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for update in sandbox.updates[seen:]:
+            if kind in update:
+                return update[kind]
+        time.sleep(0.01)
+    raise TimeoutError(f"no {kind} update")
+
+
+def _stars_scenario(sandbox, api, alice):
+    """An invoice, a subscription link, both paid; a refund, a cancelled renewal, the ledger."""
+    alice.stars = 1000
+    price = [{"label": "30 days", "amount": 250}]
+    invoice = api.result("sendInvoice", chat_id=alice.id, title="Closed Club", description="30 days",
+                         payload="tier-1", currency="XTR", prices=price)
+    link = api.result("createInvoiceLink", title="Closed Club", description="Every 30 days",
+                      payload="sub-1", currency="XTR", prices=price, subscription_period=2592000)
+    once = pay_answering(sandbox, api, alice, _handle(sandbox, alice, invoice))
+    monthly = pay_answering(sandbox, api, alice, link)
+    assert once.paid and monthly.paid
+    api.result("refundStarPayment", user_id=alice.id, telegram_payment_charge_id=once.charge_id)
+    api.result("editUserStarSubscription", user_id=alice.id, telegram_payment_charge_id=monthly.charge_id,
+               is_canceled=True)
+    assert len(api.result("getStarTransactions", offset=0, limit=10)["transactions"]) == 3
+    assert api.result("getMyStarBalance") == {"amount": 250}
+
+
+def _handle(sandbox, person, message):
+    return next(m for m in person.messages() if m.message_id == message["message_id"])
 
 
 def test_every_answer_and_update_matches_the_reference(sandbox, api, channel, alice, reference):
