@@ -137,6 +137,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     rate_limit_per_minute: int = 10
     rate_limit_burst: int = 20
+    # IPv6 clients are limited per network of this size: one host holds a whole /64 and could
+    # otherwise rotate through addresses to get a fresh bucket for every request.
+    rate_limit_ipv6_prefix: int = 64
     nowpayments_api_key: str | None = field(default=None, repr=False)
     nowpayments_ipn_secret: str | None = field(default=None, repr=False)
     nowpayments_base_url: str = "https://api.nowpayments.io/v1"
@@ -223,6 +226,7 @@ _ATTR = {
     "TRUSTED_PROXIES": "trusted_proxies",
     "RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
     "RATE_LIMIT_BURST": "rate_limit_burst",
+    "RATE_LIMIT_IPV6_PREFIX": "rate_limit_ipv6_prefix",
     "NOWPAYMENTS_API_KEY": "nowpayments_api_key",
     "NOWPAYMENTS_IPN_SECRET": "nowpayments_ipn_secret",
     "NOWPAYMENTS_BASE_URL": "nowpayments_base_url",
@@ -319,4 +323,6 @@ def load_settings(
     values["log_format"] = log_format
     for offset in values["reminder_offsets"]:
         parse_duration("REMINDER_OFFSETS", offset)
+    if not 1 <= values["rate_limit_ipv6_prefix"] <= 128:
+        raise ConfigError("RATE_LIMIT_IPV6_PREFIX must be a prefix length from 1 to 128", ["RATE_LIMIT_IPV6_PREFIX"])
     return dataclasses.replace(defaults, **values)

@@ -25,13 +25,14 @@ from telepay.errors import InvalidInput, TelePayError
 from telepay.models import PayoutCurrency
 from telepay.services.channels import owned_channel, parse_chat_reference, verify_pair_admin
 from telepay.services.setup import (
-    PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
+    MAX_TIERS, PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
     current, parse_days, parse_usd,
 )
 
 logger = logging.getLogger(__name__)
 
 FORM, INPUT = "form", "input"
+TIER_NUMBERS = tuple(str(n) for n in range(1, MAX_TIERS + 1))
 QUESTIONS = {
     "price": f"Send the price of tier {{n}} in US dollars (from ${PRICE_MIN} to ${PRICE_MAX:,}), e.g. 9.99.",
     "days": "How many days of access does tier {n} give? Send a whole number from 1 to 3,650.",
@@ -82,6 +83,10 @@ async def button(update: Update, context: Context) -> str:
     parts = update.callback_query.data.split(":")
     cid, action = int(parts[1]), parts[2:]
     context.user_data.pop("awaiting", None)  # a button instead of a typed answer: stop waiting
+    if action[:1] == ["t"] and not (len(action) > 1 and action[1] in TIER_NUMBERS):
+        # Only our own buttons name tiers, 1 to 3; anything else was forged and records nothing.
+        await ack(update, "This button has expired. Send /start to begin again.")
+        return FORM
     try:
         data = await db(context, _form_data, cid, update.effective_user.id)
         if action[:1] == ["save"] or action[:1] == ["confirm"]:

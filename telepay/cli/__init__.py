@@ -164,13 +164,15 @@ def jobs_cancel(job_id: int) -> None:
 @main.command()
 @click.option("--body", "body_text", help="The JSON body, exactly as it will be sent (default: read stdin).")
 @click.option("--url", default="http://127.0.0.1:8080/webhooks/notification", show_default=True,
-              help="Where the curl line should send it.")
+              help="Where it will be sent: the signature covers this URL's path.")
+@click.option("--method", default="POST", show_default=True, help="The HTTP method it will be sent with.")
 @click.option("--timestamp", type=int, help="Unix seconds to sign with (default: now).")
-def sign(body_text: str | None, url: str, timestamp: int | None) -> None:
+def sign(body_text: str | None, url: str, method: str, timestamp: int | None) -> None:
     """Print the signature headers (and a ready curl line) for a webhook body."""
     import json
     import shlex
     import time
+    from urllib.parse import urlsplit
 
     from telepay.security import signing
 
@@ -180,19 +182,24 @@ def sign(body_text: str | None, url: str, timestamp: int | None) -> None:
     except ConfigError as error:
         fail_config(error)
     body = (body_text if body_text is not None else sys.stdin.read()).encode("utf-8")
-    try:
-        json.loads(body)
-    except ValueError:
-        raise click.ClickException("the body is not valid JSON; the API would refuse it")
+    if method.upper() != "GET":
+        try:
+            json.loads(body)
+        except ValueError:
+            raise click.ClickException("the body is not valid JSON; the API would refuse it")
+    path = urlsplit(url).path or "/"
     ts = int(time.time()) if timestamp is None else timestamp
-    signature = signing.sign(settings.webhook_signing_secret, body, ts)
+    try:
+        signature = signing.sign(settings.webhook_signing_secret, body, ts, method=method, path=path)
+    except ValueError as error:
+        raise click.ClickException(str(error))
     click.echo(f"{signing.TIMESTAMP_HEADER}: {ts}")
     click.echo(f"{signing.SIGNATURE_HEADER}: {signature}")
     click.echo("")
+    data = f" -H 'Content-Type: application/json' --data-binary {shlex.quote(body.decode('utf-8'))}" if body else ""
     click.echo(
-        f"curl -sS -X POST {shlex.quote(url)} -H 'Content-Type: application/json' "
-        f"-H '{signing.TIMESTAMP_HEADER}: {ts}' -H '{signing.SIGNATURE_HEADER}: {signature}' "
-        f"--data-binary {shlex.quote(body.decode('utf-8'))}"
+        f"curl -sS -X {method.upper()} {shlex.quote(url)} "
+        f"-H '{signing.TIMESTAMP_HEADER}: {ts}' -H '{signing.SIGNATURE_HEADER}: {signature}'{data}"
     )
 
 

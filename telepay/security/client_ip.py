@@ -96,3 +96,16 @@ def client_ip(peer: str, forwarded_for: str | None, trusted_proxies: Iterable[IP
         if not _is_trusted(hop, trusted):
             break
     return str(current)
+
+
+def rate_limit_key(address: str, ipv6_prefix: int = 64) -> str:
+    """The bucket an address spends from: itself for IPv4, its network for IPv6.
+
+    An IPv6 host is usually given a whole /64 and picks addresses in it freely, so keying on
+    the full address would hand a client a fresh bucket per request. ``address`` is what
+    ``client_ip`` returned (canonical); anything unparsable is its own key.
+    """
+    parsed = parse_ip(address)
+    if not isinstance(parsed, ipaddress.IPv6Address) or ipv6_prefix >= 128:
+        return address
+    return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))

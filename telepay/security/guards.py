@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from telepay.security import nowpayments, signing
 from telepay.security.allowlist import IpAllowlist
-from telepay.security.client_ip import IPNetwork, client_ip, parse_networks
+from telepay.security.client_ip import IPNetwork, client_ip, parse_networks, rate_limit_key
 from telepay.security.errors import SignatureError
 from telepay.security.ratelimit import TokenBucketLimiter
 
@@ -47,6 +47,7 @@ class Guards:
     ipn_secret: str
     operator_token: str | None
     now: Callable[[], float]
+    ipv6_prefix: int = 64
 
     def __post_init__(self) -> None:
         # Parsing addresses and walking the proxy chain cost more than the rest of the guards;
@@ -70,6 +71,7 @@ class Guards:
             ipn_secret=settings.nowpayments_ipn_secret,
             operator_token=settings.operator_token,
             now=now,
+            ipv6_prefix=settings.rate_limit_ipv6_prefix,
         )
 
 
@@ -87,7 +89,7 @@ def request_ip() -> str:
 
 
 def rate_limited(budget: str):
-    """Token bucket per client IP. The payment provider's own addresses are never throttled:
+    """Token bucket per client IP (per IPv6 network, /64 by default). The payment provider's own addresses are never throttled:
     a storm of IPNs on a busy day must not delay confirmations."""
 
     def decorate(view):
@@ -96,7 +98,7 @@ def rate_limited(budget: str):
             guards, ip = _guards(), request_ip()
             if budget == IPN and not guards.ipn_allowlist.allows_all and guards.ipn_allowlist.allows(ip):
                 return view(*args, **kwargs)
-            allowed, retry_after = guards.limiters[budget].hit(ip)
+            allowed, retry_after = guards.limiters[budget].hit(rate_limit_key(ip, guards.ipv6_prefix))
             if not allowed:
                 return error(429, "rate_limited", "Too many requests; slow down.",
                              {"Retry-After": str(retry_after)})
@@ -129,7 +131,7 @@ def _check_internal_signature() -> Response | None:
         signing.verify(
             guards.signing_secret, body,
             request.headers.get(signing.TIMESTAMP_HEADER), request.headers.get(signing.SIGNATURE_HEADER),
-            now=guards.now(),
+            now=guards.now(), method=request.method, path=request.path,
         )
     except SignatureError as failure:
         return error(401, failure.code, str(failure))
@@ -140,7 +142,7 @@ def _check_internal_signature() -> Response | None:
 
 
 def signed_internal(view):
-    """`X-Signature-Timestamp` + `X-Signature` (HMAC-SHA256 of "{timestamp}.{raw body}")."""
+    """`X-Signature-Timestamp` + `X-Signature` (HMAC-SHA256 of "{timestamp}.{METHOD}.{path}.{raw body}")."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):

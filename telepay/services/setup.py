@@ -113,6 +113,8 @@ def merge(channel: Channel, draft: dict[str, Any]) -> Effective:
     after = current(channel)
     for number, edit in (draft.get("tiers") or {}).items():
         number = int(number)
+        if not 1 <= number <= MAX_TIERS:
+            continue  # not a tier the form offers (a forged button): never saved, never blocks a save
         if edit is None:
             after.tiers[number] = None
             continue

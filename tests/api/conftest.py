@@ -63,15 +63,17 @@ def client(app):
     return app.test_client()
 
 
-def signed_headers(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None, *,
+                   method: str = "POST", path: str = "/webhooks/notification") -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
-    return {signing.TIMESTAMP_HEADER: str(ts), signing.SIGNATURE_HEADER: signing.sign(secret, body, ts),
+    signature = signing.sign(secret, body, ts, method=method, path=path)
+    return {signing.TIMESTAMP_HEADER: str(ts), signing.SIGNATURE_HEADER: signature,
             "Content-Type": "application/json"}
 
 
 def post_signed(client, path, payload, *, secret=SIGNING_SECRET, timestamp=None, headers=None, **kwargs):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    all_headers = {**signed_headers(body, secret, timestamp), **(headers or {})}
+    all_headers = {**signed_headers(body, secret, timestamp, path=path), **(headers or {})}
     return client.post(path, data=body, headers=all_headers, **kwargs)
 
 

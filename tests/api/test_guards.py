@@ -62,6 +62,19 @@ def test_rate_limit_answers_429_with_retry_after(engine, session_factory, channe
     assert _notify(client, channel, "198.51.100.8").status_code == 202
 
 
+def test_finding_9_rotating_ipv6_addresses_inside_one_64_share_one_budget(engine, session_factory, channel):
+    """The attack: 60 requests, each from a new address in one /64. Now the /64 is one client."""
+    client = make_app(engine, RATE_LIMIT_PER_MINUTE="10", RATE_LIMIT_BURST="3").test_client()
+    answers = [_notify(client, channel, f"2001:db8:1:2::{n:x}").status_code for n in range(1, 61)]
+    assert answers[:3] == [202, 202, 202]
+    assert answers[3:] == [429] * 57
+    # Another /64 is another client; and the prefix is a setting.
+    assert _notify(client, channel, "2001:db8:1:3::1").status_code == 202
+    wide = make_app(engine, RATE_LIMIT_PER_MINUTE="10", RATE_LIMIT_BURST="1", RATE_LIMIT_IPV6_PREFIX="48").test_client()
+    assert _notify(wide, channel, "2001:db8:1:4::1").status_code == 202
+    assert _notify(wide, channel, "2001:db8:1:5::1").status_code == 429
+
+
 def test_the_payment_provider_is_never_throttled(engine, session_factory, invoice):
     client = make_app(engine, RATE_LIMIT_PER_MINUTE="1", RATE_LIMIT_BURST="1").test_client()
     statuses = ["waiting", "confirming", "confirmed", "sending", "finished"]
@@ -100,7 +113,7 @@ def test_status_needs_the_operator_token_or_a_signature(engine, session_factory,
     assert body["jobs"] == {"payment.process": {"queued": 1}}
     assert body["dead_jobs"]["count"] == 0
     assert set(body["pool"]) == {"size", "checked_out", "overflow", "checked_in"}
-    signed = client.get("/status", headers=signed_headers(b""))
+    signed = client.get("/status", headers=signed_headers(b"", method="GET", path="/status"))
     assert signed.status_code == 200
 
 

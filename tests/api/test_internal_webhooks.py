@@ -18,9 +18,25 @@ TRIGGER = "/webhooks/broadcast-trigger"
 def test_signing_test_vector():
     # Pins the wire format documented in the README for callers (checked with `openssl dgst -sha256 -hmac`).
     body = b'{"channel_id":1,"text":"hello"}'
-    assert signing.sign("whsec_test", body, 1700000000) == (
-        "378595815bae6db734e7dd810029e53f18932c12e36fc966cb4ff142d00789c5"
+    assert signing.sign("whsec_test", body, 1700000000, method="POST", path=NOTIFY) == (
+        "eaca6fc1b64f752c816a69383150d05960233dd8f719212ff411c4098b657543"
     )
+
+
+def test_finding_8_a_notification_signature_does_not_open_status_or_another_route(client, channel, engine):
+    """The attack: a signature made for POST /webhooks/notification, unused, replayed as GET /status
+    (or POST to the broadcast trigger) within the 300 s window. Refused, and nothing is recorded."""
+    body = json.dumps({"channel_id": channel.id, "text": "hello"}).encode()
+    headers = signed_headers(body, path=NOTIFY)
+    before = snapshot(engine)
+    status = client.get("/status", headers=headers)
+    assert status.status_code == 401 and status.json["error"] == "signature_mismatch"
+    assert client.get("/status", headers=signed_headers(b"", path=NOTIFY)).status_code == 401
+    trigger = client.post(TRIGGER, data=body, headers=headers)
+    assert trigger.status_code == 401 and trigger.json["error"] == "signature_mismatch"
+    assert snapshot(engine) == before
+    # Still unused, so still good where it was meant to go.
+    assert client.post(NOTIFY, data=body, headers=headers).status_code == 202
 
 
 def test_notification_is_queued_for_the_owner(client, channel, session_factory):
@@ -48,16 +64,17 @@ def test_broadcast_trigger_has_a_five_minute_cooldown(client, channel, app):
     assert again.status_code == 429 and again.json["error"] == "cooldown"
     assert 295 <= int(again.headers["Retry-After"]) <= 300
     app.config["TELEPAY_SERVICES"].clock.advance(__import__("datetime").timedelta(minutes=5, seconds=1))
-    later_headers = signed_headers(json.dumps({"channel_id": channel.id}).encode(),
+    later_headers = signed_headers(json.dumps({"channel_id": channel.id}).encode(), path=TRIGGER,
                                    timestamp=int(app.config["TELEPAY_SERVICES"].clock.now().timestamp()))
     later = client.post(TRIGGER, data=json.dumps({"channel_id": channel.id}), headers=later_headers)
     assert later.status_code == 202
 
 
-def _bad_signature_cases():
+def _bad_signature_cases(path):
     now = int(time.time())
     body = json.dumps({"channel_id": 1, "text": "x"}).encode()
-    good = signing.sign(SIGNING_SECRET, body, now)
+    line = {"method": "POST", "path": path}
+    good = signing.sign(SIGNING_SECRET, body, now, **line)
     return [
         ("no headers", {}, 401, "signature_missing"),
         ("no signature", {signing.TIMESTAMP_HEADER: str(now)}, 401, "signature_missing"),
@@ -69,20 +86,20 @@ def _bad_signature_cases():
         ("signature too short", {signing.TIMESTAMP_HEADER: str(now), signing.SIGNATURE_HEADER: good[:-2]}, 401,
          "signature_malformed"),
         ("wrong secret", {signing.TIMESTAMP_HEADER: str(now),
-                          signing.SIGNATURE_HEADER: signing.sign("other", body, now)}, 401, "signature_mismatch"),
+                          signing.SIGNATURE_HEADER: signing.sign("other", body, now, **line)}, 401, "signature_mismatch"),
         ("body signed with another timestamp", {signing.TIMESTAMP_HEADER: str(now + 1),
                                                 signing.SIGNATURE_HEADER: good}, 401, "signature_mismatch"),
         ("stale", {signing.TIMESTAMP_HEADER: str(now - 310),
-                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 310)}, 401, "signature_stale"),
+                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 310, **line)}, 401, "signature_stale"),
         ("future", {signing.TIMESTAMP_HEADER: str(now + 310),
-                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 310)}, 401, "signature_future"),
+                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 310, **line)}, 401, "signature_future"),
     ], body
 
 
 @pytest.mark.parametrize("case", range(10))
 @pytest.mark.parametrize("path", [NOTIFY, TRIGGER])
 def test_bad_signatures_are_refused_and_change_nothing(client, channel, engine, case, path):
-    cases, body = _bad_signature_cases()
+    cases, body = _bad_signature_cases(path)
     name, headers, status, code = cases[case]
     before = snapshot(engine)
     response = client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})

@@ -25,7 +25,7 @@ def test_documented_vector():
     result = _sign('{"channel_id":1,"text":"hello"}', "--timestamp", "1700000000", secret="whsec_test")
     assert result.exit_code == 0
     assert "X-Signature-Timestamp: 1700000000" in result.output
-    assert "X-Signature: 378595815bae6db734e7dd810029e53f18932c12e36fc966cb4ff142d00789c5" in result.output
+    assert "X-Signature: eaca6fc1b64f752c816a69383150d05960233dd8f719212ff411c4098b657543" in result.output
     assert "curl -sS -X POST" in result.output
 
 
@@ -36,6 +36,22 @@ def test_signed_headers_are_accepted(client, channel):
     response = client.post("/webhooks/notification", data=body.encode(),
                            headers={**headers, "Content-Type": "application/json"})
     assert response.status_code == 202, response.json
+
+
+def test_the_signature_covers_the_url_path_and_method(client, channel):
+    body = json.dumps({"channel_id": channel.id})
+    result = _sign(body, "--url", "https://pay.example.com/webhooks/broadcast-trigger")
+    headers = dict(line.split(": ", 1) for line in result.output.splitlines()[:2])
+    elsewhere = client.post("/webhooks/notification", data=body.encode(),
+                            headers={**headers, "Content-Type": "application/json"})
+    assert elsewhere.status_code == 401
+    right = client.post("/webhooks/broadcast-trigger", data=body.encode(),
+                        headers={**headers, "Content-Type": "application/json"})
+    assert right.status_code == 202, right.json
+    status = _sign("", "--method", "GET", "--url", "http://127.0.0.1:8080/status")
+    assert status.exit_code == 0 and "curl -sS -X GET" in status.output
+    headers = dict(line.split(": ", 1) for line in status.output.splitlines()[:2])
+    assert client.get("/status", headers=headers).status_code == 200
 
 
 def test_refuses_a_body_that_is_not_json():

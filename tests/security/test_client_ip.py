@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telepay.security.client_ip import client_ip, normalize_network, parse_ip, parse_networks
+from telepay.security.client_ip import client_ip, normalize_network, parse_ip, parse_networks, rate_limit_key
 
 LOOPBACK = parse_networks("127.0.0.1, ::1")
 PROXIES = parse_networks("127.0.0.0/8, ::1, 10.0.0.0/8")
@@ -135,3 +135,15 @@ def test_normalize_network_leaves_plain_networks_alone():
     assert normalize_network(ipaddress.ip_network("::ffff:0:0/96")) == ipaddress.ip_network(
         "0.0.0.0/0"
     )
+
+
+@pytest.mark.parametrize("address, prefix, key", [
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", 64, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", 56, "2001:db8:1::/56"),
+    ("2001:db8:1:2::1", 128, "2001:db8:1:2::1"),
+    ("198.51.100.7", 64, "198.51.100.7"),
+    ("not-an-address", 64, "not-an-address"),
+])
+def test_rate_limit_key_groups_ipv6_by_prefix(address, prefix, key):
+    assert rate_limit_key(address, prefix) == key

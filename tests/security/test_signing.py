@@ -20,33 +20,51 @@ from telepay.security.errors import (
 SECRET = "whsec_telepay_test"
 BODY = b'{"chat_id":-1001234567890,"text":"hello"}'
 TS = 1_700_000_000
-# Computed independently: printf '%s' '1700000000.{...}' | openssl dgst -sha256 -hmac ...
+METHOD, PATH = "POST", "/webhooks/notification"
+LINE = {"method": METHOD, "path": PATH}
+# Computed independently: printf '%s' '1700000000.POST./webhooks/notification.{...}' | openssl dgst -sha256 -hmac ...
 # If this test fails, every caller's signatures stop verifying: the format changed.
-VECTOR = "48bd47e4edd008fc75b893d97f8f3d33e01df3fe0f3cfadc46f0d4495461ecee"
+VECTOR = "35b6ee6d99b819cf390dcf587d157e296537ca64f39c239ef5ba76b6c6edfbb7"
 
 
 def test_fixed_vector_pins_the_format():
-    assert signing.sign(SECRET, BODY, TS) == VECTOR
-    assert signing.sign(SECRET.encode(), BODY, TS) == VECTOR
-    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS) == TS
+    assert signing.sign(SECRET, BODY, TS, **LINE) == VECTOR
+    assert signing.sign(SECRET.encode(), BODY, TS, **LINE) == VECTOR
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS, **LINE) == TS
 
 
-def test_format_is_hmac_sha256_of_timestamp_dot_body():
-    expected = hmac.new(b"k", b"42.body", hashlib.sha256).hexdigest()
-    assert signing.sign(b"k", b"body", 42) == expected
+def test_format_is_hmac_sha256_of_timestamp_method_path_body():
+    expected = hmac.new(b"k", b"42.POST./webhooks/notification.body", hashlib.sha256).hexdigest()
+    assert signing.sign(b"k", b"body", 42, **LINE) == expected
+    assert signing.sign(b"k", b"body", 42, method="post", path=PATH) == expected
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/status"), ("POST", "/webhooks/broadcast-trigger"),
+                                          ("GET", PATH), ("POST", "/webhooks/notification/")])
+def test_finding_8_a_signature_opens_only_its_own_method_and_path(method, path):
+    with pytest.raises(BadSignature):
+        signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS, method=method, path=path)
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/a.b"), ("POST", "webhooks"), ("PO.ST", "/a"), ("", "/a")])
+def test_a_request_line_that_could_be_split_two_ways_is_never_signed(method, path):
+    with pytest.raises(ValueError):
+        signing.sign(SECRET, BODY, TS, method=method, path=path)
+    with pytest.raises(BadSignature):
+        signing.verify(SECRET, BODY, str(TS), "0" * 64, now=TS, method=method, path=path)
 
 
 def test_signature_headers_names_and_values():
-    headers = signing.signature_headers(SECRET, BODY, now=TS + 0.9)
+    headers = signing.signature_headers(SECRET, BODY, now=TS + 0.9, **LINE)
     assert headers == {"X-Signature-Timestamp": str(TS), "X-Signature": VECTOR}
 
 
 def test_signature_headers_default_clock_verifies_now():
     import time
 
-    headers = signing.signature_headers(SECRET, BODY)
+    headers = signing.signature_headers(SECRET, BODY, **LINE)
     ts = signing.verify(
-        SECRET, BODY, headers["X-Signature-Timestamp"], headers["X-Signature"], now=time.time()
+        SECRET, BODY, headers["X-Signature-Timestamp"], headers["X-Signature"], now=time.time(), **LINE
     )
     assert ts == int(headers["X-Signature-Timestamp"])
 
@@ -55,14 +73,14 @@ def test_signature_headers_default_clock_verifies_now():
     "signature", [VECTOR.upper(), f" {VECTOR}", f"{VECTOR}\t"], ids=["upper", "lead-ws", "trail-ws"]
 )
 def test_equivalent_spellings_verify_and_share_one_replay_key(signature):
-    assert signing.verify(SECRET, BODY, f" {TS} ", signature, now=TS) == TS
+    assert signing.verify(SECRET, BODY, f" {TS} ", signature, now=TS, **LINE) == TS
     assert signing.replay_key(signature) == VECTOR
 
 
 def test_window_bounds_are_inclusive():
-    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 300) == TS
-    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS - 300) == TS
-    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 30, tolerance=30) == TS
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 300, **LINE) == TS
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS - 300, **LINE) == TS
+    assert signing.verify(SECRET, BODY, str(TS), VECTOR, now=TS + 30, tolerance=30, **LINE) == TS
 
 
 @pytest.mark.parametrize(
@@ -80,7 +98,7 @@ def test_window_bounds_are_inclusive():
 )
 def test_outside_the_window(now, tolerance, error):
     with pytest.raises(error):
-        signing.verify(SECRET, BODY, str(TS), VECTOR, now=now, tolerance=tolerance)
+        signing.verify(SECRET, BODY, str(TS), VECTOR, now=now, tolerance=tolerance, **LINE)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +115,7 @@ def test_outside_the_window(now, tolerance, error):
 )
 def test_missing(timestamp, signature):
     with pytest.raises(MissingSignature) as info:
-        signing.verify(SECRET, BODY, timestamp, signature, now=TS)
+        signing.verify(SECRET, BODY, timestamp, signature, now=TS, **LINE)
     assert info.value.code == "signature_missing"
 
 
@@ -120,7 +138,7 @@ def test_missing(timestamp, signature):
 )
 def test_malformed_timestamp(timestamp):
     with pytest.raises(MalformedSignature) as info:
-        signing.verify(SECRET, BODY, timestamp, VECTOR, now=TS)
+        signing.verify(SECRET, BODY, timestamp, VECTOR, now=TS, **LINE)
     assert info.value.code == "signature_malformed"
 
 
@@ -140,7 +158,7 @@ def test_malformed_timestamp(timestamp):
 )
 def test_malformed_signature(signature):
     with pytest.raises(MalformedSignature):
-        signing.verify(SECRET, BODY, str(TS), signature, now=TS)
+        signing.verify(SECRET, BODY, str(TS), signature, now=TS, **LINE)
     with pytest.raises(MalformedSignature):
         signing.replay_key(signature)
 
@@ -153,43 +171,43 @@ def test_malformed_signature(signature):
         (SECRET, BODY.replace(b"hello", b"hellO"), str(TS), VECTOR),
         (SECRET, b"", str(TS), VECTOR),
         (SECRET, BODY, str(TS + 1), VECTOR),
-        (SECRET, BODY, "0" + str(TS), signing.sign(SECRET, BODY, TS).replace("4", "5", 1)),
+        (SECRET, BODY, "0" + str(TS), signing.sign(SECRET, BODY, TS, **LINE).replace("4", "5", 1)),
         (SECRET, BODY, str(TS), "0" * 64),
         (SECRET, BODY, str(TS), VECTOR[:-1] + "f"),
     ],
 )
 def test_bad_signature(secret, body, timestamp, signature):
     with pytest.raises(BadSignature) as info:
-        signing.verify(secret, body, timestamp, signature, now=TS)
+        signing.verify(secret, body, timestamp, signature, now=TS, **LINE)
     assert info.value.code == "signature_mismatch"
 
 
 def test_leading_zero_timestamp_is_the_same_signed_value():
     # "01700000000" parses to the same int, and the signature covers the int's decimal text,
     # so it verifies; the replay key is the digest, so it cannot be used to replay.
-    assert signing.verify(SECRET, BODY, "0" + str(TS), VECTOR, now=TS) == TS
+    assert signing.verify(SECRET, BODY, "0" + str(TS), VECTOR, now=TS, **LINE) == TS
 
 
 def test_forged_request_gets_mismatch_not_clock_errors():
     # The digest is checked first, so a stale forgery learns nothing about our clock.
     with pytest.raises(BadSignature):
-        signing.verify(SECRET, BODY, "1", "0" * 64, now=TS)
+        signing.verify(SECRET, BODY, "1", "0" * 64, now=TS, **LINE)
 
 
 @pytest.mark.parametrize("secret", ["", b""])
 def test_empty_secret_is_a_configuration_error(secret):
     with pytest.raises(ValueError):
-        signing.sign(secret, BODY, TS)
+        signing.sign(secret, BODY, TS, **LINE)
     with pytest.raises(ValueError):
-        signing.verify(secret, BODY, str(TS), VECTOR, now=TS)
+        signing.verify(secret, BODY, str(TS), VECTOR, now=TS, **LINE)
     with pytest.raises(ValueError):  # reported even when the request has no signature
-        signing.verify(secret, BODY, None, None, now=TS)
+        signing.verify(secret, BODY, None, None, now=TS, **LINE)
 
 
 @pytest.mark.parametrize("timestamp", [-1, 1.5, "1700000000", True, None])
 def test_sign_rejects_bad_timestamps(timestamp):
     with pytest.raises(ValueError):
-        signing.sign(SECRET, BODY, timestamp)
+        signing.sign(SECRET, BODY, timestamp, **LINE)
 
 
 def test_codes_are_stable_and_distinct():
@@ -213,9 +231,9 @@ timestamps = st.integers(min_value=0, max_value=10**12)
 @settings(max_examples=200)
 @given(secret=secrets, body=st.binary(max_size=512), ts=timestamps, skew=st.integers(-300, 300))
 def test_round_trip(secret, body, ts, skew):
-    headers = signing.signature_headers(secret, body, now=ts)
+    headers = signing.signature_headers(secret, body, now=ts, **LINE)
     got = signing.verify(
-        secret, body, headers["X-Signature-Timestamp"], headers["X-Signature"], now=ts + skew
+        secret, body, headers["X-Signature-Timestamp"], headers["X-Signature"], now=ts + skew, **LINE
     )
     assert got == ts
     assert signing.replay_key(headers["X-Signature"]) == headers["X-Signature"]
@@ -229,29 +247,29 @@ def test_round_trip(secret, body, ts, skew):
     data=st.data(),
 )
 def test_any_one_byte_change_in_the_body_fails(secret, body, ts, data):
-    signature = signing.sign(secret, body, ts)
+    signature = signing.sign(secret, body, ts, **LINE)
     index = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
     tampered = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
     with pytest.raises(BadSignature):
-        signing.verify(secret, tampered, str(ts), signature, now=ts)
+        signing.verify(secret, tampered, str(ts), signature, now=ts, **LINE)
 
 
 @settings(max_examples=200)
 @given(secret=secrets, body=st.binary(max_size=256), ts=timestamps, data=st.data())
 def test_any_one_character_change_in_the_signature_fails(secret, body, ts, data):
-    signature = signing.sign(secret, body, ts)
+    signature = signing.sign(secret, body, ts, **LINE)
     index = data.draw(st.integers(0, len(signature) - 1))
     other = data.draw(st.sampled_from("0123456789abcdef").filter(lambda c: c != signature[index]))
     tampered = signature[:index] + other + signature[index + 1 :]
     with pytest.raises(BadSignature):
-        signing.verify(secret, body, str(ts), tampered, now=ts)
+        signing.verify(secret, body, str(ts), tampered, now=ts, **LINE)
 
 
 @settings(max_examples=100)
 @given(secret=secrets, body=st.binary(max_size=64), ts=timestamps, other=timestamps)
 def test_a_signature_does_not_move_to_another_timestamp(secret, body, ts, other):
-    signature = signing.sign(secret, body, ts)
+    signature = signing.sign(secret, body, ts, **LINE)
     if other != ts:
         with pytest.raises(BadSignature):
-            signing.verify(secret, body, str(other), signature, now=other)
+            signing.verify(secret, body, str(other), signature, now=other, **LINE)

@@ -103,6 +103,24 @@ def test_saving_a_draft_applies_everything_at_once_and_audits_the_address(sessio
         setup.review(session, channel_id, 1, {"address": "0x0000"})
 
 
+def test_finding_7_a_forged_tier_4_in_the_draft_never_blocks_saving(session_factory):
+    """The attack: forged `cfg:<id>:t:4:price` / `:days` buttons put a tier 4 in the owner's draft;
+    saving it broke on the database's tier-number check, so nothing could be saved until Discard."""
+    setup = SetupService(JobQueue(session_factory), ManualClock(), address_validator=None)
+    with session_factory.begin() as session:
+        channel_id = register_pair(session, 1, OPEN, CLOSED).id
+    draft = {"tiers": {"4": {"price": "5.00", "days": 30}, "1": {"price": "7.00", "days": 10}, "0": None}}
+    with session_factory.begin() as session:
+        review = setup.review(session, channel_id, 1, draft)
+        assert review.changes == ["tiers"]
+        setup.apply(session, channel_id, 1, draft, address_confirmed=False)
+    with session_factory() as session:
+        tiers = session.get(Channel, channel_id).tiers
+        assert [(t.number, t.price_usd, t.days) for t in tiers] == [(1, Decimal("7.00"), 10)]
+    with session_factory.begin() as session, pytest.raises(InvalidInput, match="no changes"):
+        setup.review(session, channel_id, 1, {"tiers": {"4": {"price": "5.00", "days": 30}}})
+
+
 def test_the_repost_timer_queues_each_slot_once(session_factory):
     clock = ManualClock()
     jobs = JobQueue(session_factory, clock=clock)
