@@ -88,6 +88,16 @@ def _int(name: str, value: str | None, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {value!r}", [name]) from None
 
 
+def _bool(name: str, value: str | None, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}", [name])
+
+
 def _decimal(name: str, value: str | None, default: str) -> Decimal:
     try:
         return Decimal(value if value not in (None, "") else default)
@@ -163,6 +173,12 @@ class Settings:
     # An unfinished payment this old with no news is asked about (its IPN may be lost).
     payment_status_check_minutes: int = 30
     admin_chat_ids: tuple[int, ...] = ()
+    # Telegram Stars: what a Star is worth when withdrawn (USD), how long Telegram holds Stars
+    # before they can be withdrawn (so how long an owner's Stars share is held), and whether
+    # only Stars are offered (Telegram's rule for digital goods, applied strictly).
+    stars_usd_rate: Decimal = Decimal("0.013")
+    stars_payout_hold_days: int = 21
+    stars_only: bool = False
     # The expiry sweep: how often it runs, how many subscriptions one transaction claims, how
     # long after expiry access really ends, and how long before expiry reminders go out.
     sweep_interval_seconds: float = 60.0
@@ -243,6 +259,9 @@ _ATTR = {
     "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
     "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
     "ADMIN_CHAT_IDS": "admin_chat_ids",
+    "STARS_USD_RATE": "stars_usd_rate",
+    "STARS_PAYOUT_HOLD_DAYS": "stars_payout_hold_days",
+    "STARS_ONLY": "stars_only",
     "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "SWEEP_BATCH_SIZE": "sweep_batch_size",
     "EXPIRY_GRACE_SECONDS": "expiry_grace_seconds",
@@ -307,7 +326,9 @@ def load_settings(
     for name, attr in _ATTR.items():
         value = get(name)
         default = getattr(defaults, attr)
-        if isinstance(default, bool) or default is None or isinstance(default, str):
+        if isinstance(default, bool):
+            values[attr] = _bool(name, value, default)
+        elif default is None or isinstance(default, str):
             values[attr] = value if value is not None else default
         elif isinstance(default, int):
             values[attr] = _int(name, value, default)
@@ -321,6 +342,11 @@ def load_settings(
             values[attr] = _list(value) if value is not None else default
     values["admin_chat_ids"] = admin_ids
     values["log_format"] = log_format
+    if not Decimal(0) < values["stars_usd_rate"] < Decimal(1):
+        raise ConfigError("STARS_USD_RATE must be a positive USD amount below 1 (Telegram pays 0.013)",
+                          ["STARS_USD_RATE"])
+    if values["stars_payout_hold_days"] < 0:
+        raise ConfigError("STARS_PAYOUT_HOLD_DAYS must be 0 or more", ["STARS_PAYOUT_HOLD_DAYS"])
     for offset in values["reminder_offsets"]:
         parse_duration("REMINDER_OFFSETS", offset)
     if not 1 <= values["rate_limit_ipv6_prefix"] <= 128:

@@ -102,3 +102,17 @@ def test_telepay_run_exits_2_listing_every_missing_name(tmp_path):
     assert result.returncode == 2
     for name in REQUIRED_FOR_RUN:
         assert name in result.stderr
+
+
+def test_stars_settings_parse_and_refuse_nonsense():
+    from telepay.config import ConfigError, load_settings
+
+    defaults = load_settings(environ={}, env_file=None)
+    assert (defaults.stars_usd_rate, defaults.stars_payout_hold_days, defaults.stars_only) == (
+        Decimal("0.013"), 21, False)
+    strict = load_settings(environ={"STARS_ONLY": "true", "STARS_USD_RATE": "0.02"}, env_file=None)
+    assert strict.stars_only is True and strict.stars_usd_rate == Decimal("0.02")
+    for bad in ({"STARS_ONLY": "maybe"}, {"STARS_USD_RATE": "0"}, {"STARS_PAYOUT_HOLD_DAYS": "-1"}):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(environ=bad, env_file=None)
+        assert caught.value.names == list(bad)

@@ -7,9 +7,14 @@ from telepay.models.base import Base
 from telepay.models.channels import AuditLog, BroadcastPost, Channel, ChannelStatus, PayoutCurrency, PayoutStrategy, Tier
 from telepay.models.jobs import Job, JobState
 from telepay.models.lifecycle import ReminderCursor
-from telepay.models.payments import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentStatus
+from telepay.models.payments import (
+    Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentMethod, PaymentStatus,
+)
 from telepay.models.payouts import (
     Accumulation, ChainTransaction, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
+)
+from telepay.models.stars import (
+    LegalText, ShareStatus, StarPayment, StarPaymentStatus, StarReconciliation, SupportRequest,
 )
 from telepay.models.state import AcceptedSignature, BotState, TimerRun
 from telepay.models.subscriptions import Invite, InviteStatus, Subscription, SubscriptionStatus
@@ -18,7 +23,8 @@ __all__ = [
     "AcceptedSignature", "Accumulation", "AuditLog", "Base", "BotState", "BroadcastPost",
     "ChainTransaction", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
     "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
-    "PaymentStatus", "Payout", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
+    "PaymentMethod", "PaymentStatus", "Payout", "LegalText", "ShareStatus", "StarPayment",
+    "StarPaymentStatus", "StarReconciliation", "SupportRequest", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
     "ReminderCursor",
     "Subscription", "SubscriptionStatus", "Tier", "TimerRun",
 ]

@@ -56,6 +56,9 @@ class Channel(Base):
     payout_strategy: Mapped[PayoutStrategy] = mapped_column(default=PayoutStrategy.INSTANT)
     payout_threshold_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     notify_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Payment methods the owner offers (STARS_ONLY turns crypto off for every channel).
+    accept_crypto: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    accept_stars: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     notify_chat_id: Mapped[int | None]
     owner_blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     donation_text: Mapped[str | None] = mapped_column(Text)
@@ -80,6 +83,7 @@ class Tier(Base):
         CheckConstraint("number BETWEEN 1 AND 3", name="number_range"),
         CheckConstraint("price_usd BETWEEN 1 AND 9999.99", name="price_range"),
         CheckConstraint("days BETWEEN 1 AND 3650", name="days_range"),
+        CheckConstraint("price_stars IS NULL OR price_stars BETWEEN 1 AND 10000", name="price_stars_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +92,8 @@ class Tier(Base):
     price_usd: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     days: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The owner's Stars price; None: ceil(price_usd / STARS_USD_RATE).
+    price_stars: Mapped[int | None] = mapped_column(Integer)
 
     channel: Mapped[Channel] = relationship(back_populates="tiers")
 

@@ -18,6 +18,11 @@ class InvoiceKind(enum.StrEnum):
     DONATION = "donation"
 
 
+class PaymentMethod(enum.StrEnum):
+    CRYPTO = "crypto"   # NOWPayments
+    STARS = "stars"     # Telegram Stars (XTR), paid inside Telegram
+
+
 class InvoiceStatus(enum.StrEnum):
     CREATED = "created"        # our row exists; the provider invoice may not yet
     PENDING = "pending"        # provider invoice created, waiting for payment
@@ -46,6 +51,7 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         CheckConstraint("price_usd > 0", name="price_positive"),
+        CheckConstraint("method = 'crypto' OR price_stars > 0", name="stars_priced"),
         CheckConstraint("kind = 'donation' OR (tier_id IS NOT NULL AND days IS NOT NULL)",
                         name="subscription_has_tier"),
         # A buyer pressing "Pay" again finds their open invoice instead of making another.
@@ -68,6 +74,12 @@ class Invoice(Base):
     provider_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    method: Mapped[PaymentMethod] = mapped_column(default=PaymentMethod.CRYPTO, server_default="crypto")
+    # Stars invoices: the whole Stars asked, whether it is a 30-day Star subscription, and for a
+    # renewal charge, the invoice that started the subscription (its payload names that one).
+    price_stars: Mapped[int | None] = mapped_column(Integer)
+    star_subscription: Mapped[bool] = mapped_column(default=False, server_default="false")
+    renewal_of: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
 
 
 class Payment(Base):

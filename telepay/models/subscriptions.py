@@ -31,6 +31,10 @@ class Subscription(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     last_invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
+    # A Star subscription: the first charge of it (editUserStarSubscription names it) and
+    # whether Telegram will charge again at the period's end (Cancel / Resume in /mysubs).
+    star_charge_id: Mapped[str | None] = mapped_column(String(255))
+    star_renews: Mapped[bool] = mapped_column(default=False, server_default="false")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
