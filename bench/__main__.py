@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import broadcast, expiry, ipn_to_invite, keypad, memory, webhooks
+from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, webhooks
 
 
 def main() -> None:
@@ -23,6 +23,7 @@ def main() -> None:
     memory.main(["--ipns", "500", "--idle-seconds", "2"] if args.quick else [])
     ipn_to_invite.main(["--payments", "20"] if args.quick else [])
     expiry.main(["--subscriptions", "20000", "--due", "200"] if args.quick else [])
+    concurrency.main(["--buyers", "4", "--starts", "3", "--delay", "1"] if args.quick else [])
 
 
 if __name__ == "__main__":

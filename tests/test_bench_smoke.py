@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import broadcast, expiry, ipn_to_invite, keypad, memory, webhooks
+from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, webhooks
 
 
 def test_webhooks_benchmark_runs_small(capsys, database_url):
@@ -41,3 +41,9 @@ def test_ipn_to_invite_benchmark_runs_small(capsys, database_url):
     figures = ipn_to_invite.main(["--payments", "3", "--warmup", "1"])
     assert figures["p50_ms"] > 0 and figures["round_trip_p50_ms"] > 0 and figures["sandbox_errors"] == []
     assert "accepted -> invite message sent" in capsys.readouterr().out
+
+
+def test_concurrency_benchmark_runs_small(capsys, database_url):
+    figures = concurrency.main(["--buyers", "3", "--users", "2", "--starts", "2", "--delay", "1"])
+    assert figures["sandbox_errors"] == [] and figures["fast"]["p99_ms"] > 0 and figures["slow"]["p99_ms"] > 0
+    assert "ratio slow/fast /start p99" in capsys.readouterr().out

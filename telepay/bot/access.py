@@ -9,7 +9,8 @@ from __future__ import annotations
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ChatJoinRequestHandler, ChatMemberHandler
 
-from telepay.bot.common import Context, ack, services, tell_error
+from telepay.bot.common import Context, ack, limits, services, tell_error
+from telepay.bot.limits import INVITE, allowed
 from telepay.errors import TelePayError
 from telepay.services.payments import texts
 
@@ -36,6 +37,8 @@ async def member_changed(update: Update, context: Context) -> None:
 async def get_invite(update: Update, context: Context) -> None:
     """`invite:<key>` (from /mysubs): a fresh personal link to the channel, earlier ones revoked."""
     key = update.callback_query.data.split(":", 1)[1]
+    if not await allowed(update, limits(context), INVITE):
+        return
     try:
         text, link = await services(context).access.fresh_invite(context.bot, update.effective_user.id, key)
     except TelePayError as error:

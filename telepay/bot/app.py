@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from telegram import Update
@@ -20,12 +21,17 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from telepay.bot import access, buy, channels_menu, donate, register, setup_form, start
+from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import MessageRateLimiter
+from telepay.bot.updates import PerUserUpdateProcessor
 
 logger = logging.getLogger(__name__)
 
 SORRY = "Sorry, something went wrong on our side. Please try again in a moment."
+# Threads for calls to the payment provider only: a slow provider fills these, never the
+# threads every handler's database work runs in.
+PROVIDER_THREADS = 32
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -47,12 +53,21 @@ def build_application(settings: Any, services: Any, session_factory) -> Applicat
         # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits;
         # 28/s, not 30: at exactly Telegram's rate, timing jitter earns 429s, and each pauses every call.
         .rate_limiter(MessageRateLimiter(overall_max_rate=28, max_retries=3))
+        # Different people at once, each person's updates in order (see telepay.bot.updates).
+        .concurrent_updates(PerUserUpdateProcessor())
+        .post_shutdown(_close_provider_pool)
     )
     application = builder.build()
     application.bot_data["services"] = services
+    application.bot_data["limits"] = UserLimits()
+    application.bot_data["provider_pool"] = ThreadPoolExecutor(PROVIDER_THREADS, thread_name_prefix="provider")
     add_handlers(application)
     application.add_error_handler(on_error)
     return application
+
+
+async def _close_provider_pool(application: Application) -> None:
+    application.bot_data["provider_pool"].shutdown(wait=False, cancel_futures=True)
 
 
 async def _start_over(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:

@@ -6,13 +6,13 @@ work after a restart and cannot be edited into a cheaper one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy import select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update, WebAppInfo
 
-from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
+from telepay.bot.common import Context, ack, db, keyboard, limits, now, provider, services, show, tell_error
+from telepay.bot.limits import INVOICE, allowed
 from telepay.errors import TelePayError
 from telepay.models import Channel, Subscription, SubscriptionStatus
 from telepay.services.invoices import (
@@ -63,9 +63,10 @@ def invoice_text(view: InvoiceView) -> str:
 
 
 async def deliver_invoice(update: Update, context: Context, create) -> None:
-    """Run `create` (a blocking provider call) and send the invoice, or an apology with a retry."""
+    """Run `create` (a blocking provider call) and send the invoice, or an apology with a retry.
+    The provider runs in its own threads: however slow it is, other people's updates go on."""
     try:
-        view = await asyncio.to_thread(create)
+        view = await provider(context, create)
     except InvoiceUnavailable as error:
         await update.effective_chat.send_message(
             error.message, reply_markup=keyboard([("🔄 Try again", f"inv:{error.invoice_id}")]))
@@ -79,6 +80,8 @@ async def deliver_invoice(update: Update, context: Context, create) -> None:
 async def pay(update: Update, context: Context) -> None:
     """`pay:<key>:<n>`: opens (or re-opens) the buyer's invoice for that tier."""
     _, key, number = update.callback_query.data.split(":")
+    if not await allowed(update, limits(context), INVOICE):
+        return
     await ack(update, "Creating your invoice…")
     user = update.effective_user
     invoices = services(context).invoices
@@ -89,6 +92,8 @@ async def pay(update: Update, context: Context) -> None:
 async def retry(update: Update, context: Context) -> None:
     """`inv:<invoice id>`: asks the provider again for an invoice it refused."""
     invoice_id = update.callback_query.data.split(":", 1)[1]
+    if not await allowed(update, limits(context), INVOICE):
+        return
     await ack(update, "Trying again…")
     invoices = services(context).invoices
     await deliver_invoice(update, context, lambda: invoices.retry(invoice_id, update.effective_user.id))

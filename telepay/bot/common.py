@@ -35,6 +35,15 @@ async def db(context: Context, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(work)
 
 
+async def provider(context: Context, fn: Callable[[], T]) -> T:
+    """Run a blocking call to the payment provider in the provider's own threads."""
+    return await asyncio.get_running_loop().run_in_executor(context.bot_data["provider_pool"], fn)
+
+
+def limits(context: Context):
+    return context.bot_data["limits"]
+
+
 def now(context: Context):
     return services(context).clock.now()
 

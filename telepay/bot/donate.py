@@ -14,7 +14,8 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, filters
 
 from telepay.bot.buy import deliver_invoice
-from telepay.bot.common import Context, ack, db, keyboard, now, services, show
+from telepay.bot.common import Context, ack, db, keyboard, limits, now, services, show
+from telepay.bot.limits import CONFIRM, INVOICE, allowed
 from telepay.errors import TelePayError
 from telepay.services.invoices import DONATE, DONATION_MAX, DONATION_MIN, offer, parse_donation, parse_payload
 
@@ -108,12 +109,16 @@ async def press(update: Update, context: Context) -> int:
 
 async def confirm(update: Update, context: Context, state: dict) -> int:
     """Confirm: validates 4.99–9,999.99 and sends the invoice, or explains the limits."""
+    if not await allowed(update, limits(context), CONFIRM):
+        return KEYPAD
     try:
         amount = parse_donation(state["amount"])
     except TelePayError as error:
         await update.callback_query.answer(error.message, show_alert=True)
         await show(update, keypad_text(state["title"], state["amount"], "⚠️ " + error.message), PAD)
         return KEYPAD
+    if not await allowed(update, limits(context), INVOICE):
+        return KEYPAD  # the amount stays on the keypad for when they may try again
     context.user_data.pop("donation", None)
     await ack(update, "Creating your invoice…")
     await show(update, f"💙 Donation of ${amount:,.2f} to “{state['title']}” — creating your invoice…")
