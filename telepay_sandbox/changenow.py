@@ -13,7 +13,8 @@ wallet (see `changenow_exchanges` for the steps).
 
 The awkward parts are on by default: 30 calls/s and 1800/min per key (429 beyond), minimum
 amounts, fixed-rate quotes that expire (`quote_ttl`) and deposits due within 20 minutes; and
-tests can inject failures with `fail_next`. Time comes from `clock`, so tests can move it.
+tests can inject failures with `fail_next`; `partner_fields=False` is an account whose
+`userId` ChangeNOW never enabled. Time comes from `clock`, so tests can move it.
 """
 
 from __future__ import annotations
@@ -60,10 +61,14 @@ class ChangeNowSandbox:
                  rate_limits: tuple[int, int] | None = (30, 1800), clock: Clock | None = None,
                  min_usd: Decimal = Decimal("10"), max_fixed_usd: Decimal = Decimal("50000"),
                  spread: dict[str, Decimal] | None = None, hot_wallet_eth: Decimal = Decimal("1000"),
-                 hot_wallet_usdt: Decimal = Decimal("1000000"), host: str = "127.0.0.1", port: int = 0) -> None:
+                 hot_wallet_usdt: Decimal = Decimal("1000000"), partner_fields: bool = True,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         if not api_key:
             raise ValueError("the sandbox needs an API key")
         self.api_keys = {api_key}
+        # ChangeNOW enables `userId`/`payload` per partner; False acts as an account without
+        # them: the tag sent on create is dropped and the list's userId filter is ignored.
+        self.partner_fields = partner_fields
         self.chain = chain
         self.clock = clock or SystemClock()
         # Unconfirmed how long ChangeNOW honours a rateId; a minute keeps tests honest about it.

@@ -216,8 +216,10 @@ class ChangeNowApi:
             id=secrets.token_hex(7), api_key=api_key, src=src, dst=dst, flow=flow, type=type_,
             expected_from=from_amount, expected_to=to_amount, payin_address=sandbox.payin_address(src),
             payout_address=address, payout_extra_id=body.get("extraId") or None, refund_address=refund,
-            refund_extra_id=body.get("refundExtraId") or None, user_id=body.get("userId"),
-            payload=body.get("payload"), created_at=now,
+            refund_extra_id=body.get("refundExtraId") or None,
+            # Without partner fields enabled, ChangeNOW may drop the partner's tag (unconfirmed).
+            user_id=body.get("userId") if sandbox.partner_fields else None,
+            payload=body.get("payload") if sandbox.partner_fields else None, created_at=now,
             valid_until=now + DEPOSIT_WINDOW if flow == "fixed-rate" else None)
         with sandbox.lock:
             sandbox.exchanges[exchange.id] = exchange
@@ -249,20 +251,24 @@ class ChangeNowApi:
             return self._json(exchange.status_body())
 
     def _list(self, request: Request, api_key: str) -> Response:
-        # Unconfirmed: the real list's item shape. Items here are what by-id answers.
+        """Items in the list's documented shape; `limit` must be bigger than 0 and less than 100."""
         query = request.query
         try:
-            limit = min(max(int(query.get("limit") or 100), 1), 100)
+            limit = int(query.get("limit") or 10)
             offset = max(int(query.get("offset") or 0), 0)
         except ValueError:
             raise _bad("limit and offset must be integers") from None
-        date_from = query.get("dateFrom")
+        if not 0 < limit < 100:
+            raise _bad("limit must be bigger than 0 and less than 100")
+        date_from, date_to = query.get("dateFrom"), query.get("dateTo")
+        # Without partner fields the userId filter is ignored (one of the unconfirmed readings).
+        user_id = query.get("userId") if self.sandbox.partner_fields else None
         with self.sandbox.lock:
             found = [e for e in self.sandbox.exchanges.values() if e.api_key == api_key
-                     and (not query.get("userId") or e.user_id == query["userId"])
-                     and (not date_from or (iso(e.created_at) or "") >= date_from)]
+                     and (not user_id or e.user_id == user_id)
+                     and (not date_from or (iso(e.created_at) or "") >= date_from)
+                     and (not date_to or (iso(e.created_at) or "") <= date_to)]
             for exchange in found:
                 self.sandbox.advance(exchange)
-            page = [e.status_body() for e in sorted(found, key=lambda e: e.created_at, reverse=True)]
+            page = [e.list_item() for e in sorted(found, key=lambda e: e.created_at, reverse=True)]
         return self._json({"count": len(found), "exchanges": page[offset:offset + limit]})
-

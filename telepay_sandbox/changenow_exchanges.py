@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -72,6 +73,8 @@ class ExchangeState:
     deposit_received_at: datetime | None = None
     updated_at: datetime | None = None
     history: list[str] = field(default_factory=lambda: ["new"])
+    # The list's second id (a UUID there); `by-id` answers to `id`, which the list calls requestId.
+    internal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def creation_body(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,27 @@ class ExchangeState:
             "refundAmount": self.refund_amount, "fromLegacyTicker": self.src.ticker,
             "toLegacyTicker": self.dst.ticker, "userId": self.user_id,
             "relatedExchangesInfo": [], "repeatedExchangesInfo": [], "originalExchangeInfo": None,
+        }
+
+
+    def list_item(self) -> dict[str, Any]:
+        """The exchange as `GET /v2/exchanges` shows it: its own documented shape, not by-id's."""
+        def side(currency: str, address: str | None, extra_id: str | None, amount: Decimal | None,
+                 expected: Decimal | None, tx_hash: str | None) -> dict[str, Any]:
+            return {"currency": currency, "address": address, "extraId": extra_id, "amount": amount,
+                    "expectedAmount": expected, "hash": tx_hash}
+
+        return {
+            "createdAt": iso(self.created_at), "updatedAt": iso(self.updated_at or self.created_at),
+            "exchangeId": self.internal_id, "requestId": self.id, "status": self.status,
+            "validUntil": iso(self.valid_until), "flow": self.flow,
+            "payin": side(self.src.ticker, self.payin_address, None, self.amount_from, self.expected_from,
+                          self.payin_hash),
+            "payout": side(self.dst.ticker, self.payout_address, self.payout_extra_id, self.amount_to,
+                           self.expected_to, self.payout_hash),
+            "refund": side(self.src.ticker, self.refund_address, self.refund_extra_id, self.refund_amount, None,
+                           self.refund_hash),
+            "partnerInfo": {"commission": None, "userId": self.user_id, "payload": self.payload},
         }
 
 

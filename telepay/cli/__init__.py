@@ -47,6 +47,8 @@ def check_config() -> None:
         click.echo(f"{name:28} {value}")
     missing = settings.missing()
     click.echo("")
+    click.echo("ChangeNOW: ask partners@changenow.io (\"Special partner fields\") to enable userId for your "
+               "key, so a payout's exchange is found by its tag (docs/deploy.md)")
     try:
         engine = engine_or_exit(settings)
         with engine.connect() as connection:

@@ -9,14 +9,20 @@ for every request it processes. So `create_exchange` is retried only when the re
 never arrived (connection refused) or was rate-limited (429). When it may have arrived but the
 answer was lost (a read timeout, a dropped connection, a 5xx), it raises `OutcomeUnknown` and
 never retries. The caller records its intent *before* calling (with a `user_id` naming the
-payout), and after `OutcomeUnknown` looks for the exchange with `list_exchanges(user_id=...)`
-before it creates another; funding two pay-in addresses would pay the owner twice.
+payout), and after `OutcomeUnknown` looks for the exchange with `list_exchanges` before it
+creates another; funding two pay-in addresses would pay the owner twice.
+
+The list (`GET /v2/exchanges`) answers in its own documented shape, not `by-id`'s: nested
+`payin`/`payout`/`partnerInfo`, `exchangeId` and `requestId`, no top-level `id` (see
+`ListedExchange`). Its `userId` is a "special partner field" ChangeNOW enables per partner;
+without it the tag may be dropped on create and the filter ignored, so callers must match
+what they find themselves (address, amount, creation time), never trust the filter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -26,11 +32,17 @@ from telepay.clients.http import (
     JsonHttp, OutcomeUnknown, ProviderError, ProviderFailure, ProviderUnavailable, to_decimal,
 )
 
-__all__ = ["ChangeNowClient", "Estimate", "Exchange", "ExchangeStatus", "OutcomeUnknown", "ProviderError",
-           "ProviderFailure", "ProviderUnavailable", "Range"]
+__all__ = ["ChangeNowClient", "Estimate", "Exchange", "ExchangeStatus", "ListedExchange", "OutcomeUnknown",
+           "ProviderError", "ProviderFailure", "ProviderUnavailable", "Range"]
 
 PROVIDER = "ChangeNOW"
+# The documented bound on the list's `limit` is "bigger than 0 and less than 100".
+LIST_LIMIT = 99
 TERMINAL_STATUSES = frozenset({"finished", "failed", "refunded", "expired"})
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -104,6 +116,48 @@ class ExchangeStatus:
             payin_hash=answer.get("payinHash"), payout_hash=answer.get("payoutHash"),
             refund_hash=answer.get("refundHash"), refund_amount=to_decimal(answer.get("refundAmount")),
             user_id=answer.get("userId"), updated_at=_time(answer.get("updatedAt")))
+
+
+@dataclass(frozen=True)
+class ListedExchange:
+    """One item of `GET /v2/exchanges`, in the list's own documented shape.
+
+    `ids` are the item's `requestId` and `exchangeId`, in that order, whichever are present:
+    which of them `by-id` takes is unconfirmed, so callers confirm with `by-id` before
+    recording one. `user_id` is None when ChangeNOW has no partner fields for us."""
+
+    ids: tuple[str, ...]
+    status: str
+    created_at: datetime | None
+    payin_currency: str | None
+    payin_address: str | None
+    payin_expected_amount: Decimal | None
+    payin_amount: Decimal | None
+    payout_currency: str | None
+    payout_address: str | None
+    payout_expected_amount: Decimal | None
+    payout_amount: Decimal | None
+    user_id: str | None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ListedExchange:
+        payin, payout = item.get("payin") or {}, item.get("payout") or {}
+        partner = item.get("partnerInfo") or {}
+        ids = tuple(dict.fromkeys(str(item[k]) for k in ("requestId", "exchangeId") if item.get(k)))
+        if not ids or not isinstance(payin, dict) or not isinstance(payout, dict):
+            raise ValueError("list item lacks requestId/exchangeId or its payin/payout")
+        return cls(
+            ids=ids, status=str(item["status"]), created_at=_time(item.get("createdAt")),
+            payin_currency=_lower(payin.get("currency")), payin_address=payin.get("address") or None,
+            payin_expected_amount=to_decimal(payin.get("expectedAmount")), payin_amount=to_decimal(payin.get("amount")),
+            payout_currency=_lower(payout.get("currency")), payout_address=payout.get("address") or None,
+            payout_expected_amount=to_decimal(payout.get("expectedAmount")),
+            payout_amount=to_decimal(payout.get("amount")),
+            user_id=(partner.get("userId") or None) if isinstance(partner, dict) else None)
+
+
+def _lower(value: Any) -> str | None:
+    return str(value).lower() if value else None
 
 
 def _one_amount(from_amount: Decimal | None, to_amount: Decimal | None, type_: str) -> dict[str, Decimal]:
@@ -197,16 +251,25 @@ class ChangeNowClient:
         except (KeyError, TypeError, ValueError, ArithmeticError):
             raise ProviderUnavailable(PROVIDER, "status answer lacks id or status") from None
 
-    def list_exchanges(self, *, user_id: str | None = None, date_from: datetime | None = None,
-                       limit: int = 100) -> list[ExchangeStatus]:
-        """Exchanges made with this key, newest first: how to find one after `OutcomeUnknown`."""
-        params = {"userId": user_id, "limit": limit,
-                  "dateFrom": date_from.strftime("%Y-%m-%dT%H:%M:%S.000Z") if date_from else None}
-        a = self._object(self._http.request("GET", "/v2/exchanges", params=params))
-        items = a.get("exchanges")
+    def list_exchanges(self, *, date_from: datetime | None = None, date_to: datetime | None = None,
+                       user_id: str | None = None, limit: int = LIST_LIMIT, offset: int = 0) -> list[ListedExchange]:
+        """One page of the exchanges made with this key (`GET /v2/exchanges`).
+
+        `user_id` narrows the list only if ChangeNOW enabled partner fields for us (see the module
+        docstring); callers match the items themselves either way."""
+        if not 0 < limit < 100:
+            raise ValueError("ChangeNOW's list takes a limit bigger than 0 and less than 100")
+        params = {"limit": limit, "offset": offset, "userId": user_id, "dateFrom": _iso(date_from),
+                  "dateTo": _iso(date_to)}
+        answer = self._http.request("GET", "/v2/exchanges", params={k: v for k, v in params.items() if v is not None})
+        # Unconfirmed whether the page is a bare array or wrapped as {"exchanges": [...]}: take either.
+        items = answer.get("exchanges") if isinstance(answer, dict) else answer
         if not isinstance(items, list):
             raise ProviderUnavailable(PROVIDER, "list answer lacks exchanges")
-        return [ExchangeStatus.from_answer(item) for item in items]
+        try:
+            return [ListedExchange.from_item(item) for item in items]
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as bad:
+            raise ProviderUnavailable(PROVIDER, f"list item not in the documented shape: {bad}") from None
 
     def validate_address(self, currency_network: str, address: str) -> tuple[bool, str | None]:
         """Ask ChangeNOW whether `address` can receive on `currency_network` (e.g. "eth")."""

@@ -11,7 +11,7 @@ from telepay.models.payments import (
     Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentMethod, PaymentStatus,
 )
 from telepay.models.payouts import (
-    Accumulation, ChainTransaction, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
+    Accumulation, ChainTransaction, ChainTxAttempt, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
 )
 from telepay.models.stars import (
     LegalText, ShareStatus, StarPayment, StarPaymentStatus, StarReconciliation, SupportRequest,
@@ -21,7 +21,7 @@ from telepay.models.subscriptions import Invite, InviteStatus, Subscription, Sub
 
 __all__ = [
     "AcceptedSignature", "Accumulation", "AuditLog", "Base", "BotState", "BroadcastPost",
-    "ChainTransaction", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
+    "ChainTransaction", "ChainTxAttempt", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
     "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
     "PaymentMethod", "PaymentStatus", "Payout", "LegalText", "ShareStatus", "StarPayment",
     "StarPaymentStatus", "StarReconciliation", "SupportRequest", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",

@@ -61,6 +61,8 @@ class Payout(Base):
     to_address: Mapped[str] = mapped_column(String(128))
     # The fixed-rate quote the exchange is created with (recorded before creating it).
     rate_id: Mapped[str | None] = mapped_column(String(64))
+    # When that intent was recorded: an exchange created for it cannot be older (see `exchanges`).
+    exchange_requested_at: Mapped[datetime | None]
     exchange_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     payin_address: Mapped[str | None] = mapped_column(String(128))
     # from_amount: funding asset, whole units; to_amount: what the owner gets, their currency.
@@ -126,3 +128,21 @@ class ChainTransaction(Base):
     block_number: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ChainTxAttempt(Base):
+    """One signed version of a host transfer. A stuck transfer is replaced by a new version with
+    the same nonce and higher fees; any one of them may be the one mined, so every hash ever
+    signed for the nonce is kept. `ChainTransaction.raw_tx`/`tx_hash` is the newest version
+    until one is mined, then the mined one."""
+
+    __tablename__ = "chain_tx_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_transaction_id: Mapped[int] = mapped_column(ForeignKey("chain_transactions.id"), index=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
+    max_fee_per_gas: Mapped[Decimal] = mapped_column(BaseUnits)
+    max_priority_fee_per_gas: Mapped[Decimal] = mapped_column(BaseUnits)
+    gas: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

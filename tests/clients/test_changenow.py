@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from telepay.clock import ManualClock
 from telepay_sandbox.chain import DevChain
 from telepay_sandbox.changenow import ChangeNowSandbox
 from telepay_sandbox.harness import free_port
+from telepay_sandbox.loopback import LoopbackServer, Request, Response
 
 KEY = "cn-client-test-key-0123456789"
 ETH_TO_USDT = dict(from_currency="eth", to_currency="usdt", from_network="eth", to_network="eth")
@@ -107,8 +109,52 @@ def test_lost_creation_answer_is_outcome_unknown_and_the_exchange_can_be_found(s
             client.create_exchange(**ETH_TO_USDT, address=owner, to_amount=Decimal(40), type_="reverse",
                                    rate_id=quote.rate_id, user_id="payout-31")
         assert [c.method for c in sandbox.calls].count("POST") == 1  # never blindly repeated
-        [found] = client.list_exchanges(user_id="payout-31")
-    assert found.payout_address == owner and found.expected_amount_to == Decimal(40)
+        [found] = client.list_exchanges(date_from=sandbox.clock.now() - timedelta(minutes=1))
+        assert found.payout_address == owner and found.payout_expected_amount == Decimal(40)
+        assert found.user_id == "payout-31" and found.payin_currency == "eth"
+        assert client.exchange_status(found.ids[0]).payin_address == found.payin_address  # requestId
+
+
+@contextmanager
+def _serving(app):
+    server = LoopbackServer(app, "changenow-docs")
+    server.start()
+    try:
+        yield server.origin
+    finally:
+        server.stop()
+
+
+def test_the_documented_list_item_parses(repo_root):
+    """ChangeNOW's documented `GET /v2/exchanges` page, served as is over loopback HTTP."""
+    page = (repo_root / "tests" / "data" / "changenow-list-exchanges.json").read_bytes()
+    asked = []
+
+    def app(request: Request) -> Response:
+        asked.append(request.query)
+        return Response(200, page)
+
+    with _serving(app) as origin, ChangeNowClient(origin, KEY) as client:
+        [item] = client.list_exchanges(date_from=datetime(2026, 11, 30, 9, tzinfo=timezone.utc))
+        with pytest.raises(ValueError):
+            client.list_exchanges(limit=100)  # "bigger than 0 and less than 100"
+    assert asked == [{"limit": "99", "offset": "0", "dateFrom": "2026-11-30T09:00:00.000Z"}]
+    assert item.ids == ("a1b2c3d4e5f607", "7f3c9d2a-5b1e-4c8f-9a6d-2e4b8c1f0a37")
+    assert item.status == "finished" and item.created_at == datetime(2026, 11, 30, 9, 12, 41, 533000, timezone.utc)
+    assert (item.payin_currency, item.payin_address, item.payin_expected_amount) == (
+        "eth", "0x9E0c4A1F3f8B1aD52d6f0c3b7E4a8C2d1B5e6F70", Decimal("0.0168528"))
+    assert (item.payout_currency, item.payout_address, item.payout_expected_amount, item.payout_amount) == (
+        "usdt", "0x3F5CE5FBFe3E9af3971dD833D26bA9b5C936f0bE", Decimal(40), Decimal(40))
+    assert item.user_id == "telepay-payout-31"
+
+
+def test_a_list_item_in_another_shape_is_unavailable_not_a_crash():
+    def app(request: Request) -> Response:  # by-id's shape, which the list does not answer in
+        return Response(200, b'{"exchanges": [{"id": "x", "status": "waiting", "payinAddress": "0x1"}]}')
+
+    with _serving(app) as origin, ChangeNowClient(origin, KEY, retries=0) as client:
+        with pytest.raises(ProviderUnavailable):
+            client.list_exchanges()
 
 
 def test_creation_5xx_is_outcome_unknown_but_429_is_retried(client, sandbox):

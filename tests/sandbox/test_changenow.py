@@ -231,9 +231,32 @@ def test_a_late_answer_still_created_the_exchange(changenow):
         httpx.post(changenow.base_url + "/v2/exchange", headers=HEADERS, timeout=0.1, json={
             **ETH_TO_USDT, "toAmount": 40, "flow": "fixed-rate", "type": "reverse", "rateId": quote["rateId"],
             "address": owner, "userId": "payout-7"})
-    status, listed = _get(changenow, "/v2/exchanges", {"userId": "payout-7"})
+    status, listed = _get(changenow, "/v2/exchanges", {"userId": "payout-7", "limit": "99"})
     assert status == 200 and listed["count"] == 1
-    assert listed["exchanges"][0]["payoutAddress"] == owner
+    [item] = listed["exchanges"]
+    assert item["payout"]["address"] == owner and item["partnerInfo"]["userId"] == "payout-7"
+
+
+def test_the_list_serves_the_documented_shape_and_refuses_a_limit_of_100(changenow, repo_root):
+    documented = json.loads((repo_root / "tests" / "data" / "changenow-list-exchanges.json").read_text())
+    created = _exchange(changenow, Account.create().address)
+    status, listed = _get(changenow, "/v2/exchanges", {"limit": "99"})
+    [item] = [i for i in listed["exchanges"] if i["requestId"] == created["id"]]
+    want = documented["exchanges"][0]
+    assert set(item) == set(want) and "id" not in item
+    for side in ("payin", "payout", "refund", "partnerInfo"):
+        assert set(item[side]) == set(want[side]), side
+    assert item["payin"]["address"] == created["payinAddress"]
+    assert _get(changenow, "/v2/exchanges", {"limit": "100"})[0] == 400
+
+
+def test_without_partner_fields_the_tag_is_dropped_and_the_filter_ignored(chain):
+    with ChangeNowSandbox(KEY, chain, partner_fields=False) as changenow:
+        mine = _exchange(changenow, Account.create().address, userId="payout-8")
+        other = _exchange(changenow, Account.create().address)
+        status, listed = _get(changenow, "/v2/exchanges", {"userId": "payout-8", "limit": "10"})
+    assert status == 200 and {i["requestId"] for i in listed["exchanges"]} == {mine["id"], other["id"]}
+    assert all(i["partnerInfo"]["userId"] is None for i in listed["exchanges"])
 
 
 def test_injected_errors_look_like_changenow(changenow):

@@ -28,7 +28,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Callable
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.clients.changenow import ProviderError
@@ -143,21 +143,24 @@ class PayoutRunner:
             self._carry_over(payout, str(below))
             return
         self._move(payout.id, PayoutStatus.PENDING, status=PayoutStatus.EXCHANGE_REQUESTED, rate_id=quote.rate_id,
-                   from_amount=quote.from_amount, to_amount=quote.to_amount)
+                   from_amount=quote.from_amount, to_amount=quote.to_amount, exchange_requested_at=self.clock.now())
 
     def _create_exchange(self, payout: Payout) -> None:
-        # Only exchanges still waiting for a deposit count: one that expired unfunded (a payout that
-        # started over) must not be picked up again.
-        found = [e for e in self.exchanges.find(payout.id) if e.status in ("new", "waiting")]
+        # Only exchanges still waiting for a deposit count, and none another payout holds (two
+        # payouts to one address for one amount look alike when ChangeNOW drops our tag).
+        found = [e for e in self.exchanges.find(payout)
+                 if e.status in ("new", "waiting") and not self._held_elsewhere(e.exchange_id, payout.id)]
         if found:
-            if len(found) > 1:
-                self._alert(payout, f"ChangeNOW has {len(found)} exchanges for it; recording the newest, "
-                                    f"leaving {[e.id for e in found[1:]]} unfunded", "several-exchanges")
-            exchange = found[0]
-            logger.info("payout %s: found its exchange %s again", payout.id, exchange.id)
-            self._record_exchange(payout, exchange.id, exchange.payin_address,
-                                  exchange.expected_amount_from or payout.from_amount,
-                                  exchange.expected_amount_to or payout.to_amount)
+            tagged = [e for e in found if e.tagged]
+            exchange, others = (tagged or found)[0], [e for e in found if e is not (tagged or found)[0]]
+            if others:
+                self._alert(payout, f"ChangeNOW has {len(found)} exchanges that look like its own; recording "
+                                    f"{exchange.exchange_id}, leaving {[e.exchange_id for e in others]} unfunded",
+                            "several-exchanges")
+            logger.info("payout %s: found its exchange %s again", payout.id, exchange.exchange_id)
+            self._record_exchange(payout, exchange.exchange_id, exchange.payin_address,
+                                  exchange.expected_from or payout.from_amount,
+                                  exchange.expected_to or payout.to_amount)
             return
         currency, network = FUNDING[payout.funding_asset][:2]
         sweep = payout.kind == PayoutKind.SWEEP
@@ -262,6 +265,11 @@ class PayoutRunner:
             result = session.execute(update(Payout).where(Payout.id == payout_id, Payout.status == expected)
                                      .values(updated_at=self.clock.now(), **values))
         return result.rowcount == 1
+
+    def _held_elsewhere(self, exchange_id: str, payout_id: int) -> bool:
+        with self.session_factory() as session:
+            return session.scalar(select(Payout.id).where(Payout.exchange_id == exchange_id,
+                                                          Payout.id != payout_id)) is not None
 
     def _poll_later(self, payout: Payout) -> None:
         with self.session_factory.begin() as session:
