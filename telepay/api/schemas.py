@@ -5,9 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
-
-from telepay.models import PaymentStatus
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 # No real payment comes near a trillion; above it the amount would not fit the USD columns
 # (NUMERIC(20,8)) and the insert would fail as a server error instead of a clear 422.
@@ -48,26 +46,43 @@ def _id_text(value: Any) -> str:
     return text
 
 
+# A currency code as NOWPayments spells them (`eth`, `usdterc20`, `usdtmatic`); the columns hold
+# 32 characters, so a longer one is refused here instead of failing its whole IPN batch.
+Currency = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
 class IpnIn(BaseModel):
-    """A NOWPayments IPN. Unknown extra fields are allowed: providers add fields."""
+    """A NOWPayments IPN. Unknown extra fields are allowed: providers add fields.
+
+    The status is any short text, not one of the statuses we know: NOWPayments' help centre
+    lists a merchant-set `cancelled` its API docs do not, and an IPN refused for its status is
+    eventually dropped by them. A status we don't know is stored and put to review. `order_id`
+    is null on a re-deposit (NOWPayments' one documented IPN example): such a payment names its
+    `parent_payment_id` instead, and is linked to our order through its parent."""
 
     model_config = ConfigDict(extra="allow")
 
     payment_id: str
-    payment_status: PaymentStatus
-    order_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    payment_status: Annotated[str, StringConstraints(min_length=1, max_length=32, strip_whitespace=True)]
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=36)] | None = None
     parent_payment_id: str | None = None
     invoice_id: str | None = None
     pay_address: str | None = None
     price_amount: Decimal | None = None
-    price_currency: str | None = None
+    price_currency: Currency | None = None
     pay_amount: Decimal | None = None
     actually_paid: Decimal | None = None
     actually_paid_at_fiat: Decimal | None = None
-    pay_currency: str | None = None
+    pay_currency: Currency | None = None
     order_description: str | None = None
     outcome_amount: Decimal | None = None
-    outcome_currency: str | None = None
+    outcome_currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def names_an_order(self) -> "IpnIn":
+        if self.order_id is None and self.parent_payment_id is None:
+            raise ValueError("an IPN names its order_id, or its parent_payment_id when it is a re-deposit")
+        return self
 
     @field_validator("payment_id", "parent_payment_id", "invoice_id", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from telepay.models.channels import AuditLog, BroadcastPost, Channel, ChannelSta
 from telepay.models.jobs import Job, JobState
 from telepay.models.lifecycle import ReminderCursor
 from telepay.models.payments import (
-    Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentMethod, PaymentStatus,
+    Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentMethod, PaymentStatus, RefusedIpn,
 )
 from telepay.models.payouts import (
     Accumulation, ChainTransaction, ChainTxAttempt, ChainTxStatus, Payout, PayoutKind, PayoutStatus,
@@ -25,6 +25,6 @@ __all__ = [
     "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
     "PaymentMethod", "PaymentStatus", "Payout", "LegalText", "ShareStatus", "StarPayment",
     "StarPaymentStatus", "StarReconciliation", "SupportRequest", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
-    "ReminderCursor",
+    "RefusedIpn", "ReminderCursor",
     "Subscription", "SubscriptionStatus", "Tier", "TimerRun",
 ]

@@ -94,13 +94,13 @@ class Payment(Base):
     # are recorded for the operator, never fulfilled automatically.
     parent_payment_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[PaymentStatus]
-    pay_currency: Mapped[str | None] = mapped_column(String(16))
+    pay_currency: Mapped[str | None] = mapped_column(String(32))
     pay_amount: Mapped[Decimal | None] = mapped_column(CryptoAmount)
     actually_paid: Mapped[Decimal | None] = mapped_column(CryptoAmount)
     actually_paid_usd: Mapped[Decimal | None]
     price_amount: Mapped[Decimal | None]
     outcome_amount: Mapped[Decimal | None] = mapped_column(CryptoAmount)
-    outcome_currency: Mapped[str | None] = mapped_column(String(16))
+    outcome_currency: Mapped[str | None] = mapped_column(String(32))
     owner_share_usd: Mapped[Decimal | None]
     platform_fee_usd: Mapped[Decimal | None]
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
@@ -127,3 +127,17 @@ class PaymentEvent(Base):
     body: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+
+
+class RefusedIpn(Base):
+    """An IPN the endpoint refused (address, signature, schema, order), kept so refusals can be
+    counted, shown and alerted on: a paid invoice whose IPNs are all refused is a buyer waiting."""
+
+    __tablename__ = "refused_ipns"
+    __table_args__ = (Index("ix_refused_ipns_refused_at", "refused_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    client_ip: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)

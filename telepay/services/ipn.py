@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from telepay.errors import Conflict, NotFound, TelePayError
+from telepay.models import PaymentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class IpnDelivery:
 
     def row(self, n: int) -> dict[str, Any]:
         ipn = self.ipn
-        status = ipn.payment_status.value
+        status = ipn.payment_status
 
         def amount(value: Decimal | None) -> str | None:
             return None if value is None else str(value)  # as text: jsonb keeps every digit
@@ -55,21 +56,26 @@ class IpnDelivery:
 # store the events, upsert the payments and queue their jobs. Each data-modifying CTE feeds the
 # next; ON CONFLICT makes concurrent copies of one IPN collapse into one event and one job, and
 # `copy` picks the first of several copies inside one batch. A payment belongs to the order it
-# was first stored with, or else to the first known order it comes with in the batch.
-_RECORD_SQL = """
+# was first stored with, or else to the first known order it comes with in the batch. A
+# re-deposit (no order id, a parent payment) belongs to its parent's order. A payment first
+# heard of with a status we don't know is stored as `waiting` (its event keeps the real text).
+_KNOWN_STATUSES = ", ".join(f"'{status.value}'" for status in PaymentStatus)
+_RECORD_SQL = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
         n int, order_id text, payment_id text, status text, raw text, body jsonb, parent_payment_id text,
         pay_currency text, pay_amount numeric, actually_paid numeric, price_amount numeric,
         outcome_amount numeric, outcome_currency text)
 ), known AS (
-    SELECT input.*, inv.id AS invoice_id, p.invoice_id AS paid_order
+    SELECT input.*, COALESCE(inv.id, CASE WHEN input.order_id IS NULL THEN parent.invoice_id END) AS invoice_id,
+           p.invoice_id AS paid_order
     FROM input
     LEFT JOIN invoices inv ON inv.id = input.order_id
+    LEFT JOIN payments parent ON parent.provider_payment_id = input.parent_payment_id
     LEFT JOIN payments p ON p.provider_payment_id = input.payment_id
 ), checked AS (
     SELECT known.*, invoice_id IS NOT NULL
-           AND order_id = COALESCE(paid_order, first_value(invoice_id)
+           AND invoice_id = COALESCE(paid_order, first_value(invoice_id)
                                    OVER (PARTITION BY payment_id ORDER BY invoice_id IS NULL, n)) AS consistent
     FROM known
 ), ok AS (
@@ -87,7 +93,8 @@ WITH input AS (
 ), payment AS (
     INSERT INTO payments (provider_payment_id, invoice_id, parent_payment_id, status, pay_currency, pay_amount,
                           actually_paid, price_amount, outcome_amount, outcome_currency, created_at, updated_at)
-    SELECT payment_id, invoice_id, parent_payment_id, status, pay_currency, pay_amount,
+    SELECT payment_id, invoice_id, parent_payment_id,
+           CASE WHEN status IN ({_KNOWN_STATUSES}) THEN status ELSE 'waiting' END, pay_currency, pay_amount,
            actually_paid, price_amount, outcome_amount, outcome_currency, CAST(:now AS timestamptz),
            CAST(:now AS timestamptz)
     FROM first_event
@@ -143,9 +150,11 @@ def _outcomes(answers, deliveries: list[IpnDelivery]) -> list[str | TelePayError
     outcomes: list[str | TelePayError] = []
     for (_, known_order, consistent, event_id), delivery in zip(answers, deliveries):
         ipn = delivery.ipn
-        status = ipn.payment_status.value
+        status = ipn.payment_status
         if not known_order:
-            outcomes.append(NotFound(f"No order {ipn.order_id!r}.", code="unknown_order"))
+            outcomes.append(NotFound(f"No order {ipn.order_id!r}." if ipn.order_id is not None else
+                                     f"No payment {ipn.parent_payment_id!r} to re-deposit to.",
+                                     code="unknown_order"))
         elif not consistent:
             outcomes.append(Conflict(f"Payment {ipn.payment_id} belongs to another order.",
                                      code="payment_order_mismatch"))
@@ -153,7 +162,8 @@ def _outcomes(answers, deliveries: list[IpnDelivery]) -> list[str | TelePayError
             logger.info("IPN repeat: payment %s status %s", ipn.payment_id, status)
             outcomes.append(DUPLICATE)
         else:
-            logger.info("IPN accepted: payment %s status %s order %s", ipn.payment_id, status, ipn.order_id)
+            logger.info("IPN accepted: payment %s status %s order %s parent %s", ipn.payment_id, status,
+                        ipn.order_id, ipn.parent_payment_id)
             outcomes.append(ACCEPTED)
     return outcomes
 

@@ -77,7 +77,9 @@ def test_bad_ipn_signatures(client, invoice, engine, mutate, status, code):
 
 
 @pytest.mark.parametrize("change", [
-    {"payment_status": "paid-ish"},
+    {"payment_status": "x" * 33},  # a status we don't know is taken; one longer than the column is not
+    {"pay_currency": "x" * 33},  # issue 13 finding 6: longer than the column, it failed its whole batch
+    {"order_id": None},  # neither an order nor a parent payment to link it to
     {"payment_id": None},
     {"payment_id": Decimal("1.5")},
     {"order_id": ""},

@@ -279,11 +279,12 @@ def test_an_owner_who_opted_out_or_blocked_the_bot_is_not_notified(session_facto
     assert _jobs(session_factory, NOTIFY_JOB) == [] and len(_jobs(session_factory, INVITE_JOB)) == 1
 
 
-def test_furthest_keeps_the_first_end_state():
+def test_furthest_ranks_finished_above_failed_and_expired():
     class E:
         def __init__(self, status):
             self.status = status
     assert furthest([E("waiting"), E("finished"), E("failed"), E("confirming")]).status == "finished"
-    assert furthest([E("failed"), E("finished")]).status == "failed"
+    assert furthest([E("failed"), E("finished")]).status == "finished"  # the money arrived after all
+    assert furthest([E("expired"), E("failed")]).status == "expired"
     assert furthest([E("finished"), E("refunded")]).status == "refunded"
     assert furthest([E("surprise")]) is None

@@ -92,6 +92,6 @@ class PaymentChecker:
                 return 0
         if result == "accepted":
             logger.info("payment %s: status query found %s (its IPN was lost)", provider_payment_id,
-                        ipn.payment_status.value)
+                        ipn.payment_status)
             return 1
         return 0

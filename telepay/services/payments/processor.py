@@ -9,15 +9,20 @@ Where each status leads (the invoice's status in brackets; messages are queued j
 
 * confirming / confirmed / sending: the buyer hears once that the payment is on its way.
 * finished, enough paid (within PAYMENT_UNDERPAID_TOLERANCE_PERCENT): the invoice completes
-  [completed] and is fulfilled (`Fulfilment`: subscription or thanks, share, owner notified).
+  [completed] and is fulfilled (`Fulfilment`: subscription or thanks, share, owner notified),
+  also after an earlier `failed` or `expired` of the same payment: the money did arrive.
 * finished, too little: nothing is granted [partially_paid]; the buyer is told what is missing;
   operators review it (`needs_review`).
-* partially_paid: [partially_paid]; the buyer is told what is missing.
+* partially_paid: [partially_paid]; the buyer is told what is missing, and sends it to the same
+  address: NOWPayments reports that top-up as a new payment naming its parent (a re-deposit).
+  Once the parent and its top-ups together cover the price (within the tolerance) the invoice
+  completes, fulfilled through the top-up that completed it.
 * failed / expired: [failed / expired], unless the invoice completed already; the buyer is told.
 * refunded before fulfilment: [refunded]; the buyer is told.
-* refunded after fulfilment, a second payment for a completed invoice, or any re-deposit
-  (`parent_payment_id`): nothing automatic; `needs_review` says why, operators are alerted
-  (ADMIN_CHAT_IDS) and the buyer is told the team will look at it.
+* refunded after fulfilment, a second payment for a completed invoice, a re-deposit after the
+  invoice completed or closed, a status we don't know, or a price that is not our invoice's:
+  nothing automatic; `needs_review` says why, operators are alerted (ADMIN_CHAT_IDS) and the
+  buyer is told the team will look at it where there is something to tell.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from telepay.models import (
 from telepay.services.fulfilment import Fulfilment
 from telepay.services.jobs import ClaimedJob, JobQueue
 from telepay.services.messages import alert_operators, queue_message
-from telepay.services.payments import texts
-from telepay.services.payments.state import IN_FLIGHT, apply_amounts, furthest, shortfall
+from telepay.services.payments import texts, topup
+from telepay.services.payments.state import (
+    IN_FLIGHT, apply_amounts, furthest, price_mismatch, shortfall, unknown,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +80,16 @@ class PaymentProcessor:
                 return None
             events = list(session.scalars(select(PaymentEvent).where(
                 PaymentEvent.provider_payment_id == provider_payment_id).order_by(PaymentEvent.id)))
+            invoice = session.get(Invoice, payment.invoice_id, with_for_update=True)
+            strange = unknown(events)
+            if strange:
+                statuses = ", ".join(sorted({event.status for event in strange}))
+                _Run(self, session, payment, invoice, now).review(
+                    "unknown_status", "❓ Payment status we don't know",
+                    f"NOWPayments reported status {statuses!r}; it is stored, nothing was changed.")
             decisive = furthest(events)
             if decisive is None:
+                self._mark_processed(session, provider_payment_id, now)
                 return payment.status
             status = S(decisive.status)
             if status != payment.status:
@@ -84,12 +99,23 @@ class PaymentProcessor:
             payment.status = status
             payment.updated_at = now
             session.flush()
-            invoice = session.get(Invoice, payment.invoice_id, with_for_update=True)
-            _Run(self, session, payment, invoice, now).act(status)
-            session.execute(update(PaymentEvent).where(PaymentEvent.provider_payment_id == provider_payment_id,
-                                                       PaymentEvent.processed_at.is_(None))
-                            .values(processed_at=now))
+            run = _Run(self, session, payment, invoice, now)
+            mismatch = None if payment.parent_payment_id else price_mismatch(decisive.body, invoice.price_usd)
+            if mismatch:
+                # (A re-deposit reports NOWPayments' own figure for the extra deposit, not our
+                # price: its documented example says 1 USD. It is judged by what arrived.)
+                run.review("price_mismatch", "🚩 Payment for a price that is not our invoice's",
+                           f"The IPN says {mismatch}; nothing was granted.")
+            else:
+                run.act(status)
+            self._mark_processed(session, provider_payment_id, now)
             return status
+
+    @staticmethod
+    def _mark_processed(session: Session, provider_payment_id: str, now: datetime) -> None:
+        session.execute(update(PaymentEvent).where(PaymentEvent.provider_payment_id == provider_payment_id,
+                                                   PaymentEvent.processed_at.is_(None))
+                        .values(processed_at=now))
 
 
 class _Run:
@@ -107,9 +133,7 @@ class _Run:
         payment, invoice = self.payment, self.invoice
         if payment.parent_payment_id:
             if status in (S.FINISHED, S.PARTIALLY_PAID):
-                self.review("redeposit", "💸 Re-deposit received",
-                            f"An extra deposit of {self.paid()} to the address of payment {payment.parent_payment_id}.",
-                            texts.extra_payment(self.what, self.paid()))
+                self.redeposit(status)
             return
         if status in IN_FLIGHT and invoice.status in OPEN_INVOICE:
             self.tell("seen", texts.payment_seen(self.what), unless_completed=True)
@@ -117,7 +141,8 @@ class _Run:
             self.finished()
         elif status == S.PARTIALLY_PAID and invoice.status in OPEN_INVOICE:
             invoice.status = InvoiceStatus.PARTIALLY_PAID
-            self.tell_shortfall()
+            if not topup.complete(self):  # its top-ups may have been processed first
+                self.tell_shortfall()
         elif status in (S.FAILED, S.EXPIRED) and invoice.status in OPEN_INVOICE:
             # (An invoice another payment completed stays completed, and its buyer is not told
             # that "nothing was activated".)
@@ -136,12 +161,33 @@ class _Run:
                         texts.extra_payment(self.what, self.paid()))
             return
         missing = shortfall(payment, invoice, self.p.tolerance_percent)
+        if missing is not None and topup.complete(self):
+            return
         if missing is not None:
             invoice.status = InvoiceStatus.PARTIALLY_PAID
             self.tell_shortfall(missing)
             self.review("underpaid", "⚠️ Finished payment below the price",
                         f"Received {self.paid()} for a price of {texts.usd(invoice.price_usd)}; nothing granted.")
             return
+        if invoice.status in (InvoiceStatus.EXPIRED, InvoiceStatus.FAILED):
+            logger.warning("payment %s (%s): finished after its invoice %s was %s; fulfilling it (the money "
+                           "arrived)", payment.id, self.ref, invoice.id, invoice.status.value)
+        self.complete()
+
+    def redeposit(self, status: PaymentStatus) -> None:
+        """A deposit to the address of an earlier payment: the top-up the buyer was asked for, or,
+        once the invoice is done with, money nobody asked for."""
+        if self.payment.fulfilled_at is not None:
+            return
+        if self.invoice.status in OPEN_INVOICE and (topup.complete(self) or topup.pending(self)):
+            return
+        self.review("redeposit", "💸 Re-deposit received",
+                    f"An extra deposit of {self.paid()} to the address of payment {self.payment.parent_payment_id} "
+                    f"(invoice {self.invoice.status.value}).", texts.extra_payment(self.what, self.paid()))
+
+    def complete(self) -> None:
+        """Complete the invoice through this (finished) payment and fulfil it."""
+        payment, invoice = self.payment, self.invoice
         invoice.status, invoice.completed_at = InvoiceStatus.COMPLETED, self.now
         payment.fulfilled_at = self.now
         self.session.flush()

@@ -1,9 +1,12 @@
 """A payment's state from the IPNs stored for it: the furthest status, and whether enough arrived.
 
-Statuses are ranked waiting < confirming < confirmed < sending < partially_paid < finished = failed
-= expired < refunded. A payment only moves up the ranks, so a late or repeated IPN never moves it
-back; among the equal-ranked end states the first to arrive wins (a `failed` never overrides a
-`finished`). Only `refunded` follows an end state: the provider may return money at any time.
+Statuses are ranked waiting < confirming < confirmed < sending < partially_paid < failed = expired
+< finished < refunded. A payment only moves up the ranks, so a late or repeated IPN never moves it
+back. `finished` outranks `failed` and `expired`: a `finished` after either means the money did
+arrive (a late deposit NOWPayments credited after all), so it is fulfilled, never dropped
+(docs/decisions.md); a `failed` or `expired` after `finished` changes nothing. Only `refunded`
+follows `finished`: the provider may return money at any time. A status we don't know ranks
+nowhere: it is stored and reviewed (`unknown`), and moves nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from telepay.models import Invoice, Payment, PaymentEvent, PaymentStatus
 
 S = PaymentStatus
 RANK = {S.WAITING: 0, S.CONFIRMING: 1, S.CONFIRMED: 2, S.SENDING: 3, S.PARTIALLY_PAID: 4,
-        S.FINISHED: 5, S.FAILED: 5, S.EXPIRED: 5, S.REFUNDED: 6}
+        S.FAILED: 5, S.EXPIRED: 5, S.FINISHED: 6, S.REFUNDED: 7}
+KNOWN = frozenset(status.value for status in S)
 # Money has been seen on chain, but the payment has not ended yet.
 IN_FLIGHT = frozenset({S.CONFIRMING, S.CONFIRMED, S.SENDING})
 ENDED = frozenset({S.FINISHED, S.FAILED, S.EXPIRED, S.REFUNDED})
@@ -33,6 +37,26 @@ def furthest(events: Iterable[PaymentEvent]) -> PaymentEvent | None:
         if decisive is None or RANK[status] > RANK[S(decisive.status)]:
             decisive = event
     return decisive
+
+
+def unknown(events: Iterable[PaymentEvent]) -> list[PaymentEvent]:
+    """The events whose status this version does not know (e.g. a merchant-set `cancelled`)."""
+    return [event for event in events if event.status not in KNOWN]
+
+
+def price_mismatch(body: dict[str, Any], price_usd: Decimal) -> str | None:
+    """What differs between the price an IPN reports and our invoice's, or None.
+
+    NOWPayments echoes the invoice's `price_amount` and `price_currency` in every payment of it;
+    a different figure means the invoice was not the one we made (or the IPN secret leaked), so
+    it never completes anything. A missing figure is no evidence either way."""
+    amount = _decimal(body.get("price_amount"))
+    currency = body.get("price_currency")
+    if currency is not None and str(currency).lower() != "usd":
+        return f"price currency {str(currency)[:32]!r}, ours is USD"
+    if amount is not None and amount != price_usd:
+        return f"price {amount} USD, ours is {price_usd} USD"
+    return None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -55,7 +79,7 @@ def apply_amounts(payment: Payment, body: dict[str, Any]) -> None:
             setattr(payment, attr, value)
     for attr in ("pay_currency", "outcome_currency"):
         if body.get(attr):
-            setattr(payment, attr, str(body[attr])[:16])
+            setattr(payment, attr, str(body[attr])[:32])
 
 
 @dataclass(frozen=True)
