@@ -172,6 +172,9 @@ class Settings:
     payment_underpaid_tolerance_percent: Decimal = Decimal("0.5")
     # An unfinished payment this old with no news is asked about (its IPN may be lost).
     payment_status_check_minutes: int = 30
+    # This many refused IPNs within this many minutes alert the operators (once per window).
+    ipn_refusal_alert_count: int = 10
+    ipn_refusal_alert_minutes: int = 10
     admin_chat_ids: tuple[int, ...] = ()
     # Telegram Stars: what a Star is worth when withdrawn (USD), how long Telegram holds Stars
     # before they can be withdrawn (so how long an owner's Stars share is held), and whether
@@ -258,6 +261,8 @@ _ATTR = {
     "HOST_WALLET_LOW_BALANCE_USD": "host_wallet_low_balance_usd",
     "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
     "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
+    "IPN_REFUSAL_ALERT_COUNT": "ipn_refusal_alert_count",
+    "IPN_REFUSAL_ALERT_MINUTES": "ipn_refusal_alert_minutes",
     "ADMIN_CHAT_IDS": "admin_chat_ids",
     "STARS_USD_RATE": "stars_usd_rate",
     "STARS_PAYOUT_HOLD_DAYS": "stars_payout_hold_days",

@@ -42,6 +42,7 @@ from telepay.services.ipn import PROCESS_JOB
 from telepay.services.messages import DIRECT_JOB, DirectMessenger
 from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
 from telepay.services.payments.processor import PaymentProcessor
+from telepay.services.payments.refusals import IpnRefusals
 from telepay.services.worker import Handler, Worker
 from telepay.services.payouts.engine import ALERT_JOB, TIMER_NAME as PAYOUT_TIMER, PayoutEngine, alert_handler
 
@@ -65,6 +66,7 @@ class Services:
     # Money in: IPNs into payment state, fulfilment, invites and join requests.
     payments: PaymentProcessor | None = None
     payment_checker: PaymentChecker | None = None
+    ipn_refusals: IpnRefusals | None = None
     access: AccessService | None = None
     # Money out: payout jobs, the batch timer and the host wallet (None without its settings).
     payouts: PayoutEngine | None = None
@@ -99,6 +101,10 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         tolerance_percent=settings.payment_underpaid_tolerance_percent, admin_chat_ids=settings.admin_chat_ids)
     services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
                                               after_minutes=settings.payment_status_check_minutes)
+    services.ipn_refusals = IpnRefusals(session_factory, services.jobs, clock,
+                                        admin_chat_ids=settings.admin_chat_ids,
+                                        alert_count=settings.ipn_refusal_alert_count,
+                                        alert_minutes=settings.ipn_refusal_alert_minutes)
     services.access = AccessService(session_factory, clock)
     if changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address:
         services.payouts = PayoutEngine.build(

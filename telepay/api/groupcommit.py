@@ -15,6 +15,12 @@ resource is handed on with the lead; when the queue runs dry it is kept for the 
 much as the batch's own statement, and an IPN storm arrives in bursts with gaps between them.
 A resource that sat idle longer than `recheck_after` seconds is checked before it is used,
 and one that fails the check, or whose batch failed, is closed and replaced.
+
+One bad item never fails its neighbours: when a batch of several fails, its resource is closed
+(its state is unknown) and each item is committed again alone, on a fresh resource, so only the
+item that cannot be stored is answered with the failure. (`commit` stores all or nothing, so
+nothing of the failed batch was kept, and an item committed twice is the caller's to make
+harmless: the IPN statement is idempotent.)
 """
 
 from __future__ import annotations
@@ -96,9 +102,12 @@ class GroupCommit(Generic[T, R, C]):
             outcomes = self._commit(resource, [waiter.item for waiter in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"commit gave {len(outcomes)} outcomes for {len(batch)} items")
-        except Exception as error:  # every request of the batch answers for it
-            failure = error
-            outcomes = [_failed(error) for _ in batch]
+        except Exception as error:
+            if len(batch) > 1:
+                resource, outcomes = self._one_by_one(batch, resource, error)
+            else:
+                failure = error
+                outcomes = [_failed(error)]
         finally:
             if outcomes is None:  # interrupted by a BaseException: still answer everyone
                 failure = BatchFailed("interrupted")
@@ -125,6 +134,29 @@ class GroupCommit(Generic[T, R, C]):
                 successor[0].batch = successor
                 successor[0].resource = handed_on
                 successor[0].ready.set()
+
+    def _one_by_one(self, batch: list[_Waiter[T, C]], resource: C | None,
+                    error: Exception) -> tuple[C | None, list]:
+        """After a failed batch: commit each item alone, so the failure stays with its cause.
+        Returns a resource fit for reuse (or None) and one outcome per item."""
+        logger.warning("a batch of %d failed (%s: %s); committing its items one by one", len(batch),
+                       type(error).__name__, error)
+        if resource is not None:
+            self._close_quietly(resource, error)
+            resource = None
+        outcomes: list = []
+        for waiter in batch:
+            try:
+                if resource is None:
+                    resource = self._open()
+                [outcome] = self._commit(resource, [waiter.item])
+                outcomes.append(outcome)
+            except Exception as alone:  # this item's own failure (or the resource's)
+                outcomes.append(_failed(alone))
+                if resource is not None:
+                    self._close_quietly(resource, alone)
+                    resource = None
+        return resource, outcomes
 
     def _take_resource(self) -> C:
         """A kept resource (the most recently used: the likeliest to be alive), checked if it sat

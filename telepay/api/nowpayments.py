@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.schemas import IpnIn
 from telepay.models.engine import ping
-from telepay.security.guards import IPN, allowlisted, rate_limited, signed_ipn, validated
+from telepay.security.guards import IPN, allowlisted, ipn_guarded, signed_ipn, validated
 from telepay.services.ipn import ACCEPTED, DUPLICATE, IpnDelivery, record_ipns_committed
 
 nowpayments = Blueprint("nowpayments", __name__)
@@ -41,7 +41,7 @@ def ipn_recorder(services) -> GroupCommit:
 
 
 @nowpayments.post("/webhooks/nowpayments")
-@rate_limited(IPN)
+@ipn_guarded
 @allowlisted(IPN)
 @signed_ipn
 @validated(IpnIn, source="ipn")

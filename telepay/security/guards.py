@@ -1,6 +1,9 @@
 """Guards for protected routes, as decorators applied in the order
 rate limit -> IP allowlist -> signature -> schema.
 
+The IPN route's outer guard is `ipn_guarded`: its rate limit spends a token only on a refusal
+that an unsigned caller earned, and every refusal is logged, kept and counted (`IpnRefusals`).
+
 Each guard answers a bad request itself with `{"error": code, "message": ...}` and a 4xx, so a
 view only ever runs on a request that passed all of them. What the guards need is built once
 per app (`Guards.from_settings`) and read from `current_app.config` at request time.
@@ -18,6 +21,7 @@ from typing import Callable
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from telepay.errors import TelePayError
 from telepay.security import nowpayments, signing
 from telepay.security.allowlist import IpAllowlist
 from telepay.security.client_ip import IPNetwork, client_ip, parse_networks, rate_limit_key
@@ -30,6 +34,7 @@ INTERNAL, IPN, STATUS = "internal", "ipn", "status"
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    g.refused = (code, message)  # for `ipn_guarded`, which counts the IPN route's refusals
     response = jsonify(error=code, message=message)
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -89,15 +94,13 @@ def request_ip() -> str:
 
 
 def rate_limited(budget: str):
-    """Token bucket per client IP (per IPv6 network, /64 by default). The payment provider's own addresses are never throttled:
-    a storm of IPNs on a busy day must not delay confirmations."""
+    """Token bucket per client IP (per IPv6 network, /64 by default). (The IPN route has its
+    own: `ipn_guarded`.)"""
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             guards, ip = _guards(), request_ip()
-            if budget == IPN and not guards.ipn_allowlist.allows_all and guards.ipn_allowlist.allows(ip):
-                return view(*args, **kwargs)
             allowed, retry_after = guards.limiters[budget].hit(rate_limit_key(ip, guards.ipv6_prefix))
             if not allowed:
                 return error(429, "rate_limited", "Too many requests; slow down.",
@@ -107,6 +110,58 @@ def rate_limited(budget: str):
         return wrapper
 
     return decorate
+
+
+# The IPN route's refusals by the code of the guard that refused them.
+_IPN_REASONS = {
+    "ip_not_allowed": "address", "signature_missing": "signature", "signature_malformed": "signature",
+    "signature_mismatch": "signature", "body_malformed": "signature", "unsupported_media_type": "schema",
+    "invalid_payload": "schema",
+}
+# Refusals only a stranger earns; they spend the caller's rate-limit budget.
+_UNSIGNED = ("address", "signature")
+
+
+def ipn_guarded(view):
+    """The IPN route's outermost guard: the rate limit, and a record of every refusal.
+
+    The limit is checked first, as on every protected route, but only a refusal for the address
+    or the signature spends a token. So NOWPayments' validly signed IPNs are never throttled, even
+    with the allowlist off (NOWPAYMENTS_IPN_IPS=any) and however many arrive at once, while a
+    caller sending forgeries gets RATE_LIMIT_BURST refusals, then 429s. (A signed IPN refused for
+    its content is NOWPayments': it spends nothing.) Allowlisted addresses are never limited.
+    Every refusal goes to `IpnRefusals` (log line, `refused_ipns` row, alert on a run)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        guards, ip = _guards(), request_ip()
+        trusted = not guards.ipn_allowlist.allows_all and guards.ipn_allowlist.allows(ip)
+        if not trusted:
+            allowed, retry_after = guards.limiters[IPN].peek(rate_limit_key(ip, guards.ipv6_prefix))
+            if not allowed:
+                return error(429, "rate_limited", "Too many refused requests; slow down.",
+                             {"Retry-After": str(retry_after)})
+        try:
+            response = view(*args, **kwargs)
+        except TelePayError as refused:  # signed and readable, but not ours (unknown order, ...)
+            if 400 <= refused.status < 500:
+                _ipn_refused(ip, "order", f"{refused.code}: {refused.message}")
+            raise
+        if 400 <= response.status_code < 500 and "refused" in g:
+            code, message = g.refused
+            reason = _IPN_REASONS.get(code, "schema")
+            _ipn_refused(ip, reason, f"{code}: {message}")
+            if reason in _UNSIGNED and not trusted:
+                guards.limiters[IPN].hit(rate_limit_key(ip, guards.ipv6_prefix))
+        return response
+
+    return wrapper
+
+
+def _ipn_refused(ip: str, reason: str, detail: str) -> None:
+    refusals = current_app.config["TELEPAY_SERVICES"].ipn_refusals
+    if refusals is not None:
+        refusals.refused(ip, reason, detail)
 
 
 def allowlisted(which: str):

@@ -67,6 +67,17 @@ class TokenBucketLimiter:
                 return
             del self._buckets[key]
 
+    def peek(self, key: Hashable) -> tuple[bool, int]:
+        """Whether ``key`` has a token now, without spending it: ``(True, 0)`` or
+        ``(False, retry_after_seconds >= 1)``. For budgets spent only on some outcomes."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key)
+            tokens = self._burst if bucket is None else self._tokens(bucket, now)
+            if tokens >= 1.0 - _EPSILON:
+                return True, 0
+            return False, max(1, math.ceil((1.0 - tokens) / self._rate - _EPSILON))
+
     def hit(self, key: Hashable) -> tuple[bool, int]:
         """Spend a token for ``key``: ``(True, 0)``, or ``(False, retry_after_seconds >= 1)``."""
         with self._lock:

@@ -125,7 +125,15 @@ def invoice(session_factory, channel):
 
 
 def snapshot(engine) -> dict[str, int]:
-    """Row counts of every table: 'the database is unchanged' made checkable."""
+    """Row counts of every table but `refused_ipns`: 'the database is unchanged' made checkable.
+    (A refused IPN is recorded there on purpose; `refusals` reads it.)"""
     with engine.connect() as connection:
         return {t.name: connection.execute(select(func.count()).select_from(t)).scalar()
-                for t in Base.metadata.sorted_tables}
+                for t in Base.metadata.sorted_tables if t.name != "refused_ipns"}
+
+
+def refusals(engine) -> list[tuple[str, str]]:
+    """(reason, client address) of every refused IPN recorded, oldest first."""
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(
+            text("SELECT reason, client_ip FROM refused_ipns ORDER BY id"))]

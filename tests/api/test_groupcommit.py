@@ -138,24 +138,52 @@ def test_each_request_gets_its_own_refusal():
     assert isinstance(answers[-2], ValueError) and str(answers[-2]) == "bad -2"
 
 
-def test_a_failed_commit_fails_its_whole_batch_and_only_it():
+def test_a_failed_batch_is_committed_again_item_by_item_so_only_the_bad_item_fails():
     recorder = Recorder(fail_on=5)
     group = recorder.group(leaders=1)
     recorder.release.clear()
     answers = {}
     threads = submit_all(group, [1], answers)
     assert recorder.started.wait(5)
+    threads += submit_all(group, [4, 5, 6, 7, 8, 9, 10], answers)
+    wait_queued(group, 7)
+    recorder.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert answers[1] == 10
+    assert {item: answers[item] for item in (4, 6, 7, 8, 9, 10)} == {4: 40, 6: 60, 7: 70, 8: 80, 9: 90, 10: 100}
+    assert isinstance(answers[5], BatchFailed) and isinstance(answers[5].__cause__, ConnectionError)
+    assert sorted(len(batch) for batch in recorder.batches) == [1] * 8 + [7]  # the batch, then alone
+    # The failed batch's resource and the one the bad item failed on are closed, never reused.
+    assert [failure for _, failure in recorder.closed] == ["ConnectionError", "ConnectionError"]
+    assert group.submit(11) == 110  # the lead was passed on: later requests are served
+
+
+def test_when_every_item_fails_alone_each_gets_its_own_failure():
+    recorder = Recorder()
+    recorder.fail_on = 0
+    group = recorder.group(leaders=1)
+    recorder.release.clear()
+    answers = {}
+    threads = submit_all(group, [1], answers)
+    assert recorder.started.wait(5)
+    recorder.fail_open = True  # the database is down: the batch fails, and so does every retry's open
+    original = recorder.__call__
+
+    def failing(resource, items):
+        if items != [1]:
+            raise ConnectionError("database went away")
+        return original(resource, items)
+
+    group._commit = failing
     threads += submit_all(group, [4, 5, 6], answers)
     wait_queued(group, 3)
     recorder.release.set()
     for thread in threads:
         thread.join(10)
-    assert answers[1] == 10
     failures = [answers[item] for item in (4, 5, 6)]
     assert all(isinstance(failure, BatchFailed) for failure in failures)
-    assert all(isinstance(failure.__cause__, ConnectionError) for failure in failures)
     assert len({id(failure) for failure in failures}) == 3  # one exception per request
-    assert group.submit(8) == 80  # the lead was passed on: later requests are served
 
 
 @pytest.mark.parametrize("leaders", [1, 2, 3])
