@@ -27,26 +27,25 @@ from telepay.clock import Clock, OffsetFileClock, SystemClock
 from telepay.config import Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
-from telepay.services.broadcasts import POST_JOB
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
 from telepay.services import lifecycle
 from telepay.config import parse_duration
-from telepay.services.posts import TIMER_NAME as REPOST_TIMER, Poster, RepostTimer
+from telepay.services.posts import TIMER_NAME as REPOST_TIMER, RepostTimer
 from telepay.services.setup import SetupService
 from telepay.services.timers import TimerLog, schedule
-from telepay.services.notifications import NOTIFY_JOB, OwnerNotifier
-from telepay.services.access import INVITE_JOB, AccessService, InviteSender
+from telepay.services.access import AccessService
 from telepay.services.fulfilment import Fulfilment
-from telepay.services.ipn import PROCESS_JOB
-from telepay.services.messages import DIRECT_JOB, DirectMessenger
+from telepay.services.registry import JOB_KINDS
 from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
 from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments.refusals import IpnRefusals
 from telepay.services.worker import Handler, Worker
-from telepay.services.payouts.engine import ALERT_JOB, TIMER_NAME as PAYOUT_TIMER, PayoutEngine, alert_handler
+from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER, PayoutEngine
 
 logger = logging.getLogger(__name__)
+
+PRUNE_TIMER = "jobs.prune"
 
 
 @dataclass
@@ -84,7 +83,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         engine=engine,
         session_factory=session_factory,
         clock=clock,
-        jobs=JobQueue(session_factory, clock=clock),
+        jobs=JobQueue(session_factory, clock=clock, kinds=JOB_KINDS),
     )
     changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key)
                  if settings.changenow_api_key else None)
@@ -98,11 +97,10 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
     services.payments = PaymentProcessor(
         session_factory, services.jobs, clock,
         fulfilment=Fulfilment(services.jobs, fee_percent=settings.platform_fee_percent),
-        tolerance_percent=settings.payment_underpaid_tolerance_percent, admin_chat_ids=settings.admin_chat_ids)
+        tolerance_percent=settings.payment_underpaid_tolerance_percent)
     services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
                                               after_minutes=settings.payment_status_check_minutes)
     services.ipn_refusals = IpnRefusals(session_factory, services.jobs, clock,
-                                        admin_chat_ids=settings.admin_chat_ids,
                                         alert_count=settings.ipn_refusal_alert_count,
                                         alert_minutes=settings.ipn_refusal_alert_minutes)
     services.access = AccessService(session_factory, clock)
@@ -112,7 +110,6 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
             w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
             private_key=settings.host_wallet_private_key, usdt_address=settings.usdt_contract_address,
             poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
-    services.jobs.policies.update(lifecycle.RETRY_POLICIES)
     services.sweep = lifecycle.ExpirySweep(
         session_factory, clock, batch_size=settings.sweep_batch_size,
         grace=timedelta(seconds=settings.expiry_grace_seconds),
@@ -121,20 +118,8 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
 
 
 def job_handlers(services: Services, application: Application) -> dict[str, Handler]:
-    """Job kind -> coroutine. Each capability registers its kinds here."""
-    return {
-        NOTIFY_JOB: OwnerNotifier(services.session_factory, application.bot),
-        PROCESS_JOB: services.payments,
-        INVITE_JOB: InviteSender(services.access, application.bot),
-        DIRECT_JOB: DirectMessenger(services.session_factory, application.bot),
-        lifecycle.EXPIRE_JOB: lifecycle.Remover(services.session_factory, application.bot, services.jobs,
-                                                services.clock, services.settings.admin_chat_ids),
-        lifecycle.REMIND_JOB: lifecycle.Reminder(services.session_factory, application.bot, services.clock),
-        POST_JOB: Poster(services.session_factory, application.bot, services.clock,
-                         services.settings.telegram_bot_username),
-        ALERT_JOB: alert_handler(application.bot, services.settings.admin_chat_ids),
-        **(services.payouts.handlers() if services.payouts else {}),
-    }
+    """Job kind -> coroutine, from the registry of kinds (`telepay.services.registry`)."""
+    return services.jobs.kinds.handlers(services, application.bot)
 
 
 def start_timers(application: Application, services: Services) -> None:
@@ -167,6 +152,11 @@ def start_timers(application: Application, services: Services) -> None:
             services.wake_worker()
 
     schedule(application, log, lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
+
+    async def prune_jobs() -> None:
+        await asyncio.to_thread(services.jobs.prune)
+
+    schedule(application, log, PRUNE_TIMER, 3600, prune_jobs, first_seconds=3600)
 
 
 def freeze_startup_heap() -> None:

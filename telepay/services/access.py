@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +28,7 @@ from telepay.clock import Clock
 from telepay.errors import NotFound
 from telepay.models import Channel, Invite, InviteStatus, Invoice, Subscription, SubscriptionStatus
 from telepay.services.fulfilment import INVITE_JOB
-from telepay.services.jobs import ClaimedJob
+from telepay.services.jobs import ClaimedJob, JobKind
 from telepay.services.payments import texts
 
 logger = logging.getLogger(__name__)
@@ -279,3 +280,14 @@ class InviteSender:
 
     async def __call__(self, job: ClaimedJob) -> None:
         await self.access.send_invite(self.bot, job.payload["invoice_id"])
+
+
+class _Needs(Protocol):
+    access: AccessService
+
+
+def _invites(services: _Needs, bot: Bot) -> InviteSender:
+    return InviteSender(services.access, bot)
+
+
+JOB_KINDS = (JobKind(INVITE_JOB, _invites),)

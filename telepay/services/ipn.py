@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from telepay.errors import Conflict, NotFound, TelePayError
 from telepay.models import PaymentStatus
+from telepay.services.jobs import insert_jobs_sql
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +101,11 @@ WITH input AS (
     FROM first_event
     ON CONFLICT (provider_payment_id) DO NOTHING
 ), job AS (
-    INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, created_at, updated_at)
-    SELECT CAST(:job_kind AS text), jsonb_build_object('provider_payment_id', event.provider_payment_id, 'event_id', event.id),
-           event.provider_payment_id || ':' || event.status, 'queued', 0,
-           CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM event
-    ON CONFLICT ON CONSTRAINT uq_jobs_kind_dedupe_key DO NOTHING
+    {insert_jobs_sql('''
+    SELECT CAST(:job_kind AS text), jsonb_build_object('provider_payment_id', event.provider_payment_id,
+                                                       'event_id', event.id),
+           event.provider_payment_id || ':' || event.status, CAST(:now AS timestamptz)
+    FROM event''')}
 )
 SELECT checked.n, checked.invoice_id IS NOT NULL, checked.consistent, event.id
 FROM checked

@@ -1,9 +1,13 @@
 """The durable job queue: a PostgreSQL table claimed with FOR UPDATE SKIP LOCKED.
 
 At-least-once: a job is claimed with a lease; a worker that dies leaves the lease to run out
-and another worker takes the job back. Every handler must therefore be idempotent. Each claim
-bumps `attempts`, which doubles as a fencing token: a worker whose lease was taken back cannot
-complete or fail a job that someone else now holds.
+and another worker takes the job back. Every handler must therefore be idempotent. A claim's
+(attempts, lease end) pair is its fencing token: a worker whose lease was taken back cannot
+complete, fail or reschedule a job that someone else now holds.
+
+Each kind of job is declared once, as a `JobKind` (name, handler factory, retry policy,
+retention), next to its handler; `telepay.services.registry` collects them. Code inserts jobs
+through `JobQueue.enqueue`; a statement that must insert jobs itself uses `insert_jobs_sql`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Generic, Iterable, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
+from telegram import Bot
 
 from telepay.clock import Clock, SystemClock
 from telepay.models import Job, JobState
@@ -37,13 +42,86 @@ class RetryPolicy:
         return timedelta(seconds=min(seconds, self.max_interval.total_seconds()))
 
 
+DEFAULT_RETRY = RetryPolicy()
+# A finished job is kept this long unless its kind says otherwise. Its dedupe key guards against a
+# repeat of the same fact only while the row exists, so a kind's retention outlives any repeat.
+DEFAULT_RETENTION = timedelta(days=30)
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     id: int
     kind: str
     payload: dict[str, Any]
     attempts: int
-    created_at: datetime
+    created_at: datetime | None
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunAgain:
+    """What a handler returns when its work is not over yet (a payout waiting for the chain): the
+    same job row runs again at `at`, instead of a new job being inserted for every look."""
+
+    at: datetime
+
+
+Handler = Callable[[ClaimedJob], Awaitable[RunAgain | None]]
+
+# What a kind's handler factory is given: the composition root's services (each capability
+# states, as a Protocol, the part it needs) and the bot.
+S = TypeVar("S", contravariant=True)
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[S]):
+    """A kind of job, declared once next to its handler. `handler` builds the handler from the
+    services and the bot, or returns None when this process cannot serve the kind (its settings
+    are absent): such jobs wait, queued, for a process that can."""
+
+    name: str
+    handler: Callable[[S, Bot], Handler | None]
+    retry: RetryPolicy = DEFAULT_RETRY
+    retention: timedelta = DEFAULT_RETENTION
+
+
+class JobRegistry:
+    """Every kind the process knows, by name: the queue reads policies and retention from it, the
+    worker its handlers."""
+
+    def __init__(self, kinds: Iterable[JobKind[Any]] = ()):
+        self.kinds: dict[str, JobKind[Any]] = {}
+        for kind in kinds:
+            if kind.name in self.kinds:
+                raise ValueError(f"job kind {kind.name!r} is declared twice")
+            self.kinds[kind.name] = kind
+
+    def policy(self, name: str) -> RetryPolicy:
+        kind = self.kinds.get(name)
+        return kind.retry if kind else DEFAULT_RETRY
+
+    def retention(self, name: str) -> timedelta:
+        kind = self.kinds.get(name)
+        return kind.retention if kind else DEFAULT_RETENTION
+
+    def handlers(self, services: Any, bot: Bot) -> dict[str, Handler]:
+        """The handlers this process can run, by kind."""
+        built = {name: kind.handler(services, bot) for name, kind in self.kinds.items()}
+        return {name: handler for name, handler in built.items() if handler is not None}
+
+
+def insert_jobs_sql(rows: str, *, returning: bool = False) -> str:
+    """SQL that queues one job per row of `rows`, a SELECT of (kind, payload, dedupe_key, now), for
+    statements that decide and queue in one round trip. Like `JobQueue.enqueue`, a (kind, dedupe
+    key) already present is skipped; with `returning`, the new jobs' ids are returned."""
+    return (
+        "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, created_at, updated_at) "
+        f"SELECT queued_job.kind, queued_job.payload, queued_job.dedupe_key, '{JobState.QUEUED.value}', 0, "
+        "queued_job.now, queued_job.now, queued_job.now "
+        f"FROM ({rows}) AS queued_job(kind, payload, dedupe_key, now) "
+        "ON CONFLICT ON CONSTRAINT uq_jobs_kind_dedupe_key DO NOTHING"
+        + (" RETURNING id" if returning else "")
+    )
 
 
 class JobNotFound(Exception):
@@ -54,11 +132,11 @@ class JobNotFound(Exception):
 class JobQueue:
     session_factory: sessionmaker[Session]
     clock: Clock = field(default_factory=SystemClock)
-    policies: dict[str, RetryPolicy] = field(default_factory=dict)
+    kinds: JobRegistry = field(default_factory=JobRegistry)
     lease: timedelta = timedelta(minutes=5)
 
     def policy(self, kind: str) -> RetryPolicy:
-        return self.policies.get(kind, RetryPolicy())
+        return self.kinds.policy(kind)
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -114,15 +192,17 @@ class JobQueue:
                     attempts=Job.attempts + 1,
                     updated_at=now,
                 )
-                .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.created_at)
+                .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.created_at, Job.locked_until)
                 .execution_options(synchronize_session=False)
             ).all()
         return [ClaimedJob(*row) for row in sorted(rows, key=lambda r: r[0])]
 
-    def _held(self, job: ClaimedJob, worker_id: str):
-        return (Job.id == job.id) & (Job.locked_by == worker_id) & (Job.attempts == job.attempts) & (
+    def _held(self, job: ClaimedJob, worker_id: str) -> ColumnElement[bool]:
+        held = (Job.id == job.id) & (Job.locked_by == worker_id) & (Job.attempts == job.attempts) & (
             Job.state == JobState.RUNNING
         )
+        # The lease end tells two claims apart even when a reschedule has reset `attempts`.
+        return held & (Job.locked_until == job.locked_until) if job.locked_until is not None else held
 
     def complete(self, job: ClaimedJob, worker_id: str) -> bool:
         now = self.clock.now()
@@ -163,6 +243,21 @@ class JobQueue:
         log("job %s (%s) attempt %s failed%s: %s", job.id, job.kind, job.attempts,
             ", now dead" if dead else f", retry at {next_run.isoformat()}", error.splitlines()[0] if error else "")
         return state
+
+    def reschedule(self, job: ClaimedJob, worker_id: str, at: datetime) -> bool:
+        """The handler's work goes on later (`RunAgain`): the same row runs again at `at`, with a
+        fresh count of attempts and a fresh retry budget, since the run itself succeeded."""
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            result = session.execute(
+                update(Job)
+                .where(self._held(job, worker_id))
+                .values(state=JobState.QUEUED, run_at=at, locked_by=None, locked_until=None, attempts=0,
+                        created_at=now, last_error=None, updated_at=now)
+            )
+        if result.rowcount == 0:
+            logger.warning("job %s (%s) rescheduled after its lease was taken back", job.id, job.kind)
+        return result.rowcount == 1
 
     def release(self, job: ClaimedJob, worker_id: str) -> bool:
         """Hand a claimed job back untouched (shutdown): it runs again at once elsewhere."""
@@ -207,6 +302,19 @@ class JobQueue:
             query = query.where(Job.kind == kind)
         with self.session_factory() as session:
             return list(session.scalars(query))
+
+    def prune(self, limit: int = 10_000) -> int:
+        """Delete up to `limit` done or cancelled jobs older than their kind's retention (dead jobs
+        stay until an operator acts on them). Returns how many went."""
+        now = self.clock.now()
+        keep = case({name: kind.retention for name, kind in self.kinds.kinds.items()}, value=Job.kind,
+                    else_=DEFAULT_RETENTION) if self.kinds.kinds else DEFAULT_RETENTION
+        expired = (select(Job.id).where(Job.state.in_([JobState.DONE, JobState.CANCELLED]),
+                                         Job.finished_at < now - keep).limit(limit))
+        with self.session_factory.begin() as session:
+            result = session.execute(delete(Job).where(Job.id.in_(expired.scalar_subquery()))
+                                     .execution_options(synchronize_session=False))
+        return result.rowcount
 
     def depth(self) -> dict[str, dict[str, int]]:
         """Job counts by kind and state, for /status and the CLI."""

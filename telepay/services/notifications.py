@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +18,7 @@ from telegram.error import BadRequest, Forbidden
 
 from telepay.errors import NotFound
 from telepay.models import Channel
-from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +69,14 @@ class OwnerNotifier:
         except BadRequest as refused:
             # "chat not found" and the like will not get better by retrying for a day.
             logger.warning("notification job %s for channel %s refused: %s", job.id, channel_id, refused.message)
+
+
+class _Needs(Protocol):
+    session_factory: sessionmaker[Session]
+
+
+def _notifier(services: _Needs, bot: Bot) -> OwnerNotifier:
+    return OwnerNotifier(services.session_factory, bot)
+
+
+JOB_KINDS = (JobKind(NOTIFY_JOB, _notifier, retention=timedelta(days=90)),)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,10 +22,11 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from telepay.clock import Clock
+from telepay.config import Settings
 from telepay.models import BroadcastPost, Channel, ChannelStatus
 from telepay.services.broadcasts import POST_JOB
 from telepay.services.invoices import DONATE, payload_for
-from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.setup import DEFAULT_DONATION_TEXT
 
 logger = logging.getLogger(__name__)
@@ -178,3 +180,16 @@ class RepostTimer:
         if queued:
             logger.info("repost timer queued %s channel(s)", queued)
         return queued
+
+
+class _Needs(Protocol):
+    session_factory: sessionmaker[Session]
+    clock: Clock
+    settings: Settings
+
+
+def _poster(services: _Needs, bot: Bot) -> Poster:
+    return Poster(services.session_factory, bot, services.clock, services.settings.telegram_bot_username)
+
+
+JOB_KINDS = (JobKind(POST_JOB, _poster),)

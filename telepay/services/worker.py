@@ -13,13 +13,11 @@ import os
 import socket
 import traceback
 import uuid
-from typing import Awaitable, Callable
-
-from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.jobs import ClaimedJob, Handler, JobQueue, RunAgain
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[ClaimedJob], Awaitable[None]]
+__all__ = ["Handler", "Worker", "make_worker_id"]
 
 
 def make_worker_id() -> str:
@@ -84,7 +82,7 @@ class Worker:
     async def _execute(self, job: ClaimedJob) -> None:
         handler = self.handlers[job.kind]
         try:
-            await handler(job)
+            outcome = await handler(job)
         except asyncio.CancelledError:
             # Shutdown interrupted the handler: give the job back for another run.
             await asyncio.to_thread(self.queue.release, job, self.worker_id)
@@ -94,7 +92,10 @@ class Worker:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
         else:
-            await asyncio.to_thread(self.queue.complete, job, self.worker_id)
+            if isinstance(outcome, RunAgain):
+                await asyncio.to_thread(self.queue.reschedule, job, self.worker_id, outcome.at)
+            else:
+                await asyncio.to_thread(self.queue.complete, job, self.worker_id)
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop claiming, let running jobs finish within the grace time, release the rest."""

@@ -119,12 +119,11 @@ def test_refusals_are_logged_with_their_reason_counted_and_a_run_raises_the_aler
     with services.session_factory() as session:
         since = services.clock.now() - timedelta(minutes=1)
         assert refused_ipns_since(session, since) == {"address": 1, "signature": 1, "schema": 1, "order": 1}
-        alerts = session.scalars(select(Job).where(Job.kind == "message.direct")).all()
-    assert len(alerts) == 1 and alerts[0].payload["chat_id"] == 4242 and "4 NOWPayments IPNs refused" in \
-        alerts[0].payload["text"]
+        alerts = session.scalars(select(Job).where(Job.kind == "operator.alert")).all()
+    assert len(alerts) == 1 and "4 NOWPayments IPNs refused" in alerts[0].payload["text"]
     assert post_ipn(client, body, ip="203.0.113.9").status_code == 403  # the same window: no second alert
     with services.session_factory() as session:
-        assert len(session.scalars(select(Job).where(Job.kind == "message.direct")).all()) == 1
+        assert len(session.scalars(select(Job).where(Job.kind == "operator.alert")).all()) == 1
 
 
 def test_with_the_allowlist_off_signed_ipns_are_never_throttled_and_forgers_are(engine, invoice):

@@ -18,6 +18,7 @@ from telepay.models import Channel, ChannelStatus, Job, JobState, Subscription, 
 from telepay_sandbox.telegram import ChatHandle, Person, RateLimits, TelegramSandbox
 from telepay.services import lifecycle
 from telepay.services.jobs import JobQueue
+from telepay.services.registry import JOB_KINDS
 from telepay.services.worker import Worker
 
 TOKEN = "555:lifecycle-tests"
@@ -32,7 +33,7 @@ class Rig:
         self.clock = ManualClock()
         self.telegram = TelegramSandbox(token=TOKEN, bot_username="LifecycleBot", clock=self.clock,
                                         rate_limits=rate_limits or RateLimits.off()).start()
-        self.jobs = JobQueue(session_factory, clock=self.clock, policies=dict(lifecycle.RETRY_POLICIES))
+        self.jobs = JobQueue(session_factory, clock=self.clock, kinds=JOB_KINDS)
         self.sweep = lifecycle.ExpirySweep(session_factory, self.clock, batch_size=batch_size, grace=grace,
                                            reminder_offsets=offsets)
         self.admin_chat_ids = tuple(admin_chat_ids)
@@ -112,17 +113,17 @@ class Rig:
                 Job.state == JobState.RUNNING, (Job.state == JobState.QUEUED) & (Job.run_at <= now)))).all())
 
     async def _work(self) -> None:
-        from telepay.services.messages import DIRECT_JOB, DirectMessenger
+        from telepay.services.messages import ALERT_JOB, DIRECT_JOB, DirectMessenger, OperatorAlerter
         from telepay.services.notifications import NOTIFY_JOB, OwnerNotifier
 
         bot = ExtBot(TOKEN, base_url=self.telegram.base_url, rate_limiter=MessageRateLimiter(max_retries=3))
         async with bot:
             handlers = {
-                lifecycle.EXPIRE_JOB: lifecycle.Remover(self.session_factory, bot, self.jobs, self.clock,
-                                                        self.admin_chat_ids),
+                lifecycle.EXPIRE_JOB: lifecycle.Remover(self.session_factory, bot, self.jobs, self.clock),
                 lifecycle.REMIND_JOB: lifecycle.Reminder(self.session_factory, bot, self.clock),
                 NOTIFY_JOB: OwnerNotifier(self.session_factory, bot),
                 DIRECT_JOB: DirectMessenger(self.session_factory, bot),
+                ALERT_JOB: OperatorAlerter(self.session_factory, self.jobs, self.admin_chat_ids),
             }
             worker = Worker(self.jobs, handlers, poll_seconds=0.05)
             worker.start()

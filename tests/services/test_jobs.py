@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from telepay.clock import ManualClock
 from telepay.models import Job, JobState
-from telepay.services.jobs import JobQueue, RetryPolicy
+from telepay.services.jobs import JobKind, JobQueue, JobRegistry, RetryPolicy
 
 
 @pytest.fixture
@@ -80,8 +80,9 @@ def test_failures_retry_every_minute_then_die_after_a_day(queue, session_factory
 
 
 def test_per_kind_policy(session_factory, clock):
-    queue = JobQueue(session_factory, clock=clock,
-                     policies={"quick": RetryPolicy(interval=timedelta(seconds=5), give_up_after=timedelta(seconds=12))})
+    quick = JobKind("quick", lambda services, bot: None,
+                    RetryPolicy(interval=timedelta(seconds=5), give_up_after=timedelta(seconds=12)))
+    queue = JobQueue(session_factory, clock=clock, kinds=JobRegistry([quick]))
     with session_factory.begin() as session:
         queue.enqueue(session, "quick", {})
     states = []

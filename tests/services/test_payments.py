@@ -20,13 +20,12 @@ from telepay.models import (
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.ipn import PROCESS_JOB, record_ipn
 from telepay.services.jobs import JobQueue
-from telepay.services.messages import DIRECT_JOB
+from telepay.services.messages import ALERT_JOB, DIRECT_JOB
 from telepay.services.notifications import NOTIFY_JOB
 from telepay.services.fulfilment import Fulfilment
 from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments.state import furthest
 
-ADMIN = 900001
 BUYER = 555
 
 
@@ -43,7 +42,7 @@ def jobs(session_factory, clock):
 @pytest.fixture
 def processor(session_factory, jobs, clock):
     return PaymentProcessor(session_factory, jobs, clock, fulfilment=Fulfilment(jobs, fee_percent=Decimal(10)),
-                            tolerance_percent=Decimal("0.5"), admin_chat_ids=(ADMIN,))
+                            tolerance_percent=Decimal("0.5"))
 
 
 @pytest.fixture
@@ -203,7 +202,7 @@ def test_finished_within_the_tolerance_completes_and_below_it_goes_to_review(ses
         assert session.get(Invoice, short).status == InvoiceStatus.PARTIALLY_PAID
         review = session.scalars(select(Payment).where(Payment.provider_payment_id == "4402")).one().needs_review
     assert review.startswith("underpaid")
-    operator = [j.payload for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == ADMIN]
+    operator = [j.payload for j in _jobs(session_factory, ALERT_JOB)]
     assert len(operator) == 1 and "4402" in operator[0]["text"]
 
 
@@ -244,7 +243,7 @@ def test_refund_after_fulfilment_and_redeposits_go_to_the_operators(session_fact
     assert child.status == PaymentStatus.FINISHED and child.fulfilled_at is None and child.payout_id is None
     assert child.needs_review.startswith("redeposit")
     assert subscriptions == 1 and _count(session_factory, Payout) == 1  # nothing undone, nothing granted twice
-    operator = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == ADMIN]
+    operator = [j.payload["text"] for j in _jobs(session_factory, ALERT_JOB)]
     assert len(operator) == 2
     assert any("Refund after fulfilment" in t for t in operator) and any("Re-deposit" in t for t in operator)
     buyer = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB) if j.payload["chat_id"] == BUYER]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,13 +65,11 @@ def renew_markup(channel_key: str) -> InlineKeyboardMarkup:
 class Remover:
     """Removes one expired subscriber per job."""
 
-    def __init__(self, session_factory: sessionmaker[Session], bot: Bot, jobs: JobQueue, clock: Clock,
-                 admin_chat_ids: Iterable[int] = ()):
+    def __init__(self, session_factory: sessionmaker[Session], bot: Bot, jobs: JobQueue, clock: Clock):
         self.session_factory = session_factory
         self.bot = bot
         self.jobs = jobs
         self.clock = clock
-        self.admin_chat_ids = tuple(admin_chat_ids)
 
     def _lock(self, session: Session, subscription_id: int, expires_us: int) -> Target | None:
         """Lock the subscription; the target if it still is the expired term the job was made for."""
@@ -137,7 +134,7 @@ class Remover:
             request_owner_notification(session, self.jobs, target.channel_id,
                                        texts.owner_lost_rights(target.title, detail),
                                        idempotency_key=f"lost-rights:{micros(now)}")
-            alert_operators(session, self.jobs, self.admin_chat_ids,
+            alert_operators(session, self.jobs,
                             texts.operators_lost_rights(target.channel_id, target.title, target.chat_id, detail),
                             key=f"lost-rights:{target.channel_id}:{micros(now)}")
 

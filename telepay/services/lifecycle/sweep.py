@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.clock import Clock
 from telepay.models import ReminderCursor
+from telepay.services.jobs import insert_jobs_sql
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 # Claim, mark and queue in one round trip: pg8000 parses every statement's text anew, so one
 # statement per batch rather than one per subscription.
-_EXPIRE_BATCH = text("""
+_EXPIRE_BATCH = text(f"""
 WITH due AS (
     SELECT id FROM subscriptions
     WHERE status = 'active' AND expires_at <= :cutoff
@@ -60,12 +61,10 @@ WITH due AS (
     FROM due WHERE s.id = due.id
     RETURNING s.id, (extract(epoch FROM s.expires_at) * 1000000)::bigint AS expires_us
 ), queued AS (
-    INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, created_at, updated_at)
-    SELECT :kind, jsonb_build_object('subscription_id', id, 'expires_at_us', expires_us),
-           'expire:' || id || ':' || expires_us, 'queued', 0, :now, :now, :now
-    FROM expired
-    ON CONFLICT ON CONSTRAINT uq_jobs_kind_dedupe_key DO NOTHING
-    RETURNING id
+    {insert_jobs_sql('''
+    SELECT CAST(:kind AS text), jsonb_build_object('subscription_id', id, 'expires_at_us', expires_us),
+           'expire:' || id || ':' || expires_us, CAST(:now AS timestamptz)
+    FROM expired''', returning=True)}
 )
 SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM queued)
 """)
@@ -73,7 +72,7 @@ SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM queued)
 # Reminders for an offset: active subscriptions whose expiry came within the offset's reach since
 # the cursor, skipping any whose whole term is shorter than the offset (a one-day plan needs no
 # "one day left" the moment it is bought).
-_REMIND_BATCH = text("""
+_REMIND_BATCH = text(f"""
 WITH batch AS (
     SELECT id, expires_at FROM subscriptions
     WHERE status = 'active' AND expires_at > :now AND expires_at <= :horizon
@@ -81,15 +80,14 @@ WITH batch AS (
     ORDER BY expires_at, id
     LIMIT :batch
 ), queued AS (
-    INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, created_at, updated_at)
-    SELECT :kind, jsonb_build_object('subscription_id', b.id, 'expires_at_us', b.expires_us,
-                                     'offset_seconds', CAST(:offset AS bigint)),
-           'remind:' || b.id || ':' || b.expires_us || ':' || CAST(:offset AS bigint), 'queued', 0, :now, :now, :now
+    {insert_jobs_sql('''
+    SELECT CAST(:kind AS text), jsonb_build_object('subscription_id', b.id, 'expires_at_us', b.expires_us,
+                                                   'offset_seconds', CAST(:offset AS bigint)),
+           'remind:' || b.id || ':' || b.expires_us || ':' || CAST(:offset AS bigint), CAST(:now AS timestamptz)
     FROM (SELECT batch.id, (extract(epoch FROM batch.expires_at) * 1000000)::bigint AS expires_us
           FROM batch JOIN subscriptions AS s ON s.id = batch.id
-          WHERE s.started_at < batch.expires_at - make_interval(secs => CAST(:offset AS bigint))) AS b
-    ON CONFLICT ON CONSTRAINT uq_jobs_kind_dedupe_key DO NOTHING
-    RETURNING id
+          WHERE s.started_at < batch.expires_at - make_interval(secs => CAST(:offset AS bigint))) AS b''',
+                    returning=True)}
 )
 SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM queued), last.expires_at, last.id
 FROM (SELECT 1) AS one

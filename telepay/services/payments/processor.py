@@ -31,17 +31,19 @@ import asyncio
 import logging
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from telegram import Bot
 
 from telepay.clock import Clock
 from telepay.models import (
     Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentEvent, PaymentStatus,
 )
 from telepay.services.fulfilment import Fulfilment
-from telepay.services.jobs import ClaimedJob, JobQueue
+from telepay.services.ipn import PROCESS_JOB
+from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.messages import alert_operators, queue_message
 from telepay.services.payments import texts, topup
 from telepay.services.payments.state import (
@@ -58,13 +60,12 @@ class PaymentProcessor:
     """Applies a payment's IPNs. Call `process` in a thread; the instance is the job handler."""
 
     def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
-                 fulfilment: Fulfilment, tolerance_percent: Decimal, admin_chat_ids: Iterable[int] = ()):
+                 fulfilment: Fulfilment, tolerance_percent: Decimal):
         self.session_factory = session_factory
         self.jobs = jobs
         self.clock = clock
         self.fulfilment = fulfilment
         self.tolerance_percent = tolerance_percent
-        self.admin_chat_ids = tuple(admin_chat_ids)
 
     async def __call__(self, job: ClaimedJob) -> None:
         await asyncio.to_thread(self.process, job.payload["provider_payment_id"])
@@ -232,7 +233,18 @@ class _Run:
             self.payment.needs_review = f"{reason}: {detail}"
             logger.warning("payment %s (%s), invoice %s: needs review: %s", self.payment.id, self.ref,
                            self.invoice.id, reason)
-        alert_operators(self.session, self.p.jobs, self.p.admin_chat_ids,
-                        texts.operator_note(title, self.ref, self.invoice.id, detail), key=f"{reason}:{self.ref}")
+        alert_operators(self.session, self.p.jobs, texts.operator_note(title, self.ref, self.invoice.id, detail),
+                        key=f"{reason}:{self.ref}")
         if buyer_text:
             self.tell(reason, buyer_text)
+
+
+class _Needs(Protocol):
+    payments: PaymentProcessor
+
+
+def _processor(services: _Needs, bot: Bot) -> PaymentProcessor:
+    return services.payments
+
+
+JOB_KINDS = (JobKind(PROCESS_JOB, _processor),)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,11 +41,10 @@ class IpnRefusals:
     """Records refusals for the IPN endpoint (called from its guard, in the request's thread)."""
 
     def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
-                 admin_chat_ids: Iterable[int], alert_count: int, alert_minutes: int):
+                 alert_count: int, alert_minutes: int):
         self.session_factory = session_factory
         self.jobs = jobs
         self.clock = clock
-        self.admin_chat_ids = tuple(admin_chat_ids)
         self.alert_count = alert_count
         self.window = timedelta(minutes=alert_minutes)
 
@@ -74,7 +72,7 @@ class IpnRefusals:
         # One alert per window: the key names the window the run was seen in.
         window_index = int(now.timestamp() // self.window.total_seconds())
         by_reason = ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items()))
-        alert_operators(session, self.jobs, self.admin_chat_ids,
+        alert_operators(session, self.jobs,
                         f"🚫 {total} NOWPayments IPNs refused in the last {minutes} minutes ({by_reason}). "
                         "Paid invoices may be waiting: check NOWPAYMENTS_IPN_IPS against NOWPayments' "
                         "current addresses and NOWPAYMENTS_IPN_SECRET against the dashboard; "

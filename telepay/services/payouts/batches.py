@@ -27,7 +27,7 @@ from telepay.clock import Clock
 from telepay.models import Accumulation, Channel, Payment, Payout, PayoutKind, PayoutStatus
 from telepay.models.channels import PayoutStrategy
 from telepay.services.jobs import JobQueue
-from telepay.services.payouts.alerts import alert_admins
+from telepay.services.messages import alert_operators
 from telepay.services.payouts.allocation import CHANNEL_LOCK, absorb_carried_over, enqueue_payout, held_total
 from telepay.services.payouts.exchanges import PayoutExchanges
 from telepay.services.payouts.wallet import ETH, USDT, HostWallet
@@ -159,7 +159,7 @@ class PayoutScheduler:
             now = self.clock.now()
             with self.session_factory.begin() as session:
                 for asset in short:
-                    alert_admins(session, self.jobs,
+                    alert_operators(session, self.jobs,
                                  f"Host wallet {self.wallet.address} is low on {asset}: worth {have[asset]:.2f} USD "
                                  f"against {owed[asset]:.2f} USD of payouts not yet funded (margin "
                                  f"{self.low_balance_usd} USD). Top it up.",

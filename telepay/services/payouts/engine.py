@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Bot
@@ -17,15 +18,14 @@ from web3 import Web3
 
 from telepay.clients.changenow import ChangeNowClient
 from telepay.clock import Clock
-from telepay.services.jobs import JobQueue
-from telepay.services.payouts.alerts import ALERT_JOB, AdminAlerter
+from telepay.services.jobs import JobKind, JobQueue
 from telepay.services.payouts.allocation import PAYOUT_JOB
 from telepay.services.payouts.batches import TIMER_NAME, PayoutScheduler
 from telepay.services.payouts.exchanges import PayoutExchanges
 from telepay.services.payouts.runner import PAYOUT_RETRY, PayoutRunner
 from telepay.services.payouts.wallet import HostWallet
 
-__all__ = ["ALERT_JOB", "PAYOUT_JOB", "PayoutEngine", "TIMER_NAME"]
+__all__ = ["JOB_KINDS", "PAYOUT_JOB", "PayoutEngine", "TIMER_NAME"]
 
 
 @dataclass
@@ -39,7 +39,6 @@ class PayoutEngine:
     def build(cls, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
               changenow: ChangeNowClient, w3: Web3, private_key: str, usdt_address: str,
               poll_seconds: float = 30, low_balance_usd: Decimal = Decimal("100")) -> PayoutEngine:
-        jobs.policies[PAYOUT_JOB] = PAYOUT_RETRY
         wallet = HostWallet(w3, private_key, usdt_address, session_factory, clock)
         exchanges = PayoutExchanges(changenow)
         runner = PayoutRunner(session_factory, jobs, exchanges, wallet, clock, poll_seconds=poll_seconds,
@@ -47,14 +46,20 @@ class PayoutEngine:
         scheduler = PayoutScheduler(session_factory, jobs, exchanges, wallet, clock, low_balance_usd=low_balance_usd)
         return cls(wallet, exchanges, runner, scheduler)
 
-    def handlers(self) -> dict:
-        return {PAYOUT_JOB: self.runner}
-
     async def tick(self) -> bool:
         """One run of the batch timer; True when it queued payouts (the worker should look now)."""
         result = await asyncio.to_thread(self.scheduler.run_once)
         return bool(result.sweep_id or result.batch_ids or result.alerts)
 
 
-def alert_handler(bot: Bot, admin_chat_ids: tuple[int, ...]) -> AdminAlerter:
-    return AdminAlerter(bot, admin_chat_ids)
+class _Needs(Protocol):
+    @property
+    def payouts(self) -> PayoutEngine | None: ...
+
+
+def _runner(services: _Needs, bot: Bot) -> PayoutRunner | None:
+    # Without the payout settings this process runs no payouts; their jobs wait for one that does.
+    return services.payouts.runner if services.payouts is not None else None
+
+
+JOB_KINDS = (JobKind(PAYOUT_JOB, _runner, PAYOUT_RETRY),)

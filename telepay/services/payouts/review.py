@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.models import Payout, PayoutStatus
 from telepay.services.jobs import JobQueue
-from telepay.services.payouts.alerts import alert_admins
+from telepay.services.messages import alert_operators
 from telepay.services.payouts.wallet import InsufficientFunds
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def record_failure(session_factory: sessionmaker[Session], jobs: JobQueue, now: 
         payout.last_error = message
         payout.failing_since = payout.failing_since or now
         if isinstance(failure, InsufficientFunds):
-            alert_admins(session, jobs, f"Host wallet is short of {failure.asset}: payout {payout_id} needs "
+            alert_operators(session, jobs, f"Host wallet is short of {failure.asset}: payout {payout_id} needs "
                          f"{failure.need} base units, the wallet has {failure.have}. Top it up.",
                          key=f"low-balance:{failure.asset}:{now:%Y-%m-%dT%H}")
         parked = now - payout.failing_since >= review_after
@@ -60,6 +60,6 @@ def to_review(session: Session, jobs: JobQueue, now: datetime, payout: Payout, r
     payout.resume_status, payout.status = payout.status, PayoutStatus.NEEDS_REVIEW
     payout.last_error, payout.updated_at = reason[:2000], now
     logger.error("payout %s needs review: %s", payout.id, reason)
-    alert_admins(session, jobs, f"Payout {payout.id} ({payout.kind.value}, {payout.amount_usd} USD"
+    alert_operators(session, jobs, f"Payout {payout.id} ({payout.kind.value}, {payout.amount_usd} USD"
                  f"{f', channel {payout.channel_id}' if payout.channel_id else ''}) needs review: {reason}. "
                  f"See `telepay payouts show {payout.id}`.", key=f"payout-review:{payout.id}:{now.isoformat()}")

@@ -4,6 +4,10 @@
         --mined--> funded --exchange finished--> finished
     pending --sign+store--> funding --mined--> finished          (same asset as the owner's: direct)
 
+A payout that waits (for its transfer to be mined, for ChangeNOW to pay out) asks for its own
+job to run again after POLL seconds (`RunAgain`): one job row per payout run, however long the
+wait.
+
 Every step records its outcome with a compare-and-set on the status before the next one starts,
 so a run cut short anywhere resumes from the last recorded step:
 
@@ -34,9 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clients.changenow import ProviderError
 from telepay.clock import Clock
 from telepay.models import Accumulation, ChainTxStatus, Payout, PayoutKind, PayoutStatus
-from telepay.services.jobs import ClaimedJob, JobQueue, RetryPolicy
-from telepay.services.payouts.alerts import alert_admins
-from telepay.services.payouts.allocation import enqueue_payout
+from telepay.services.jobs import ClaimedJob, JobQueue, RetryPolicy, RunAgain
+from telepay.services.messages import alert_operators
 from telepay.services.payouts.exchanges import FUNDING, BelowMinimum, PayoutExchanges, base_units, user_id
 from telepay.services.payouts.locks import advisory_lock
 from telepay.services.payouts import review
@@ -79,27 +82,36 @@ class PayoutRunner:
         self.review_after = review_after
         self.checkpoint = checkpoint or (lambda name: None)
 
-    async def __call__(self, job: ClaimedJob) -> None:
-        await asyncio.to_thread(self.run, int(job.payload["payout_id"]))
+    async def __call__(self, job: ClaimedJob) -> RunAgain | None:
+        return await asyncio.to_thread(self.run_job, int(job.payload["payout_id"]))
+
+    def run_job(self, payout_id: int) -> RunAgain | None:
+        """A run of the payout's job: `RunAgain` when the payout waits, so the same job looks again."""
+        _, waiting = self._run(payout_id)
+        return RunAgain(self.clock.now() + self.poll) if waiting else None
 
     def run(self, payout_id: int) -> PayoutStatus | None:
         """Advance the payout as far as it goes now; its status after (None: another run has it)."""
+        return self._run(payout_id)[0]
+
+    def _run(self, payout_id: int) -> tuple[PayoutStatus | None, bool]:
         with advisory_lock(self.wallet.engine, f"payout:{payout_id}", wait=False) as mine:
             if not mine:
                 logger.info("payout %s is being run by another worker; leaving it to them", payout_id)
-                return None
+                return None, False
             try:
                 return self._advance(payout_id)
             except (NeedsReview, ProviderError, TransferRefused) as refused:
-                return self._park(payout_id, f"{type(refused).__name__}: {refused}")
+                return self._park(payout_id, f"{type(refused).__name__}: {refused}"), False
             except Exception as failure:  # noqa: BLE001 - any other failure is retried, then reviewed
                 if self._failed(payout_id, failure):
-                    return PayoutStatus.NEEDS_REVIEW
+                    return PayoutStatus.NEEDS_REVIEW, False
                 raise PayoutFailed(f"payout {payout_id}: {type(failure).__name__}: {failure}") from failure
 
     # ---- the steps -------------------------------------------------------------------------------
 
-    def _advance(self, payout_id: int) -> PayoutStatus:
+    def _advance(self, payout_id: int) -> tuple[PayoutStatus, bool]:
+        """Take steps until the payout ends or waits: (its status, whether it waits)."""
         for _ in range(12):
             payout = self._load(payout_id)
             step = {
@@ -110,14 +122,11 @@ class PayoutRunner:
                 PayoutStatus.FUNDED: self._follow_exchange,
             }.get(payout.status)
             if step is None:
-                return payout.status
+                return payout.status, False
             if step(payout) == _WAIT:
-                self._poll_later(payout)
-                return payout.status
+                return payout.status, True
         # Still moving (quotes expiring one after another): never leave an active payout without a job.
-        payout = self._load(payout_id)
-        self._poll_later(payout)
-        return payout.status
+        return self._load(payout_id).status, True
 
     def _start(self, payout: Payout) -> None:
         if is_direct(payout):
@@ -271,12 +280,6 @@ class PayoutRunner:
             return session.scalar(select(Payout.id).where(Payout.exchange_id == exchange_id,
                                                           Payout.id != payout_id)) is not None
 
-    def _poll_later(self, payout: Payout) -> None:
-        with self.session_factory.begin() as session:
-            row = session.get(Payout, payout.id, with_for_update=True)
-            row.attempts += 1
-            enqueue_payout(session, self.jobs, payout.id, f"poll:{row.attempts}", run_at=self.clock.now() + self.poll)
-
     def _carry_over(self, payout: Payout, why: str) -> None:
         with self.session_factory.begin() as session:
             row = session.get(Payout, payout.id, with_for_update=True)
@@ -300,4 +303,4 @@ class PayoutRunner:
 
     def _alert(self, payout: Payout, text: str, what: str) -> None:
         with self.session_factory.begin() as session:
-            alert_admins(session, self.jobs, f"Payout {payout.id}: {text}", key=f"payout-{what}:{payout.id}")
+            alert_operators(session, self.jobs, f"Payout {payout.id}: {text}", key=f"payout-{what}:{payout.id}")

@@ -22,12 +22,13 @@ from telepay.models import (
 from telepay.models.channels import PayoutStrategy
 from telepay_sandbox.chain import HOST_WALLET_PRIVATE_KEY, DevChain
 from telepay_sandbox.changenow import ChangeNowSandbox
-from telepay.services.jobs import JobQueue
+from telepay.services.jobs import JobQueue, JobRegistry
+from telepay.services.payouts import engine as payout_engine
 from telepay.services.payouts import PAYOUT_JOB, allocate_share
-from telepay.services.payouts.alerts import ALERT_JOB
+from telepay.services.messages import ALERT_JOB
 from telepay.services.payouts.batches import PayoutScheduler
 from telepay.services.payouts.exchanges import PayoutExchanges
-from telepay.services.payouts.runner import PAYOUT_RETRY, PayoutFailed, PayoutRunner
+from telepay.services.payouts.runner import PayoutFailed, PayoutRunner
 from telepay.services.payouts.wallet import HostWallet
 
 KEY = "cn-payouts-key"
@@ -66,7 +67,7 @@ class World:
         self.changenow = changenow
         self.clock = clock
         self.crasher = Crasher()
-        self.jobs = JobQueue(session_factory, clock=clock, policies={PAYOUT_JOB: PAYOUT_RETRY})
+        self.jobs = JobQueue(session_factory, clock=clock, kinds=JobRegistry(payout_engine.JOB_KINDS))
         self.client = ChangeNowClient(changenow.base_url, KEY, retries=1, backoff=0.01)
         self.exchanges = PayoutExchanges(self.client)
         self.w3 = Web3(HTTPProvider(chain.rpc_url))
@@ -123,14 +124,17 @@ class World:
             claimed = self.jobs.claim("test-worker", limit=20, kinds=[PAYOUT_JOB])
             for job in claimed:
                 try:
-                    self.runner.run(int(job.payload["payout_id"]))
+                    again = self.runner.run_job(int(job.payload["payout_id"]))
                 except Crash:
                     self.crashes += 1
                     continue
                 except PayoutFailed as failure:
                     self.jobs.fail(job, "test-worker", str(failure))
                     continue
-                self.jobs.complete(job, "test-worker")
+                if again is not None:
+                    self.jobs.reschedule(job, "test-worker", again.at)
+                else:
+                    self.jobs.complete(job, "test-worker")
             if not claimed:
                 if not self.open_jobs():
                     return

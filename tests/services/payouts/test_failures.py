@@ -3,19 +3,14 @@ needs_review and a DM to the operators; a short host wallet -> an alert; operato
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from telegram import Bot
 
 from telepay.models import Job, JobState, PayoutStatus
 from telepay.models.channels import PayoutStrategy
-from telepay_sandbox.telegram import RateLimits, TelegramSandbox
-from telepay.services.jobs import ClaimedJob
-from telepay.services.payouts.alerts import AdminAlerter
 from telepay.services.payouts.operations import PayoutRefused, cancel_payout, report, retry_payout
 from telepay.services.payouts.runner import PayoutRunner
 from telepay.services.payouts.wallet import HostWallet
@@ -97,22 +92,6 @@ def test_cancel_before_funding_and_the_batch_shares_are_held_again(world):
     assert again != batch_id
 
 
-def test_alerts_reach_every_admin_by_dm():
-    with TelegramSandbox(token="77:alerts", rate_limits=RateLimits.off()) as telegram:
-        admins = [telegram.create_user(f"Admin {n}") for n in range(2)]
-        for admin in admins:
-            admin.command("start")
-
-        async def deliver():
-            async with Bot("77:alerts", base_url=telegram.base_url) as bot:
-                alerter = AdminAlerter(bot, tuple(a.id for a in admins) + (424242,))  # one never started the bot
-                await alerter(ClaimedJob(1, "alert.admins", {"text": "payout 7 needs review"}, 1, None))
-
-        asyncio.run(deliver())
-        for admin in admins:
-            assert "payout 7 needs review" in admin.wait_for_message(timeout=5).text
-
-
 def test_an_unreachable_chain_is_retried_and_the_payout_finishes_once_it_is_back(world, chain):
     from web3 import HTTPProvider, Web3
 
@@ -133,3 +112,21 @@ def test_an_unreachable_chain_is_retried_and_the_payout_finishes_once_it_is_back
     payout = world.payout(payout.id)
     assert payout.status == PayoutStatus.FINISHED and payout.failing_since is None
     assert len(world.chain_txs(payout.id)) == 1 and world.alerts() == []
+
+
+def test_a_payout_that_waits_polls_on_its_one_job(world):
+    runs = []
+    run_job = world.runner.run_job
+
+    def counted(payout_id):
+        runs.append(payout_id)
+        return run_job(payout_id)
+
+    world.runner.run_job = counted
+    payout = world.payout_of(world.pay(world.channel("usdt", "eth"), Decimal("40")))
+    world.drain()
+    assert world.payout(payout.id).status == PayoutStatus.FINISHED
+    assert len(runs) > 1  # it waited for the chain or the exchange at least once...
+    with world.session_factory() as session:  # ...and every look was the same job, run again
+        jobs = list(session.scalars(select(Job).where(Job.kind == "payout.run")))
+    assert len(jobs) == 1 and jobs[0].state == JobState.DONE
