@@ -2,7 +2,8 @@
 
 A subscription is created or extended (new expiry = the later of now and the current expiry, plus
 the tier's days); a donation is thanked. The owner's share is allocated (`allocate_share`: an
-instant payout or a held share), and the owner is told if they opted in. Everything that talks
+instant payout or a held share), or, for a Stars payment, left held for Telegram's withdrawal
+hold (`HeldShare`; released later by the Stars hold timer), and the owner is told if they opted in. Everything that talks
 to Telegram is queued as a job with a dedupe key naming the invoice, so a repeated IPN or a
 retried job grants, thanks and notifies exactly once.
 """
@@ -10,6 +11,7 @@ retried job grants, thanks and notifies exactly once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -58,6 +60,15 @@ def extend_subscription(session: Session, invoice: Invoice, now: datetime) -> tu
     return subscription, renewed
 
 
+@dataclass(frozen=True)
+class HeldShare:
+    """A share not allocated at fulfilment: a Stars payment's, held until `until`."""
+
+    until: datetime
+    share_usd: Decimal
+    paid: str  # what the buyer paid, in words ("⭐ 385 Stars")
+
+
 class Fulfilment:
     """Grants what a completed invoice bought; runs in the caller's transaction, never commits."""
 
@@ -65,9 +76,14 @@ class Fulfilment:
         self.jobs = jobs
         self.fee_percent = fee_percent
 
-    def fulfil(self, session: Session, invoice: Invoice, payment: Payment, now: datetime) -> Allocation:
+    def fulfil(self, session: Session, invoice: Invoice, payment: Payment, now: datetime, *,
+               held: HeldShare | None = None) -> Allocation | None:
+        """Grant, thank, allocate (or hold: `held`) and notify; the allocation, None if held."""
         channel = session.get(Channel, invoice.channel_id)
-        allocation = allocate_share(session, self.jobs, payment.id, fee_percent=self.fee_percent, now=now)
+        allocation = None
+        if held is None:
+            allocation = allocate_share(session, self.jobs, payment.id, fee_percent=self.fee_percent, now=now)
+        arrived = allocation.arrived_usd if allocation else payment.actually_paid_usd
         tier_text = None
         if invoice.kind == InvoiceKind.SUBSCRIPTION:
             subscription, renewed = extend_subscription(session, invoice, now)
@@ -77,15 +93,18 @@ class Fulfilment:
             logger.info("invoice %s (payment %s): subscription %s %s until %s", invoice.id, payment.id,
                         subscription.id, "extended" if renewed else "started", subscription.expires_at.isoformat())
         else:
-            queue_message(session, self.jobs, invoice.buyer_user_id,
-                          texts.thanks(channel.open_title, allocation.arrived_usd),
+            thanks = (texts.thanks(channel.open_title, arrived) if held is None
+                      else texts.thanks_in(channel.open_title, held.paid))
+            queue_message(session, self.jobs, invoice.buyer_user_id, thanks,
                           dedupe_key=f"buyer:{payment.provider_payment_id}:thanks")
-            logger.info("invoice %s (payment %s): donation of %s USD", invoice.id, payment.id,
-                        allocation.arrived_usd)
+            logger.info("invoice %s (payment %s): donation of %s USD", invoice.id, payment.id, arrived)
         if channel.notify_enabled and not channel.owner_blocked_bot:
             title = channel.closed_title if tier_text else channel.open_title
-            text = texts.owner_sale(title=title, tier=tier_text,
-                                    buyer=texts.buyer_name(invoice.buyer_username, invoice.buyer_user_id),
-                                    at=now, allocation=allocation)
+            buyer = texts.buyer_name(invoice.buyer_username, invoice.buyer_user_id)
+            if held is None:
+                text = texts.owner_sale(title=title, tier=tier_text, buyer=buyer, at=now, allocation=allocation)
+            else:
+                text = texts.owner_sale_held(title=title, tier=tier_text, buyer=buyer, at=now, paid=held.paid,
+                                             value_usd=arrived, share_usd=held.share_usd, until=held.until)
             request_owner_notification(session, self.jobs, channel.id, text, idempotency_key=f"sale:{invoice.id}")
         return allocation

@@ -66,6 +66,12 @@ def thanks(title: str, amount: Decimal) -> str:
             "has been told — your support means a lot.")
 
 
+def thanks_in(title: str, paid: str) -> str:
+    """Thanks for a donation paid in something other than dollars ("⭐ 100 Stars")."""
+    return (f"💝 Thank you! Your donation of {paid} to “{title}” has arrived. The channel's owner "
+            "has been told — your support means a lot.")
+
+
 def partially_paid(what: str, paid: str, missing: str, missing_usd: Decimal | None) -> str:
     about = f" (about {usd(missing_usd)})" if missing_usd is not None and missing_usd > 0 else ""
     return (f"⚠️ Your payment for {what} arrived, but it is less than the price: we received {paid}, "
@@ -107,6 +113,15 @@ def owner_sale(*, title: str, tier: str | None, buyer: str, at: datetime, alloca
     lines = [head, f"Amount: {usd(allocation.arrived_usd)}", f"From: {buyer}", f"Time: {when(at)}",
              payout_line(allocation)]
     return "\n".join(lines)
+
+
+def owner_sale_held(*, title: str, tier: str | None, buyer: str, at: datetime, paid: str, value_usd: Decimal,
+                    share_usd: Decimal, until: datetime) -> str:
+    """A Stars sale: the share waits for Telegram's withdrawal hold before it is paid out."""
+    head = (f"💰 New subscription to “{title}”\n{tier}" if tier else f"💝 New donation to “{title}”")
+    return "\n".join([head, f"Amount: {paid} ({usd(value_usd)})", f"From: {buyer}", f"Time: {when(at)}",
+                      f"Your share: {usd(share_usd)}, paid out after {when(until)} (Telegram holds Stars "
+                      "that long)."])
 
 
 def payout_line(allocation: Allocation) -> str:
