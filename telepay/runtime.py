@@ -42,6 +42,7 @@ from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments.refusals import IpnRefusals
 from telepay.services.worker import Handler, Worker
 from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER, PayoutEngine
+from telepay.services.stars.engine import RECONCILE_TIMER, RELEASE_TIMER, StarsServices
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Services:
     payouts: PayoutEngine | None = None
     # Subscriptions' end: the expiry sweep (reminders, removals).
     sweep: lifecycle.ExpirySweep | None = None
+    # Telegram Stars: checkout, receipts, held shares, reconciliation.
+    stars: StarsServices | None = None
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -93,10 +96,12 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         session_factory, NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or ""),
         clock, ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
                                  if settings.public_base_url else None),
-        success_url=bot_link + "?start=paid", cancel_url=bot_link)
+        success_url=bot_link + "?start=paid", cancel_url=bot_link, stars_only=settings.stars_only)
+    fulfilment = Fulfilment(services.jobs, fee_percent=settings.platform_fee_percent)
+    services.stars = StarsServices.build(session_factory, services.jobs, clock, settings, fulfilment)
     services.payments = PaymentProcessor(
         session_factory, services.jobs, clock,
-        fulfilment=Fulfilment(services.jobs, fee_percent=settings.platform_fee_percent),
+        fulfilment=fulfilment,
         tolerance_percent=settings.payment_underpaid_tolerance_percent)
     services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
                                               after_minutes=settings.payment_status_check_minutes)
@@ -157,6 +162,19 @@ def start_timers(application: Application, services: Services) -> None:
         await asyncio.to_thread(services.jobs.prune)
 
     schedule(application, log, PRUNE_TIMER, 3600, prune_jobs, first_seconds=3600)
+
+    async def release_star_shares() -> None:
+        if await asyncio.to_thread(services.stars.releaser.run_once):
+            services.wake_worker()
+
+    # Released shares become payouts: checked as often as payout batches are.
+    schedule(application, log, RELEASE_TIMER, every, release_star_shares, first_seconds=min(every, 60))
+
+    async def reconcile_stars() -> None:
+        await services.stars.reconciler.run(application.bot)
+        services.wake_worker()
+
+    schedule(application, log, RECONCILE_TIMER, 86400, reconcile_stars, first_seconds=300)
 
 
 def freeze_startup_heap() -> None:

@@ -177,6 +177,17 @@ class TelegramSandbox:
         with self._world.lock:
             return payments.charge_due(self._world)
 
+    def force_payment(self, person: UserHandle, payload: str, amount: int) -> str:
+        """Deliver a `successful_payment` the bot never pre-approved; its charge id."""
+        with self._world.lock:
+            return payments.force_charge(self._world, person.id, payload, amount)
+
+    def redeliver(self, update: dict) -> None:
+        """Queue an update again, as Telegram does when the bot's offset never confirmed it."""
+        with self._world.lock:
+            kind = next(key for key in update if key != "update_id")
+            self._world.updates.push(kind, update[kind])
+
     @property
     def bot_star_balance(self) -> int:
         with self._world.lock:

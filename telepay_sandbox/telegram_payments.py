@@ -119,6 +119,14 @@ def _service_message(world: World, user_id: int, fields: dict) -> None:
     world.notify()
 
 
+def force_charge(world: World, user_id: int, payload: str, amount: int) -> str:
+    """A charge the bot never agreed to (no pre-checkout): for tests of what the bot does with a
+    `successful_payment` it cannot match, as after an invoice made by another deployment."""
+    invoice = StarInvoice("Unknown", "Unknown", payload, amount)
+    world.stars.balances[user_id] = world.stars.balances.get(user_id, 0) + amount  # it is not the test's point
+    return _charge(world, user_id, invoice, None, recurring=False).charge_id
+
+
 def charge_due(world: World) -> int:
     """Renew every Star subscription whose period has ended; the number of charges made."""
     charged = 0

@@ -20,7 +20,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from telepay.bot import access, buy, channels_menu, donate, register, setup_form, start
+from telepay.bot import access, buy, channels_menu, donate, register, setup_form, stars, start, support
 from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import MessageRateLimiter
@@ -106,7 +106,9 @@ def add_handlers(application: Application) -> None:
     # about for per_message=False; that is the intended design, not an oversight.
     warnings.filterwarnings("ignore", message=".*per_message.*", category=PTBUserWarning)
     application.add_handlers([
+        *stars.handlers(),  # payments first: a successful_payment is a private message too
         donate.conversation(),
+        *support.handlers(),  # /paysupport (a conversation), /privacy, /terms
         owner_conversation(),
         CommandHandler("start", start.start),
         CommandHandler("help", start.help_command),

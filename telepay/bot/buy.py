@@ -1,7 +1,9 @@
 """Buyers: the tier card a deep link opens, "Pay", the invoice message, retries, /mysubs and renewals.
 
-Buttons carry the channel key and the tier number (`pay:<key>:<n>`), never a price, so they
-work after a restart and cannot be edited into a cheaper one.
+Buttons carry the channel key and the tier number (`pay:<key>:<n>` for crypto, `star:` and
+`stsub:` for Stars, see `telepay.bot.stars`), never a price, so they work after a restart and
+cannot be edited into a cheaper one. A channel offers the methods its owner enabled; in
+STARS_ONLY mode, Stars alone.
 """
 
 from __future__ import annotations
@@ -14,20 +16,43 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update, WebAppI
 from telepay.bot.common import Context, ack, db, keyboard, limits, now, provider, services, show, tell_error
 from telepay.bot.limits import INVOICE, allowed
 from telepay.errors import TelePayError
-from telepay.models import Channel, Subscription, SubscriptionStatus
+from telepay.models import Channel, PaymentMethod, Subscription, SubscriptionStatus
 from telepay.services.invoices import (
     DONATE, UNKNOWN_LINK, InvoiceView, Offer, InvoiceUnavailable, channel_offers, offer, parse_payload,
 )
+from telepay.services.stars.checkout import TierOptions
+from telepay.services.stars.receipts import RENEWAL_GRACE
 
 logger = logging.getLogger(__name__)
 
 
-def tier_card(found: Offer) -> tuple[str, InlineKeyboardMarkup]:
+def pay_buttons(found: Offer, options: TierOptions, *, plans: bool = False) -> list[list[tuple[str, str]]]:
+    """Stars first (Telegram's rule for digital services), then crypto, as the channel allows.
+    `plans`: the labels of the Renew list, which shows every tier at once."""
+    rows = []
+    tier, days = f"{found.key}:{found.number}", f" · {found.days} days" if plans else ""
+    if PaymentMethod.STARS in options.methods:
+        rows.append([(f"⭐ {options.stars:,} Stars{days}" if plans else f"⭐ Pay {options.stars:,} Stars",
+                      f"star:{tier}")])
+        if options.renewable:
+            rows.append([(f"🔁 {options.stars:,} Stars every 30 days (auto-renew)", f"stsub:{tier}")])
+    if PaymentMethod.CRYPTO in options.methods:
+        rows.append([(f"${found.price_usd:,.2f}{days}" if plans else f"💳 Pay ${found.price_usd:,.2f}",
+                      f"pay:{tier}")])
+    return rows
+
+
+def tier_card(found: Offer, options: TierOptions) -> tuple[str, InlineKeyboardMarkup]:
+    ways = []
+    if PaymentMethod.STARS in options.methods:
+        ways.append(f"in Telegram Stars ({options.stars:,} ⭐)")
+    if PaymentMethod.CRYPTO in options.methods:
+        ways.append(f"in crypto through NOWPayments (${found.price_usd:,.2f})")
     text = (f"🔒 Subscription to “{found.closed_title}”\n\n"
             f"Price: ${found.price_usd:,.2f}\nDuration: {found.days} days\n\n"
-            "You pay in crypto through NOWPayments. Your personal invite link arrives here as soon "
-            "as the payment is confirmed.")
-    return text, keyboard([(f"💳 Pay ${found.price_usd:,.2f}", f"pay:{found.key}:{found.number}")])
+            f"You can pay {' or '.join(ways) or 'in no way right now'}. Your personal invite link arrives "
+            "here as soon as the payment is confirmed.")
+    return text, keyboard(*pay_buttons(found, options))
 
 
 async def open_link(update: Update, context: Context, payload: str) -> None:
@@ -37,10 +62,11 @@ async def open_link(update: Update, context: Context, payload: str) -> None:
         if target == DONATE:
             raise TelePayError(UNKNOWN_LINK)  # donate links are the donation conversation's
         found = await db(context, offer, key, target)
+        options = await db(context, services(context).stars.checkout.options, found)
     except TelePayError as error:
         await update.effective_message.reply_text(error.message)
         return
-    text, markup = tier_card(found)
+    text, markup = tier_card(found, options)
     await update.effective_message.reply_text(text, reply_markup=markup)
 
 
@@ -102,8 +128,10 @@ async def retry(update: Update, context: Context) -> None:
 async def renew(update: Update, context: Context) -> None:
     """`buy:<key>`: the channel's current tiers, each with a Pay button."""
     key = update.callback_query.data.split(":", 1)[1]
+    checkout = services(context).stars.checkout
     try:
         offers = await db(context, channel_offers, key)
+        options = [await db(context, checkout.options, o) for o in offers]
     except TelePayError as error:
         await tell_error(update, error)
         return
@@ -112,18 +140,28 @@ async def renew(update: Update, context: Context) -> None:
         await show(update, "This channel has no subscription options right now.")
         return
     lines = [f"Renew “{offers[0].closed_title}” — pick a plan:"]
-    rows = [[(f"${o.price_usd:,.2f} · {o.days} days", f"pay:{key}:{o.number}")] for o in offers]
+    rows = [row for o, opt in zip(offers, options) for row in pay_buttons(o, opt, plans=True)]
     await update.effective_chat.send_message("\n".join(lines), reply_markup=keyboard(*rows))
 
 
 def _active_subscriptions(session, user_id: int, at):
     rows = session.execute(
-        select(Subscription.expires_at, Channel.closed_title, Channel.key)
+        select(Subscription.expires_at, Channel.closed_title, Channel.key, Subscription.id,
+               Subscription.star_charge_id, Subscription.star_renews)
         .join(Channel, Channel.id == Subscription.channel_id)
         .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE,
                Subscription.expires_at > at)
         .order_by(Subscription.expires_at)).all()
     return [tuple(row) for row in rows]
+
+
+def _subscription_line(expires, title, star_charge_id, star_renews) -> str:
+    if star_charge_id and star_renews:
+        # Telegram charges at the period's end; our end carries a grace for a late charge.
+        return f"• {title} — renews on {expires - RENEWAL_GRACE:%d %b %Y, %H:%M} UTC (⭐ auto-renewal)"
+    if star_charge_id:
+        return f"• {title} — until {expires - RENEWAL_GRACE:%d %b %Y, %H:%M} UTC (auto-renewal off)"
+    return f"• {title} — until {expires:%d %b %Y, %H:%M} UTC"
 
 
 async def my_subscriptions(update: Update, context: Context) -> None:
@@ -135,7 +173,9 @@ async def my_subscriptions(update: Update, context: Context) -> None:
                            "to get one.")
         return
     lines = ["🎟 Your subscriptions:\n"]
-    lines += [f"• {title} — until {expires:%d %b %Y, %H:%M} UTC" for expires, title, _ in subs]
-    rows = [[(f"🔄 Renew {title[:40]}", f"buy:{key}")] for _, title, key in subs]
-    rows += [[(f"🔑 Get my invite to {title[:32]}", f"invite:{key}")] for _, title, key in subs]
+    lines += [_subscription_line(expires, title, charge, renews) for expires, title, _, _, charge, renews in subs]
+    rows = [[(f"⏸ Cancel auto-renewal of {title[:28]}", f"stc:{sub_id}")] if renews else
+            [(f"▶️ Resume auto-renewal of {title[:28]}", f"str:{sub_id}")] if charge else
+            [(f"🔄 Renew {title[:40]}", f"buy:{key}")] for _, title, key, sub_id, charge, renews in subs]
+    rows += [[(f"🔑 Get my invite to {title[:32]}", f"invite:{key}")] for _, title, key, *_ in subs]
     await show(update, "\n".join(lines), keyboard(*rows))

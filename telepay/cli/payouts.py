@@ -101,7 +101,9 @@ def payouts_cancel(payout_id: int, reason: str) -> None:
 @click.command()
 @click.option("--exact", is_flag=True, help="Every digit (shares are kept to the micro-dollar), not cents.")
 def report(exact: bool) -> None:
-    """Per channel, in USD: received, platform fees, paid out, pending, carried over, cancelled."""
+    """Per channel, in USD: received, platform fees, paid out, pending, carried over, cancelled;
+    then Telegram Stars: received, their USD value, held, released, refunded."""
+    from telepay.cli.stars import print_stars_report
     from telepay.services.payouts.operations import report as money_report
 
     _usd = str if exact else globals()["_usd"]
@@ -118,3 +120,5 @@ def report(exact: bool) -> None:
             m.channel_id, m.payments, *(_usd(a) for a in amounts)))
     click.echo("{:>8} {:>9} {:>14} {:>12} {:>14} {:>12} {:>13} {:>10}".format(
         "total", sum(m.payments for m in rows), *(_usd(t) for t in totals)))
+    with _session_factory()() as session:
+        print_stars_report(session, exact)

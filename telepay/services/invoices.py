@@ -132,8 +132,9 @@ class InvoiceService:
     """Opens invoices; each public method runs its own short transactions around the provider."""
 
     def __init__(self, session_factory: sessionmaker[Session], provider: Any, clock: Clock, *,
-                 ipn_callback_url: str | None, success_url: str, cancel_url: str):
+                 ipn_callback_url: str | None, success_url: str, cancel_url: str, stars_only: bool = False):
         self.session_factory = session_factory
+        self.stars_only = stars_only
         self.provider = provider
         self.clock = clock
         self.ipn_callback_url = ipn_callback_url
@@ -144,6 +145,7 @@ class InvoiceService:
         now = self.clock.now()
         with self.session_factory.begin() as session:
             found = offer(session, key, number)
+            self._takes_crypto(session, found)
             tier_id = session.scalars(select(Tier.id).where(Tier.channel_id == found.channel_id,
                                                             Tier.number == number)).one()
             reusable = session.scalars(
@@ -165,11 +167,19 @@ class InvoiceService:
         amount = parse_donation(str(amount))
         with self.session_factory.begin() as session:
             found = offer(session, key, DONATE)
+            self._takes_crypto(session, found)
             invoice = Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.DONATION, channel_id=found.channel_id,
                               buyer_user_id=user_id, buyer_username=username, price_usd=amount,
                               created_at=self.clock.now())
             session.add(invoice)
         return self._create_at_provider(invoice.id)
+
+    def _takes_crypto(self, session: Session, found: Offer) -> None:
+        """STARS_ONLY, or an owner who switched crypto off: no crypto invoice (Stars are offered)."""
+        channel = session.get(Channel, found.channel_id)
+        if self.stars_only or not channel.accept_crypto:
+            raise InvalidInput(f"“{found.title}” takes Telegram Stars only. Please choose ⭐ Stars.",
+                               code="no_crypto")
 
     def retry(self, invoice_id: str, user_id: int) -> InvoiceView:
         """Try the provider again for an invoice it refused (or return it if it has a URL now)."""

@@ -170,6 +170,8 @@ def test_mysubs_lists_active_subscriptions_with_renew_buttons(world, live):
     assert "Paula VIP — until 31 Jan 2030, 12:00 UTC" in listing.text
     subscriber.press(listing, text="🔄 Renew Paula VIP")
     plans = subscriber.wait_for_message(lambda m: "Renew" in m.text, timeout=TIMEOUT)
-    assert [b["text"] for b in plans.buttons] == ["$7.50 · 30 days", "$60.00 · 365 days"]
+    assert [b["text"] for b in plans.buttons] == [
+        "⭐ 577 Stars · 30 days", "🔁 577 Stars every 30 days (auto-renew)", "$7.50 · 30 days",
+        "⭐ 4,616 Stars · 365 days", "$60.00 · 365 days"]
     subscriber.press(plans, text="$7.50 · 30 days")
     assert "$7.50" in subscriber.wait_for_message(lambda m: "Your invoice" in m.text, timeout=TIMEOUT).text

@@ -107,7 +107,8 @@ def test_an_expired_member_is_removed_told_and_can_renew_through_the_invoice_flo
 
     person.press(ended, text="🔄 Renew")
     plans = person.wait_for_message(lambda m: "pick a plan" in m.text, timeout=TIMEOUT)
-    assert [b["text"] for b in plans.buttons] == ["$5.00 · 30 days"]
+    assert [b["text"] for b in plans.buttons] == [
+        "⭐ 385 Stars · 30 days", "🔁 385 Stars every 30 days (auto-renew)", "$5.00 · 30 days"]
     person.press(plans, text="$5.00 · 30 days")
     invoice = person.wait_for_message(lambda m: "Your invoice" in m.text, timeout=TIMEOUT)
     assert "$5.00 for 30 days of “Paula VIP”" in invoice.text

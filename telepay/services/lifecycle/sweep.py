@@ -71,11 +71,12 @@ SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM queued)
 
 # Reminders for an offset: active subscriptions whose expiry came within the offset's reach since
 # the cursor, skipping any whose whole term is shorter than the offset (a one-day plan needs no
-# "one day left" the moment it is bought).
+# "one day left" the moment it is bought) and Star subscriptions that renew by themselves (if a
+# renewal fails, the removal's message offers Renew, as for any subscription that ended).
 _REMIND_BATCH = text(f"""
 WITH batch AS (
     SELECT id, expires_at FROM subscriptions
-    WHERE status = 'active' AND expires_at > :now AND expires_at <= :horizon
+    WHERE status = 'active' AND NOT star_renews AND expires_at > :now AND expires_at <= :horizon
       AND (expires_at, id) > (:after_at, :after_id)
     ORDER BY expires_at, id
     LIMIT :batch

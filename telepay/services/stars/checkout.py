@@ -23,7 +23,7 @@ from telepay.errors import InvalidInput
 from telepay.models import (
     Channel, ChannelStatus, Invoice, InvoiceKind, InvoiceStatus, PaymentMethod, Tier,
 )
-from telepay.services.invoices import DONATE, offer
+from telepay.services.invoices import DONATE, Offer, offer
 from telepay.services.stars import texts
 from telepay.services.stars.pricing import MAX_STARS, offered_methods, tier_stars
 
@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_DAYS = 30  # Telegram's only subscription period (2592000 s)
 SUBSCRIPTION_PERIOD = SUBSCRIPTION_DAYS * 86400
+
+
+@dataclass(frozen=True)
+class TierOptions:
+    """How a tier can be paid: the methods offered, its Stars price, whether it can auto-renew."""
+
+    methods: list[PaymentMethod]
+    stars: int | None
+    renewable: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,13 @@ class StarsCheckout:
 
     def methods(self, session: Session, channel_id: int) -> list[PaymentMethod]:
         return offered_methods(session.get(Channel, channel_id), stars_only=self.stars_only)
+
+    def options(self, session: Session, found: Offer) -> TierOptions:
+        """What the tier card offers for `found` (a tier of a sellable channel)."""
+        methods = self.methods(session, found.channel_id)
+        tier = session.scalars(select(Tier).where(Tier.channel_id == found.channel_id,
+                                                  Tier.number == found.number)).one()
+        return TierOptions(methods, tier_stars(tier, self.rate), tier.days == SUBSCRIPTION_DAYS)
 
     def open_tier(self, user_id: int, username: str | None, key: str, number: int, *,
                   subscription: bool) -> StarsInvoice:

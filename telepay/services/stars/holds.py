@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,17 +78,18 @@ class RefundResult:
     review: str | None
 
 
-def apply_refund(session: Session, jobs: JobQueue, charge_id: str, now: datetime, *,
-                 admin_chat_ids: Iterable[int] = ()) -> RefundResult:
+def apply_refund(session: Session, jobs: JobQueue, charge_id: str, now: datetime) -> RefundResult:
     """Record that Telegram refunded `charge_id`, and end what it paid for. Never commits."""
     row = session.scalars(select(StarPayment).where(StarPayment.charge_id == charge_id)
                           .with_for_update()).one_or_none()
     if row is None:
-        alert_operators(session, jobs, admin_chat_ids, f"↩️ Telegram refunded Stars charge {charge_id}, "
+        alert_operators(session, jobs, f"↩️ Telegram refunded Stars charge {charge_id}, "
                         "which we have no record of.", key=f"stars:refund_unknown:{charge_id}")
         return RefundResult(None, False, None, "unknown charge")
     if row.status == StarPaymentStatus.REFUNDED:
-        return RefundResult(row.id, False, None, row.needs_review)
+        # Applied already (the `refunded_payment` update often beats the command that caused it).
+        cancelled = row.share_usd if row.share_status == ShareStatus.CANCELLED else None
+        return RefundResult(row.id, False, cancelled, row.needs_review)
     was = row.status
     row.status, row.refunded_at, row.updated_at = StarPaymentStatus.REFUNDED, now, now
     cancelled = review = None
@@ -102,7 +102,7 @@ def apply_refund(session: Session, jobs: JobQueue, charge_id: str, now: datetime
                   f"(payment {row.payment_id}); recover it from the owner or write it off")
         row.needs_review = review
         session.get(Payment, row.payment_id).needs_review = review
-        alert_operators(session, jobs, admin_chat_ids, f"↩️ Stars charge {charge_id}: {review}.",
+        alert_operators(session, jobs, f"↩️ Stars charge {charge_id}: {review}.",
                         key=f"stars:refund_after_release:{row.id}")
     if was == StarPaymentStatus.FULFILLED:
         _end_access(session, jobs, row, now, cancelled)

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -52,8 +52,7 @@ class Receipt:
 
 class StarsReceipts:
     def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
-                 fulfilment: Fulfilment, rate: Decimal, fee_percent: Decimal, hold_days: int,
-                 admin_chat_ids: Iterable[int] = ()):
+                 fulfilment: Fulfilment, rate: Decimal, fee_percent: Decimal, hold_days: int):
         self.session_factory = session_factory
         self.jobs = jobs
         self.clock = clock
@@ -61,7 +60,6 @@ class StarsReceipts:
         self.rate = rate
         self.fee_percent = fee_percent
         self.hold = timedelta(days=hold_days)
-        self.admin_chat_ids = tuple(admin_chat_ids)
 
     def record(self, user_id: int, username: str | None, paid: dict[str, Any]) -> Receipt:
         """Record and act on one `successful_payment` (its Bot API fields as a dict)."""
@@ -110,7 +108,7 @@ class StarsReceipts:
     def _review(self, session: Session, row: StarPayment, reason: str, detail: str) -> None:
         row.status, row.needs_review = StarPaymentStatus.REVIEW, f"{reason}: {detail}"
         logger.warning("stars charge %s (star payment %s): needs review: %s", row.charge_id, row.id, reason)
-        alert_operators(session, self.jobs, self.admin_chat_ids,
+        alert_operators(session, self.jobs,
                         texts.operator_review(reason, row.charge_id, row.user_id, row.stars, detail),
                         key=f"stars:{reason}:{row.id}")
         queue_message(session, self.jobs, row.user_id, texts.received_for_review(row.stars),
