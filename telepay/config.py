@@ -27,6 +27,7 @@ SECRET_NAMES = frozenset(
         "WEBHOOK_SIGNING_SECRET",
         "NOWPAYMENTS_API_KEY",
         "NOWPAYMENTS_IPN_SECRET",
+        "NOWPAYMENTS_PASSWORD",
         "CHANGENOW_API_KEY",
         "HOST_WALLET_PRIVATE_KEY",
         "OPERATOR_TOKEN",
@@ -153,6 +154,10 @@ class Settings:
     nowpayments_api_key: str | None = field(default=None, repr=False)
     nowpayments_ipn_secret: str | None = field(default=None, repr=False)
     nowpayments_base_url: str = "https://api.nowpayments.io/v1"
+    # The dashboard login, for the JWT NOWPayments' payments list may want besides the API key
+    # (unconfirmed which it needs; with both set, both are sent). Used to recover lost IPNs.
+    nowpayments_email: str | None = None
+    nowpayments_password: str | None = field(default=None, repr=False)
     # Where IPNs may come from: NOWPayments' published addresses unless told otherwise;
     # "any" switches the allowlist off (the signature still has to verify).
     nowpayments_ipn_ips: tuple[str, ...] = ("51.89.194.21", "51.75.77.69", "138.201.172.58", "65.21.158.36")
@@ -249,6 +254,8 @@ _ATTR = {
     "NOWPAYMENTS_API_KEY": "nowpayments_api_key",
     "NOWPAYMENTS_IPN_SECRET": "nowpayments_ipn_secret",
     "NOWPAYMENTS_BASE_URL": "nowpayments_base_url",
+    "NOWPAYMENTS_EMAIL": "nowpayments_email",
+    "NOWPAYMENTS_PASSWORD": "nowpayments_password",
     "NOWPAYMENTS_IPN_IPS": "nowpayments_ipn_ips",
     "CHANGENOW_API_KEY": "changenow_api_key",
     "CHANGENOW_BASE_URL": "changenow_base_url",

@@ -39,6 +39,8 @@ from telepay.services.fulfilment import Fulfilment
 from telepay.services.registry import JOB_KINDS
 from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
 from telepay.services.payments.processor import PaymentProcessor
+from telepay.services.payments import reconcile
+from telepay.services.payments.reconcile import Reconciler
 from telepay.services.payments.refusals import IpnRefusals
 from telepay.services.worker import Handler, Worker
 from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER, PayoutEngine
@@ -66,6 +68,7 @@ class Services:
     # Money in: IPNs into payment state, fulfilment, invites and join requests.
     payments: PaymentProcessor | None = None
     payment_checker: PaymentChecker | None = None
+    reconciler: Reconciler | None = None
     ipn_refusals: IpnRefusals | None = None
     access: AccessService | None = None
     # Money out: payout jobs, the batch timer and the host wallet (None without its settings).
@@ -74,6 +77,11 @@ class Services:
     sweep: lifecycle.ExpirySweep | None = None
     # Telegram Stars: checkout, receipts, held shares, reconciliation.
     stars: StarsServices | None = None
+
+
+def nowpayments_client(settings: Settings) -> NowPaymentsClient:
+    return NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or "",
+                             email=settings.nowpayments_email, password=settings.nowpayments_password)
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -93,7 +101,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
     services.setup = SetupService(services.jobs, clock, address_validator=changenow)
     bot_link = f"https://t.me/{settings.telegram_bot_username}"
     services.invoices = InvoiceService(
-        session_factory, NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or ""),
+        session_factory, nowpayments_client(settings),
         clock, ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
                                  if settings.public_base_url else None),
         success_url=bot_link + "?start=paid", cancel_url=bot_link, stars_only=settings.stars_only)
@@ -105,6 +113,9 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         tolerance_percent=settings.payment_underpaid_tolerance_percent)
     services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
                                               after_minutes=settings.payment_status_check_minutes)
+    services.reconciler = Reconciler(session_factory, services.invoices.provider, services.jobs, clock,
+                                     after_minutes=settings.payment_status_check_minutes,
+                                     admin_chat_ids=settings.admin_chat_ids)
     services.ipn_refusals = IpnRefusals(session_factory, services.jobs, clock,
                                         alert_count=settings.ipn_refusal_alert_count,
                                         alert_minutes=settings.ipn_refusal_alert_minutes)
@@ -143,6 +154,12 @@ def start_timers(application: Application, services: Services) -> None:
             services.wake_worker()
 
     schedule(application, log, PAYMENT_CHECK_TIMER, 60, check_payments)
+
+    async def reconcile_payments() -> None:
+        if await asyncio.to_thread(services.reconciler.run_once):
+            services.wake_worker()
+
+    schedule(application, log, reconcile.TIMER_NAME, reconcile.EVERY_SECONDS, reconcile_payments)
 
     async def payout_batches() -> None:
         if services.payouts is not None and await services.payouts.tick():

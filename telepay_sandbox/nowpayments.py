@@ -10,6 +10,12 @@ signed IPNs NOWPayments would send, step by step, to the invoice's `ipn_callback
         nowpayments.pay(other.id, amount_usd=Decimal(3))  # -> partially_paid
         nowpayments.redeposit(payment_id)                 # a child payment (parent_payment_id)
 
+The payments list (`GET /v1/payment/?dateFrom&dateTo&page&limit`) is served in the documented
+shape; which authentication it takes is unconfirmed at NOWPayments, so the sandbox can play
+either: the API key alone (`list_auth="api-key"`, the default), or the API key plus
+`Authorization: Bearer <JWT>` from `POST /v1/auth {email, password}` (`list_auth="jwt"`; the
+accounts are set with `add_account`; a token lasts 5 minutes of the sandbox clock).
+
 Crypto amounts come from a settable table of USD rates (`rates`), in Decimal. Delivery is
 shaped by `Delivery` (repeats, concurrency, order, delays, resends on non-2xx); every attempt
 and its answer is kept in `ipns`. Fixed-rate invoices expire 20 minutes after creation without
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
@@ -41,7 +47,9 @@ class NowPaymentsSandbox:
                  number_style: str = "decimal", delivery: Delivery = Delivery(),
                  outcome_currency: str | None = None, service_fee_rate: Decimal = Decimal("0.005"),
                  min_price_usd: Decimal = Decimal("1"), clock: Clock | None = None, seed: int | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, list_auth: str = "api-key") -> None:
+        if list_auth not in ("api-key", "jwt"):
+            raise ValueError("list_auth is 'api-key' or 'jwt'")
         if not api_key or not ipn_secret:
             raise ValueError("the sandbox needs an API key and an IPN secret")
         self.api_keys = {api_key}
@@ -58,6 +66,9 @@ class NowPaymentsSandbox:
         self.payments: dict[int, PaymentState] = {}
         self.calls: list[Call] = []
         self.faults = Faults()
+        self.list_auth = list_auth
+        self.accounts: dict[str, str] = {}  # email -> password, for POST /v1/auth
+        self.tokens: dict[str, datetime] = {}  # JWT -> when it was issued
         self._random = random.Random(seed)
         self._courier = Courier()
         self._server = LoopbackServer(NowPaymentsApi(self), "nowpayments", host, port)
@@ -95,6 +106,11 @@ class NowPaymentsSandbox:
         with self.lock:
             self.api_keys.add(api_key)
 
+    def add_account(self, email: str, password: str) -> None:
+        """A dashboard login, for `POST /v1/auth` (the JWT the payments list may want)."""
+        with self.lock:
+            self.accounts[email] = password
+
     def set_rate(self, currency: str, usd: Decimal) -> None:
         with self.lock:
             self.rates[currency.lower()] = Decimal(usd)
@@ -114,6 +130,11 @@ class NowPaymentsSandbox:
     @property
     def ipns(self) -> list[IpnRecord]:
         return list(self._courier.records)
+
+    @property
+    def given_up(self) -> list[tuple[int, str]]:
+        """(payment id, status) of every IPN whose deliveries all failed: NOWPayments sends it no more."""
+        return [(ipn.payment_id, ipn.status) for ipn in self._courier.given_up]
 
     def ipns_for(self, payment_id: int) -> list[IpnRecord]:
         return [record for record in self.ipns if record.payment_id == payment_id]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 import time
+from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,20 @@ _STOCK = {
     400: "INVALID_REQUEST_PARAMS", 403: "INVALID_API_KEY", 404: "NOT_FOUND", 429: "TOO_MANY_REQUESTS",
     500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT",
 }
+
+
+TOKEN_LIFETIME = timedelta(minutes=5)
+
+
+def _date(value: str | None) -> datetime | None:
+    """dateFrom/dateTo: `2026-12-02` or `2026-12-02T10:00:00.000Z`, as NOWPayments takes them."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"invalid date {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class ApiError(Exception):
@@ -91,6 +106,10 @@ class NowPaymentsApi:
             self._authenticate(request)
             if method == "POST" and path.rstrip("/") == "/v1/invoice":
                 return self._create_invoice(request)
+            if method == "POST" and path.rstrip("/") == "/v1/auth":
+                return self._auth(request)
+            if method == "GET" and path.rstrip("/") == "/v1/payment":
+                return self._list_payments(request)
             if method == "GET" and (match := _PAYMENT.fullmatch(path)):
                 return self._payment(request, match.group(1))
             if method == "GET" and path.rstrip("/") == "/v1/estimate":
@@ -177,6 +196,51 @@ class NowPaymentsApi:
             if payment is None or payment.api_key != request.headers.get("x-api-key"):
                 raise ApiError(404, "Payment not found", "PAYMENT_NOT_FOUND")
             return self._json(200, payment.fields(for_ipn=False))
+
+    def _auth(self, request: Request) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            raise ApiError(400, "Unexpected token in JSON") from None
+        sandbox = self.sandbox
+        with sandbox.lock:
+            if not isinstance(body, dict) or sandbox.accounts.get(body.get("email")) != body.get("password") \
+                    or body.get("email") is None:
+                raise ApiError(403, "Invalid credentials", "INVALID_CREDENTIALS")
+            token = "eyJ" + sandbox._random.randbytes(24).hex()
+            sandbox.tokens[token] = sandbox.clock.now()
+        return self._json(200, {"token": token})
+
+    def _list_payments(self, request: Request) -> Response:
+        """`GET /v1/payment/`: the merchant's payments created between dateFrom and dateTo."""
+        sandbox = self.sandbox
+        if sandbox.list_auth == "jwt":
+            given = request.headers.get("authorization") or ""
+            token = given[len("Bearer "):] if given.startswith("Bearer ") else ""
+            with sandbox.lock:
+                issued = sandbox.tokens.get(token)
+            if issued is None or sandbox.clock.now() - issued > TOKEN_LIFETIME:
+                raise ApiError(401, "Authorization header is empty (Bearer JWTtoken is required)",
+                               "AUTH_REQUIRED")
+        query = request.query
+        try:
+            limit = int(query.get("limit", "10"))
+            page = int(query.get("page", "0"))
+        except ValueError:
+            raise ApiError(400, '"limit" and "page" must be numbers') from None
+        if not 1 <= limit <= 500 or page < 0:
+            raise ApiError(400, '"limit" must be 1..500 and "page" 0 or more')
+        date_from, date_to = _date(query.get("dateFrom")), _date(query.get("dateTo"))
+        key = request.headers.get("x-api-key")
+        with sandbox.lock:
+            payments = [p for p in sandbox.payments.values() if p.api_key == key
+                        and (date_from is None or p.created_at >= date_from)
+                        and (date_to is None or p.created_at <= date_to)]
+            payments.sort(key=lambda p: (p.created_at, p.payment_id), reverse=query.get("orderBy") == "desc")
+            shown = [p.fields(for_ipn=False) for p in payments[page * limit:(page + 1) * limit]]
+        pages = (len(payments) + limit - 1) // limit
+        return self._json(200, {"data": shown, "limit": limit, "page": page, "pagesCount": pages,
+                                "total": len(payments)})
 
     def _estimate(self, query: dict[str, str]) -> Response:
         amount = _number(query, "amount", required=True)

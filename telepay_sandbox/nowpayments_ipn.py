@@ -1,12 +1,15 @@
 """NOWPayments sandbox: building IPN bodies and delivering them the way NOWPayments does.
 
-A body carries every field of a real IPN, keys in NOWPayments' order (not sorted: the sorting is
-the verifier's job), numbers spelled by `jsontext` in the sandbox's chosen style, non-ASCII text
-raw; `x-nowpayments-sig` is computed over the JSON.stringify canonical form with the IPN secret.
+A body carries every field of a real IPN, shaped as production IPNs are (keys sorted, epoch
+millisecond `updated_at`, `actually_paid_at_fiat: 0`; `PaymentState.fields`), numbers spelled by
+`jsontext` in the sandbox's chosen style, non-ASCII text raw; `x-nowpayments-sig` is computed over
+the JSON.stringify canonical form with the IPN secret.
 
 `Courier` posts them. What a test can ask of it (`Delivery`): each IPN sent N times, copies at
 once from several threads, a pause between IPNs, the steps in another order, and resends while
-our endpoint answers non-2xx or is slower than NOWPayments waits (they retry too). Every attempt
+our endpoint answers non-2xx or is slower than NOWPayments waits (they retry too). Like
+NOWPayments, it stops after a few failed deliveries (`retries`): that IPN is never sent again
+unless resent by hand (`NowPaymentsSandbox.resend`), and is listed in `given_up`. Every attempt
 is kept as an `IpnRecord` with the answer it got.
 """
 
@@ -33,7 +36,7 @@ class Delivery:
     delay: float = 0.0  # seconds between one IPN and the next
     order: str | Sequence[int] = "in-order"  # or "reversed", "shuffled", or explicit positions
     seed: int | None = None  # for "shuffled"
-    retries: int = 3  # resends after a non-2xx answer, an error or a timeout
+    retries: int = 3  # resends after a non-2xx answer, an error or a timeout; then it gives up
     retry_delay: float = 0.05  # NOWPayments waits minutes; the sandbox need not
     timeout: float = 3.0  # NOWPayments wants an answer within about 3 s
     forwarded_for: str | None = None  # an X-Forwarded-For, as when Caddy sits in front of us
@@ -98,6 +101,7 @@ class Courier:
 
     def __init__(self) -> None:
         self.records: list[IpnRecord] = []
+        self.given_up: list[Ipn] = []  # IPNs whose every delivery failed: never sent again
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
@@ -170,3 +174,5 @@ class Courier:
                 return
             if attempt < attempts:
                 time.sleep(delivery.retry_delay * attempt)
+        with self._lock:
+            self.given_up.append(ipn)

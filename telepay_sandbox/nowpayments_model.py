@@ -93,6 +93,10 @@ class PaymentState:
     history: list[str] = field(default_factory=list)
 
     def fields(self, *, for_ipn: bool) -> dict[str, Any]:
+        """The payment as NOWPayments shows it. An IPN is shaped as logged production IPNs are
+        (quoted in public client tests): keys sorted, `updated_at` in epoch milliseconds and no
+        `created_at`, `actually_paid_at_fiat` 0 even when finished; a re-deposit has null
+        `invoice_id`, `order_id` and `order_description`, as NOWPayments' documented example."""
         seen = self.status in _PAID_STATUSES
         actually_paid = self.paid if seen else Decimal(0)
         basis = actually_paid if seen else self.pay_amount
@@ -119,10 +123,23 @@ class PaymentState:
             "fee": {"currency": self.pay_currency, "depositFee": Decimal(0), "withdrawalFee": Decimal(0),
                     "serviceFee": service_fee},
         }
-        body.update({"created_at": iso_millis(self.created_at), "updated_at": iso_millis(self.updated_at)})
-        if not for_ipn:  # GET /payment/{id} carries a few more
-            body.update({"payout_hash": self.payout_hash, "payin_hash": self.payin_hash,
-                         "burning_percent": None, "type": "crypto2crypto"})
+        if for_ipn:
+            body["updated_at"] = int(self.updated_at.timestamp() * 1000)
+            body["actually_paid_at_fiat"] = 0  # what production IPNs carry: never rely on it
+            if self.parent_payment_id is not None:
+                body.update(invoice_id=None, order_id=None, order_description=None)
+            return _sorted(body)
+        # GET /payment/{id} and the payments list carry a few more, and ISO timestamps.
+        body.update({"created_at": iso_millis(self.created_at), "updated_at": iso_millis(self.updated_at),
+                     "payout_hash": self.payout_hash, "payin_hash": self.payin_hash,
+                     "burning_percent": None, "type": "crypto2crypto"})
         return body
+
+
+def _sorted(value: Any) -> Any:
+    """Keys sorted at every level, as NOWPayments' IPN bodies arrive."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    return value
 
 

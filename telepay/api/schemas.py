@@ -96,6 +96,8 @@ class IpnIn(BaseModel):
         # The IPN guard parses numbers as Decimal; a float here would mean someone bypassed it.
         if value is None:
             return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)  # a whole number (`"actually_paid_at_fiat":0`) is exact as it is
         if isinstance(value, str):
             try:
                 value = Decimal(value.strip())

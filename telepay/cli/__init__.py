@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from telepay.cli.common import engine_or_exit, fail_config, settings_or_exit
 from telepay.config import ConfigError
+from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
 from telepay.cli.stars import payments, stars, texts
 from telepay.logs import configure_logging
@@ -231,6 +232,7 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
     return command
 
 
+main.add_command(payments)
 main.add_command(payouts)
 main.add_command(report)
 main.add_command(payments)

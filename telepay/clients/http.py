@@ -98,9 +98,11 @@ class JsonHttp:
         self._client.close()
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                body: Mapping[str, Any] | None = None, idempotent: bool = True) -> Any:
+                body: Mapping[str, Any] | None = None, idempotent: bool = True,
+                headers: Mapping[str, str] | None = None) -> Any:
+        """`headers` add to the client's own for this request (e.g. a short-lived bearer token)."""
         content = jsontext.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = {**({"Content-Type": "application/json"} if content is not None else {}), **(headers or {})}
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         last = "no attempt made"
         for attempt in range(self._retries + 1):

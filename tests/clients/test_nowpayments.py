@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -122,3 +123,49 @@ def test_get_payment_has_decimal_amounts_only(client, sandbox):
 def test_estimate_and_min_amount_are_decimal(client):
     assert client.estimate(Decimal(15), "usd", "eth") == Decimal("0.006")
     assert client.min_amount("eth", "trx") == Decimal("0.0004")
+
+
+def _paid(sandbox, client, count):
+    endpoint = LoopbackServer(lambda request: Response(200, b"ok"), "ipn-endpoint")
+    endpoint.start()
+    invoice = client.create_invoice(price_amount=Decimal(15), **{**INVOICE, "ipn_callback_url": endpoint.origin})
+    paid = [sandbox.pay(invoice.id) for _ in range(count)]
+    endpoint.stop()
+    return paid
+
+
+def test_list_payments_reads_every_page_with_the_api_key_alone(client, sandbox, monkeypatch):
+    monkeypatch.setattr("telepay.clients.nowpayments.LIST_PAGE", 2)
+    paid = _paid(sandbox, client, 5)
+    now = datetime.now(timezone.utc)
+    listed = client.list_payments(now - timedelta(hours=1), now + timedelta(minutes=1))
+    assert [item["payment_id"] for item in listed] == paid and listed[0]["order_id"] == "inv-9"
+    assert isinstance(listed[0]["actually_paid"], Decimal) and not any(
+        isinstance(v, float) for item in listed for v in _walk(item))
+    pages = [call.query["page"] for call in sandbox.calls if call.path == "/v1/payment/"]
+    assert pages == ["0", "1", "2"]
+    assert client.list_payments(now - timedelta(days=3), now - timedelta(days=2)) == []
+
+
+def test_list_payments_with_a_jwt_fetches_one_and_a_new_one_when_it_expired(sandbox):
+    sandbox.list_auth = "jwt"
+    sandbox.add_account("ops@example.test", "dashboard-password")
+    clock = [0.0]
+    with NowPaymentsClient(sandbox.base_url, KEY, backoff=0.01, email="ops@example.test",
+                           password="dashboard-password", monotonic=lambda: clock[0]) as client:
+        paid = _paid(sandbox, client, 1)
+        now = datetime.now(timezone.utc)
+        window = (now - timedelta(hours=1), now + timedelta(minutes=1))
+        assert [item["payment_id"] for item in client.list_payments(*window)] == paid
+        assert [item["payment_id"] for item in client.list_payments(*window)] == paid  # the token is kept
+        sandbox.tokens.clear()  # NOWPayments forgot it early: refused once, a new one, served
+        assert [item["payment_id"] for item in client.list_payments(*window)] == paid
+        clock[0] += 300  # older than we keep one: fetched again before asking
+        assert [item["payment_id"] for item in client.list_payments(*window)] == paid
+    auths = [call.status for call in sandbox.calls if call.path == "/v1/auth"]
+    lists = [call.status for call in sandbox.calls if call.path == "/v1/payment/"]
+    assert auths == [200, 200, 200] and lists == [200, 200, 401, 200, 200]
+    with NowPaymentsClient(sandbox.base_url, KEY, backoff=0.01) as keyless:  # without the login: refused
+        with pytest.raises(ProviderError) as raised:
+            keyless.list_payments(*window)
+    assert raised.value.status == 401 and raised.value.code == "AUTH_REQUIRED"

@@ -180,3 +180,23 @@ def test_payments_that_end_otherwise_reach_the_buyer_and_the_operators(world, sh
     assert world.count(Subscription, Subscription.user_id == refunded.id) == 1  # the operator decides
     operator_texts = [m.text for m in world.operator.messages() if m.text.startswith("🛎")]
     assert len(operator_texts) == 2
+
+
+def test_a_top_up_after_partially_paid_lets_the_buyer_in(world, shop):
+    """What the bot promises after `partially_paid`: send the rest to the same address and it
+    continues. NOWPayments reports that top-up as a re-deposit with no order id of its own."""
+    _, key, closed_chat = shop
+    buyer = world.telegram.create_user("Tia")
+    invoice = world.invoice_for(buyer, key)
+    payment_id = world.nowpayments.pay(invoice.provider_invoice_id, partial=True)
+    buyer.wait_for_message(lambda m: "less than the price" in m.text, timeout=TIMEOUT)
+    parent = world.nowpayments.payment(payment_id)
+    rest = world.nowpayments.to_usd(parent.pay_amount - parent.paid, parent.pay_currency)
+    child = world.nowpayments.redeposit(payment_id, amount_usd=rest)
+    welcome = buyer.wait_for_message(lambda m: "Payment received" in m.text, timeout=TIMEOUT)
+    assert buyer.join(welcome.buttons[0]["url"]) == "requested"
+    until(lambda: buyer.status_in(closed_chat) == "member", what="buyer approved")
+    with world.session_factory() as session:
+        assert session.get(Invoice, invoice.id).status == InvoiceStatus.COMPLETED
+        row = session.scalars(select(Payment).where(Payment.provider_payment_id == str(child))).one()
+    assert row.invoice_id == invoice.id and row.needs_review is None and row.owner_share_usd is not None

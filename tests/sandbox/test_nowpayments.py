@@ -136,8 +136,17 @@ def test_ipn_wire_text_is_not_what_python_json_would_sign(sandbox, receiver):
     text = body.decode("utf-8")
     assert '"price_amount":15.0' in text and '"actually_paid":0.00005' in text
     assert DESCRIPTION in text  # raw UTF-8, not \u escapes
-    assert list(json.loads(text))[:3] == ["payment_id", "parent_payment_id", "invoice_id"]  # not sorted
     verify_ipn(SECRET, body, signature)
+
+
+def test_ipns_are_shaped_like_production_ones(sandbox, receiver):
+    invoice = _invoice(sandbox, receiver)
+    sandbox.pay(invoice["id"])
+    body = json.loads(receiver.received[-1][0], parse_float=Decimal)
+    assert list(body) == sorted(body) and list(body["fee"]) == sorted(body["fee"])  # keys sorted
+    assert isinstance(body["updated_at"], int) and body["updated_at"] > 1.7e12  # epoch milliseconds
+    assert "created_at" not in body
+    assert body["payment_status"] == "finished" and body["actually_paid_at_fiat"] == 0
 
 
 @pytest.mark.parametrize("style, spelled", [("js", '"price_amount":15,'), ("python", '"actually_paid":5e-05')])
@@ -156,7 +165,7 @@ def test_partial_payment_ends_partially_paid(sandbox, receiver):
     assert receiver.statuses() == ["waiting", "confirming", "partially_paid"]
     last = verify_ipn(SECRET, *receiver.received[-1])
     assert last["pay_amount"] == Decimal("20") and last["actually_paid"] == Decimal("10")
-    assert last["actually_paid_at_fiat"] == Decimal("10")
+    assert last["actually_paid_at_fiat"] == 0  # as production IPNs: never relied on
     status = httpx.get(f"{sandbox.base_url}/payment/{payment_id}", headers={"x-api-key": KEY}).json()
     assert status["payment_status"] == "partially_paid"
 
@@ -190,6 +199,8 @@ def test_redeposit_is_a_child_payment(sandbox, receiver):
     body = verify_ipn(SECRET, *receiver.received[-1])
     assert body["payment_id"] == child != parent
     assert body["parent_payment_id"] == parent and body["payment_status"] == "finished"
+    # Shaped like NOWPayments' documented example: no invoice, no order of its own.
+    assert body["invoice_id"] is None and body["order_id"] is None and body["order_description"] is None
     assert body["actually_paid"] == Decimal("0.002")
     assert body["pay_address"] == sandbox.payment(parent).pay_address
 
@@ -220,6 +231,40 @@ def test_resends_while_our_endpoint_errs_or_is_slow(sandbox, receiver):
     late = sandbox.ipns_for(payment_id)[3:]
     assert late[0].status_code is None and "Timeout" in late[0].error
     assert late[1].ok and late[1].attempt == 2
+
+
+def test_after_a_few_failed_deliveries_it_gives_up_as_nowpayments_does(sandbox, receiver):
+    invoice = _invoice(sandbox, receiver)
+    receiver.answers = [500] * 10
+    payment_id = sandbox.pay(invoice["id"], statuses=("waiting", "confirming"),
+                             delivery=Delivery(retries=2, retry_delay=0.001))
+    assert [(r.status, r.attempt, r.status_code) for r in sandbox.ipns_for(payment_id)] == [
+        ("waiting", 1, 500), ("waiting", 2, 500), ("waiting", 3, 500),
+        ("confirming", 1, 500), ("confirming", 2, 500), ("confirming", 3, 500)]
+    assert sandbox.given_up == [(payment_id, "waiting"), (payment_id, "confirming")]
+
+
+def test_the_payments_list_with_either_authentication(receiver):
+    with NowPaymentsSandbox(KEY, SECRET, list_auth="jwt") as sandbox:
+        sandbox.add_account("ops@example.test", "pw")
+        invoice = _invoice(sandbox, receiver)
+        paid = [sandbox.pay(invoice["id"]) for _ in range(3)]
+        url = f"{sandbox.base_url}/payment/"
+        query = {"limit": 2, "page": 0, "dateFrom": "2020-01-01", "dateTo": "2100-01-01T00:00:00.000Z"}
+        refused = httpx.get(url, params=query, headers={"x-api-key": KEY})
+        assert refused.status_code == 401 and refused.json()["code"] == "AUTH_REQUIRED"
+        assert httpx.post(f"{sandbox.base_url}/auth", json={"email": "ops@example.test", "password": "no"},
+                          headers={"x-api-key": KEY}).status_code == 403
+        token = httpx.post(f"{sandbox.base_url}/auth", json={"email": "ops@example.test", "password": "pw"},
+                           headers={"x-api-key": KEY}).json()["token"]
+        headers = {"x-api-key": KEY, "Authorization": f"Bearer {token}"}
+        first = httpx.get(url, params=query, headers=headers).json()
+        second = httpx.get(url, params={**query, "page": 1}, headers=headers).json()
+        assert (first["pagesCount"], first["total"], len(first["data"]), len(second["data"])) == (2, 3, 2, 1)
+        assert [p["payment_id"] for p in first["data"] + second["data"]] == paid
+        assert first["data"][0]["order_id"] == "inv-42" and first["data"][0]["payment_status"] == "finished"
+        before = httpx.get(url, params={**query, "dateTo": "2020-01-02"}, headers=headers).json()
+        assert before["data"] == [] and before["pagesCount"] == 0
 
 
 def test_background_delivery_with_delays(sandbox, receiver):
