@@ -47,7 +47,7 @@ def payments_reconcile(since: str) -> None:
     session_factory = make_session_factory(engine)
     # By hand the operator wants every unpaid invoice of the window, however recent.
     reconciler = Reconciler(session_factory, nowpayments_client(settings), JobQueue(session_factory, clock=clock),
-                            clock, after_minutes=0, admin_chat_ids=settings.admin_chat_ids)
+                            clock, after_minutes=0)
     try:
         recovered = reconciler.run_once(since=clock.now() - window)
     except ProviderFailure as error:

@@ -14,9 +14,9 @@ from telepay.api.schemas import IpnIn
 from telepay.models import Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Subscription
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.ipn import record_ipn
-from telepay.services.messages import DIRECT_JOB
+from telepay.services.messages import ALERT_JOB, DIRECT_JOB
 from tests.services.test_payments import (  # noqa: F401 - fixtures
-    ADMIN, BUYER, _count, _invoice, _jobs, channel, clock, jobs, processor,
+    BUYER, _count, _invoice, _jobs, channel, clock, jobs, processor,
 )
 
 
@@ -35,7 +35,7 @@ def _body(invoice_id, payment_id, status, *, paid="0.004", pay="0.004", parent=N
 
 
 def _operator_alerts(session_factory):
-    return [job for job in _jobs(session_factory, DIRECT_JOB) if job.payload["chat_id"] == ADMIN]
+    return _jobs(session_factory, ALERT_JOB)
 
 
 def _buyer_texts(session_factory):

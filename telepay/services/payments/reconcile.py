@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -54,13 +54,12 @@ class Recovered:
 
 class Reconciler:
     def __init__(self, session_factory: sessionmaker[Session], provider: Any, jobs: JobQueue, clock: Clock, *,
-                 after_minutes: int, admin_chat_ids: Iterable[int] = ()):
+                 after_minutes: int):
         self.session_factory = session_factory
         self.provider = provider
         self.jobs = jobs
         self.clock = clock
         self.quiet = timedelta(minutes=after_minutes)
-        self.admin_chat_ids = tuple(admin_chat_ids)
 
     def run_once(self, since: datetime | None = None) -> list[Recovered]:
         """Look up the unpaid invoices opened since `since` (default: LOOKBACK ago) and at least
@@ -113,7 +112,7 @@ class Reconciler:
             invoice_id = session.scalar(select(Payment.invoice_id).where(Payment.provider_payment_id == ipn.payment_id))
             found = Recovered(ipn.payment_id, invoice_id, ipn.payment_status)
             if found.status not in _NO_MONEY:
-                alert_operators(session, self.jobs, self.admin_chat_ids,
+                alert_operators(session, self.jobs,
                                 f"🔎 Payment {found.payment_id} (invoice {invoice_id}) was {found.status} at "
                                 "NOWPayments, but none of its IPNs reached us. It was recovered from their "
                                 "payments list and is being processed as if its IPN had come. Check why IPNs "
