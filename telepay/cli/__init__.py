@@ -12,7 +12,7 @@ from telepay.cli.common import engine_or_exit, fail_config, settings_or_exit
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
-from telepay.cli.stars import payments, stars, texts
+from telepay.cli.stars import stars, texts
 from telepay.logs import configure_logging
 
 
@@ -235,7 +235,6 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
 main.add_command(payments)
 main.add_command(payouts)
 main.add_command(report)
-main.add_command(payments)
 main.add_command(stars)
 main.add_command(texts)
 _add_plugin_commands()

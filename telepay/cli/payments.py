@@ -1,6 +1,7 @@
 """`telepay payments reconcile [--since]`: find paid invoices whose every IPN was lost.
 
-Registered on the main group by `telepay.cli`. Does what the running process's reconciliation
+Registered on the main group by `telepay.cli`; `telepay payments refund` (Stars) joins this group
+from `telepay.cli.stars`. Does what the running process's reconciliation
 timer does (`telepay.services.payments.reconcile`), by hand and over a window the operator
 chooses: each recovered payment is recorded as its IPN would have been, and the running
 process's worker processes it (fulfils, pays out) as usual.
@@ -18,7 +19,7 @@ from telepay.config import ConfigError, parse_duration
 
 @click.group()
 def payments() -> None:
-    """Payments in: reconcile with NOWPayments."""
+    """Payments in: reconcile with NOWPayments, refund Stars payments."""
 
 
 @payments.command("reconcile")

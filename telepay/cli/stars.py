@@ -1,6 +1,7 @@
 """`telepay payments refund`, `telepay stars reconcile|report`, `telepay texts set|show`.
 
-Registered on the main group by `telepay.cli`. A refund calls Telegram first (refundStarPayment:
+Registered on the main group by `telepay.cli` (`refund` joins the `payments` group of
+`telepay.cli.payments`). A refund calls Telegram first (refundStarPayment:
 Telegram refuses a second refund of one charge, so a rerun after a crash is safe) and then
 records it and ends access in one transaction; the running process's worker sends the messages.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from telepay.cli.common import fail_config, session_factory as _session_factory, settings_or_exit
+from telepay.cli.payments import payments
 from telepay.config import ConfigError
 
 
@@ -24,11 +26,6 @@ def _bot(settings):
     except ConfigError as error:
         fail_config(error)
     return Bot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url)
-
-
-@click.group()
-def payments() -> None:
-    """Payments in: refunds of Stars payments."""
 
 
 @payments.command("refund")
