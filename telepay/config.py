@@ -139,6 +139,13 @@ class Settings:
     db_max_overflow: int = 10
     db_pool_timeout: int = 30
     db_pool_recycle: int = 1800
+    # Fail fast: how long to wait for a connection or a liveness check, how long one statement
+    # may run on the server, when an idle TCP connection is probed (a half-open one is found in
+    # about twice this), and how long `telepay run` waits for the database at start-up.
+    db_connect_timeout_seconds: int = 5
+    db_statement_timeout_seconds: int = 30
+    db_keepalive_seconds: int = 30
+    db_startup_wait_seconds: int = 120
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     public_base_url: str | None = None
@@ -241,6 +248,10 @@ _ATTR = {
     "DB_MAX_OVERFLOW": "db_max_overflow",
     "DB_POOL_TIMEOUT": "db_pool_timeout",
     "DB_POOL_RECYCLE": "db_pool_recycle",
+    "DB_CONNECT_TIMEOUT_SECONDS": "db_connect_timeout_seconds",
+    "DB_STATEMENT_TIMEOUT_SECONDS": "db_statement_timeout_seconds",
+    "DB_KEEPALIVE_SECONDS": "db_keepalive_seconds",
+    "DB_STARTUP_WAIT_SECONDS": "db_startup_wait_seconds",
     "HTTP_HOST": "http_host",
     "HTTP_PORT": "http_port",
     "PUBLIC_BASE_URL": "public_base_url",

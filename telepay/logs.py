@@ -1,11 +1,33 @@
-"""Logging set-up: plain text by default, JSON lines when LOG_FORMAT=json."""
+"""Logging set-up: plain text by default, JSON lines when LOG_FORMAT=json.
+
+Two filters sit on the one root handler, so they cover library loggers too:
+- secrets (the bot token above all: httpx logs Bot API URLs, which carry it, at DEBUG) are
+  masked in the finished line, tracebacks included;
+- a warning or error that repeats (a database outage fails every loop the same way) is written
+  once per interval, the next line carrying how many were held back.
+Ids passed with `extra=` (payment_id, invoice_id, payout_id, job_id, user_id) become JSON fields.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
+import time
 from datetime import datetime, timezone
+from typing import Iterable
+
+# Record attributes that are ours to show as fields when a call passes them with `extra=`.
+ID_FIELDS = ("payment_id", "invoice_id", "payout_id", "job_id", "job_kind", "user_id", "chat_id", "alert")
+# A Bot API token anywhere in a line (a URL path, an error text), configured or not.
+_BOT_TOKEN = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{20,}")
+REPEAT_INTERVAL_SECONDS = 60.0
+
+
+def _ids(record: logging.LogRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in ID_FIELDS if hasattr(record, name)}
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,22 +37,86 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **{k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+               for k, v in _ids(record).items()},
         }
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    """The usual text line, with any ids passed as fields appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        line = super().formatMessage(record)
+        ids = _ids(record)
+        return line + "".join(f" {k}={v}" for k, v in ids.items()) if ids else line
+
+
+class MaskingFormatter(logging.Formatter):
+    """Wraps a formatter and masks secrets in everything it produces."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner
+        # Longest first: a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<secret>")
+        return _BOT_TOKEN.sub("<bot-token>", text)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.mask(self.inner.format(record))
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first of a run of like warnings through, holds back the rest for an interval.
+
+    "Like" means the same logger, level and message template (the arguments may differ). When
+    the interval has passed, the next one is written, with the count held back since.
+    """
+
+    def __init__(self, interval: float = REPEAT_INTERVAL_SECONDS, clock=time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple, list] = {}  # key -> [last written at, held back since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            if len(self._seen) > 1000:  # bounded: a burst of distinct messages cannot grow it
+                self._seen.clear()
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.interval:
+                seen[1] += 1
+                return False
+            held = seen[1] if seen else 0
+            self._seen[key] = [now, 0]
+        if held:
+            record.msg = f"{record.msg} [{held} more like this in the last {int(self.interval)} s]"
+        return True
+
+
+def configure_logging(log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    inner = JsonFormatter() if log_format == "json" else TextFormatter()
+    handler.setFormatter(MaskingFormatter(inner, secrets))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx logs every request URL at INFO, and Bot API URLs carry the bot token.
+    # httpx logs every request URL at INFO; the masking covers the token, the noise is cut here.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

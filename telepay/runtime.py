@@ -5,9 +5,9 @@ runs them in one process. Nothing else in the package reads the environment or b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-import signal
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
@@ -27,6 +27,10 @@ from telepay.clock import Clock, OffsetFileClock, SystemClock
 from telepay.config import Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
+from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
+from telepay.ops.signals import StopSignals
+from telepay.ops.startup import wait_for_database
+from telepay.ops.version import version
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
 from telepay.services import lifecycle
@@ -77,6 +81,8 @@ class Services:
     sweep: lifecycle.ExpirySweep | None = None
     # Telegram Stars: checkout, receipts, held shares, reconciliation.
     stars: StarsServices | None = None
+    # What Telegram last answered the poller (health, metrics, watchdog).
+    poll_watch: PollWatch = field(default_factory=PollWatch)
 
 
 def nowpayments_client(settings: Settings) -> NowPaymentsClient:
@@ -204,47 +210,65 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, signals: StopSignals | None = None) -> None:
     """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
+    signals = signals or StopSignals().install()
     settings.require()
+    logger.info("telepay %s starting", version())
     engine = make_engine(settings)
-    migrate.require_current(engine)
-    logger.info("database: %s", describe(settings))
-    services = build_services(settings, engine)
     try:
-        asyncio.run(_serve(settings, services))
+        wait_for_database(engine, settings.db_startup_wait_seconds)
+        migrate.require_current(engine)
+        logger.info("database: %s", describe(settings))
+        services = build_services(settings, engine)
+        asyncio.run(_serve(settings, services, signals))
     finally:
+        signals.detach()
         engine.dispose()
     logger.info("telepay stopped")
 
 
-async def _serve(settings: Settings, services: Services) -> None:
+async def _serve(settings: Settings, services: Services, signals: StopSignals) -> None:
     # Signals only set an event: a SIGTERM that lands while we are still starting lets the
     # start finish, then everything stops in order, instead of tearing start-up apart.
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals.attach(asyncio.get_running_loop(), stop)
 
     api = ApiServer(create_app(settings, services), settings.http_host, settings.http_port)
-    application = build_application(settings, services, services.session_factory)
+    watch = services.poll_watch
+    application = build_application(settings, services, services.session_factory, watch=watch)
     async with application:  # initialize: getMe, persisted conversations; on exit: flush them
         worker = Worker(services.jobs, job_handlers(services, application),
                         poll_seconds=settings.worker_poll_seconds)
         worker.start()
         services.wake_worker = worker.wake
         start_timers(application, services)
-        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10)
+
+        async def start_polling() -> None:
+            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10,
+                                                    error_callback=log_poll_error)
+
+        async def restart_polling() -> None:
+            if application.updater.running:
+                with contextlib.suppress(Exception):  # the dead loop re-raises what ended it
+                    await application.updater.stop()
+            await start_polling()
+
+        await start_polling()
         await application.start()
+        supervisor = asyncio.create_task(PollSupervisor(watch, restart_polling).run(stop), name="poll-supervisor")
         freeze_startup_heap()
         api.start()
-        logger.info("telepay is running as @%s", application.bot.username)
+        logger.info("telepay is running as @%s (version %s)", application.bot.username, version())
 
         await stop.wait()
         logger.info("stopping")
+        await supervisor
         # Stop taking new work first (updates, webhooks), then let running jobs finish or be
         # handed back, then stop the application (timers, pending updates) and flush state.
-        await application.updater.stop()
+        if application.updater.running:
+            with contextlib.suppress(Exception):  # a poll loop ended by a 401 re-raises it here
+                await application.updater.stop()
         await asyncio.to_thread(api.stop)
         await worker.stop(grace_seconds=5)
         await application.stop()

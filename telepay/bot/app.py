@@ -25,6 +25,7 @@ from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import MessageRateLimiter
 from telepay.bot.updates import PerUserUpdateProcessor
+from telepay.ops.polling import PollWatch, RecordingRequest
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             logger.warning("could not tell the user about the error", exc_info=True)
 
 
-def build_application(settings: Any, services: Any, session_factory) -> Application:
+def build_application(settings: Any, services: Any, session_factory, watch: PollWatch | None = None) -> Application:
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token)
@@ -57,6 +58,9 @@ def build_application(settings: Any, services: Any, session_factory) -> Applicat
         .concurrent_updates(PerUserUpdateProcessor())
         .post_shutdown(_close_provider_pool)
     )
+    if watch is not None:  # PTB's own transports (pool sizes as its defaults), recording answers
+        builder = (builder.request(RecordingRequest(watch, polls=False, connection_pool_size=256))
+                   .get_updates_request(RecordingRequest(watch, polls=True)))
     application = builder.build()
     application.bot_data["services"] = services
     application.bot_data["limits"] = UserLimits()

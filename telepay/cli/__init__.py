@@ -8,15 +8,17 @@ from importlib import metadata
 import click
 from sqlalchemy import text
 
-from telepay.cli.common import engine_or_exit, fail_config, settings_or_exit
+from telepay.cli.common import engine_or_exit, fail_config, secret_values, settings_or_exit
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
 from telepay.cli.stars import stars, texts
 from telepay.logs import configure_logging
+from telepay.ops.version import version
 
 
 @click.group()
+@click.version_option(version(), "--version", prog_name="telepay", message="%(prog)s %(version)s")
 def main() -> None:
     """TelePay: paid access to private Telegram channels, donations and automatic payouts."""
 
@@ -24,18 +26,33 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Run the bot, the job worker and the webhook API in one process."""
+    import logging
+
     from telepay import runtime
     from telepay.models.migrate import SchemaBehind
+    from telepay.ops.signals import StopSignals
+    from telepay.ops.startup import DatabaseUnavailable
 
+    signals = StopSignals().install()  # first: a SIGTERM from here on exits 0, cleanly
     settings = settings_or_exit()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, secrets=secret_values(settings))
+    log = logging.getLogger("telepay.run")
+    # Fatal errors go through the log, so LOG_FORMAT=json gets JSON lines for them too,
+    # with every secret masked (a rejected bot token is in the Bot API's error URL).
     try:
-        runtime.run(settings)
+        runtime.run(settings, signals)
     except ConfigError as error:
-        fail_config(error)
-    except SchemaBehind as error:
-        click.echo(f"telepay: {error}", err=True)
+        log.critical("telepay cannot start: %s", error)
         sys.exit(2)
+    except SchemaBehind as error:
+        log.critical("telepay cannot start: %s", error)
+        sys.exit(2)
+    except DatabaseUnavailable as error:
+        log.critical("telepay cannot start: %s", error)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - anything else still ends as one logged line + trace
+        log.critical("telepay cannot start: %s: %s", type(error).__name__, error, exc_info=True)
+        sys.exit(1)
 
 
 @main.command("check-config")
@@ -79,7 +96,7 @@ def db_upgrade(revision: str) -> None:
     from telepay.models import migrate
 
     settings = settings_or_exit()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, secrets=secret_values(settings))
     engine = engine_or_exit(settings)
     migrate.upgrade(engine, revision)
     click.echo(f"database at {migrate.current(engine)}")

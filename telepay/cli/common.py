@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from telepay.config import ConfigError, Settings, load_settings
+from telepay.config import SECRET_NAMES, ConfigError, Settings, load_settings
 
 
 def settings_or_exit() -> Settings:
@@ -35,3 +35,9 @@ def session_factory():
     from telepay.models.engine import make_session_factory
 
     return make_session_factory(engine_or_exit(settings_or_exit()))
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret's value, for the log's masking filter (attributes are the lower-case names)."""
+    values = (getattr(settings, name.lower(), None) for name in SECRET_NAMES)
+    return [v.get_secret_value() if hasattr(v, "get_secret_value") else str(v) for v in values if v]

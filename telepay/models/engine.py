@@ -4,17 +4,24 @@
 - `CLOUD_SQL_CONNECTION_NAME`: the Cloud SQL Python Connector opens pg8000 connections.
 - neither: an embedded PostgreSQL from the `pgserver` wheel in `TELEPAY_DATA_DIR/pg`, reached
   over its unix socket, so a fresh machine needs no database set-up.
+
+Every connection, in every mode, fails fast: a connect timeout, a server-side statement
+timeout, a socket read timeout a little beyond it (a server that stops answering, hung or
+half-open, raises instead of freezing the thread), TCP keepalive, and a liveness check on
+checkout bounded by the connect timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
+import pg8000.dbapi
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.config import ConfigError, Settings
@@ -59,15 +66,65 @@ def make_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
     )
+    # pg8000's `timeout` bounds the connect and, until `_set_up` widens it, every read.
+    connect_args = {"timeout": settings.db_connect_timeout_seconds, "tcp_keepalive": True}
     if settings.database_url:
-        engine = create_engine(normalise_url(settings.database_url), **pool)
+        engine = create_engine(normalise_url(settings.database_url), connect_args=connect_args, **pool)
     elif settings.cloud_sql_connection_name:
         engine = _cloud_sql_engine(settings, pool)
     else:
-        engine = create_engine(embedded_url(settings.data_dir), **pool)
-    _set_up_connections(engine)
+        engine = create_engine(embedded_url(settings.data_dir), connect_args=connect_args, **pool)
+    if not settings.cloud_sql_connection_name:
+        event.listen(engine, "do_connect", lambda dialect, _rec, cargs, cparams:
+                     _as_driver_error(dialect.connect)(*cargs, **cparams))
+    event.listen(engine, "handle_error", _socket_error_is_a_disconnect)
+    _set_up_connections(engine, Timeouts.of(settings))
     _ping_on_checkout(engine)
     return engine
+
+
+def _socket_error_is_a_disconnect(context):
+    """A read that timed out (or any socket error) mid-statement leaves pg8000's connection
+    unusable but escapes as a bare OSError: tell SQLAlchemy to drop the connection, and raise
+    it as the OperationalError callers already handle."""
+    error = context.original_exception
+    if isinstance(error, OSError):
+        context.is_disconnect = True
+        return OperationalError(context.statement, context.parameters,
+                                pg8000.dbapi.InterfaceError(f"database connection lost: {error!r}"),
+                                connection_invalidated=True)
+    return None
+
+
+def _as_driver_error(connect):
+    """pg8000 lets a connect's socket timeout or refusal escape as a bare OSError; as the
+    driver's own error SQLAlchemy reports it like any other lost connection (a DBAPIError)."""
+
+    def connect_or_driver_error(*args, **kwargs):
+        try:
+            return connect(*args, **kwargs)
+        except OSError as error:
+            raise pg8000.dbapi.InterfaceError(f"could not connect to the database: {error!r}") from error
+
+    return connect_or_driver_error
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    statement: float
+    keepalive: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Timeouts":
+        return cls(settings.db_connect_timeout_seconds, settings.db_statement_timeout_seconds,
+                   settings.db_keepalive_seconds)
+
+    @property
+    def read(self) -> float:
+        # The server cancels a statement at `statement`; an answer later than that plus a
+        # connect's worth of slack means the server itself is not answering.
+        return self.statement + self.connect
 
 
 def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
@@ -86,7 +143,8 @@ def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
         )
     from google.cloud.sql.connector import Connector
 
-    connector = Connector()
+    # The connector's own timeout bounds the whole connect (certificate refresh included).
+    connector = Connector(timeout=max(settings.db_connect_timeout_seconds, 10))
 
     def connect():
         return connector.connect(
@@ -97,22 +155,47 @@ def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
             db=settings.database_name,
         )
 
-    engine = create_engine("postgresql+pg8000://", creator=connect, **pool)
+    engine = create_engine("postgresql+pg8000://", creator=_as_driver_error(connect), **pool)
     # The connector owns a background refresh thread; close it with the engine.
     event.listen(engine, "engine_disposed", lambda _engine: connector.close())
     return engine
 
 
-def _set_up_connections(engine: Engine) -> None:
-    """Every new connection talks UTC and sends without delay."""
+def _set_up_connections(engine: Engine, timeouts: Timeouts) -> None:
+    """Every new connection talks UTC, sends without delay, and cannot wait forever."""
+    settings_sql = ("SELECT set_config('TimeZone', 'UTC', false), "
+                    f"set_config('statement_timeout', '{int(timeouts.statement * 1000)}', false)")
 
     @event.listens_for(engine, "connect")
     def _set_up(dbapi_connection, _record):
-        _no_delay(dbapi_connection)
-        _run_alone(dbapi_connection, "SET TIME ZONE 'UTC'")  # a session setting
+        sock = getattr(dbapi_connection, "_usock", None)  # pg8000 keeps the socket here
+        if sock is None:
+            logger.warning("cannot reach the database connection's socket to set its options")
+        else:
+            _no_delay(sock)
+            _keepalive(sock, timeouts.keepalive)
+            sock.settimeout(timeouts.connect)
+        _run_alone(dbapi_connection, settings_sql)  # session settings, one round trip
+        if sock is not None:
+            sock.settimeout(timeouts.read)
+        dbapi_connection.telepay_timeouts = timeouts  # the checkout check reads it
 
 
-def _no_delay(dbapi_connection) -> None:
+def _keepalive(sock: socket.socket, idle: int) -> None:
+    """Probe an idle TCP connection after `idle` seconds, then every idle/3, give up after 3.
+
+    The kernel's default waits two hours before the first probe: a connection whose server
+    vanished (a failover, a dropped NAT entry) would look alive to the pool all that time.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", max(1, idle // 3)), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _no_delay(sock: socket.socket) -> None:
     """Turn off Nagle's algorithm on a TCP connection to the server.
 
     pg8000 writes through an 8 KiB buffer and leaves the socket as the OS made it. A message
@@ -121,10 +204,7 @@ def _no_delay(dbapi_connection) -> None:
     acknowledgement by up to 40 ms. Measured: a batch of 8 IPNs took 44 ms instead of 1 ms.
     libpq sets TCP_NODELAY for the same reason. A unix socket has no such delay.
     """
-    sock = getattr(dbapi_connection, "_usock", None)  # pg8000 keeps the socket here
-    if sock is None:
-        logger.warning("cannot reach the database connection's socket to set TCP_NODELAY")
-    elif sock.family in (socket.AF_INET, socket.AF_INET6):
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -140,8 +220,21 @@ def _run_alone(dbapi_connection, sql: str) -> None:
 
 
 def ping(dbapi_connection) -> None:
-    """One round trip that proves the connection alive and leaves no transaction open."""
-    _run_alone(dbapi_connection, "SELECT 1")
+    """One round trip that proves the connection alive and leaves no transaction open.
+
+    The answer is awaited only for the connect timeout: a server that stopped answering is
+    found in seconds, not after the longer read timeout real statements get.
+    """
+    timeouts = getattr(dbapi_connection, "telepay_timeouts", None)
+    sock = getattr(dbapi_connection, "_usock", None)
+    if timeouts is None or sock is None:
+        _run_alone(dbapi_connection, "SELECT 1")
+        return
+    sock.settimeout(timeouts.connect)
+    try:
+        _run_alone(dbapi_connection, "SELECT 1")
+    finally:
+        sock.settimeout(timeouts.read)
 
 
 def _ping_on_checkout(engine: Engine) -> None:

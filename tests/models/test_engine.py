@@ -57,6 +57,9 @@ def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch
     calls = []
 
     class FakeConnector:
+        def __init__(self, **kwargs):
+            calls.append(("timeout", kwargs.get("timeout")))
+
         def connect(self, instance, driver, **kwargs):
             calls.append((instance, driver, kwargs["db"], kwargs["user"]))
             return pg8000.dbapi.connect(user=url.username or "postgres", host=url.host, port=url.port or 5432,
@@ -80,7 +83,8 @@ def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch
                                           datetime.now(timezone.utc))
     assert isinstance(outcome, NotFound)
     engine.dispose()
-    assert calls[0] == ("proj:region:inst", "pg8000", "telepay", "svc") and calls[-1] == "closed"
+    assert calls[0] == ("timeout", 10)  # the connect is bounded in this mode too
+    assert calls[1] == ("proj:region:inst", "pg8000", "telepay", "svc") and calls[-1] == "closed"
 
 
 def test_cloud_sql_mode_names_what_is_missing():

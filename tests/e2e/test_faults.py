@@ -1,0 +1,179 @@
+"""Faults injected into a real `telepay run`: it notices, says so, and recovers alone.
+
+Each test starts the process exactly as an operator would and breaks one thing for real: the
+sandbox Telegram answers 401, a scratch PostgreSQL of our own is frozen with SIGSTOP or is not
+up yet at start, a SIGTERM lands while the process is still starting.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from telepay.bot.start import WELCOME
+from telepay.models import migrate
+from telepay.models.engine import embedded_url
+from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.telegram import TelegramSandbox
+
+TOKEN = "111:e2e-faults-token"
+
+
+@pytest.fixture
+def telegram():
+    with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """A migrated embedded PostgreSQL that only this module uses, so it may be frozen.
+    (Outside pytest's temporary tree, whose 0700 directories the server's own user cannot enter.)"""
+    import pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix="telepay-faults-"))
+    data_dir.chmod(0o755)
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    url = embedded_url(data_dir)
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url, data_dir / "pg"
+    server.cleanup()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def server_pids(pg_dir: Path) -> list[int]:
+    postmaster = int((pg_dir / "postmaster.pid").read_text().splitlines()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+    return [postmaster, *map(int, children)]
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def env_for(telegram, tmp_path, **extra):
+    database_url = extra.pop("database_url", None)
+    return sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
+                       data_dir=tmp_path, database_url=database_url, extra=extra)
+
+
+def wait_for_log(process: TelepayProcess, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in process.log():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not logged within {timeout} s:\n{process.log()}")
+
+
+def test_polling_survives_a_401_and_answers_again(telegram, database_url, session_factory, tmp_path):
+    process = TelepayProcess(env_for(telegram, tmp_path, database_url=database_url), tmp_path / "run.log")
+    try:
+        process.start()
+        telegram.fail_next("getUpdates", 401, "Unauthorized", count=2)
+        wait_for_log(process, "polling has stopped", timeout=30)
+        alice = telegram.create_user("Alice", username="alice")
+        alice.send("/start")
+        # Restarted after 5 s (refused again), then after 10 s more: answered.
+        assert alice.wait_for_message(timeout=45).text == WELCOME
+        code, _ = process.stop()
+        assert code == 0
+    finally:
+        process.kill()
+    log = process.log()
+    assert "Aborting retry loop" in log  # PTB gave up on its own loop: ours restarted it
+    assert TOKEN not in log
+
+
+def test_start_waits_for_a_database_that_is_not_up_yet(telegram, own_server, tmp_path):
+    url, pg_dir = own_server
+    pids = server_pids(pg_dir)
+    signal_all(pids, signal.SIGSTOP)
+    process = TelepayProcess(env_for(telegram, tmp_path, database_url=url, DB_CONNECT_TIMEOUT_SECONDS="1",
+                                     DB_STARTUP_WAIT_SECONDS="90"), tmp_path / "run.log")
+
+    def thaw_once_it_waits():  # the database comes up only after the process has found it down
+        wait_for_log(process, "database not reachable yet", timeout=90)
+        time.sleep(3)
+        signal_all(pids, signal.SIGCONT)
+
+    thaw = threading.Thread(target=thaw_once_it_waits, daemon=True)
+    try:
+        thaw.start()
+        process.start(wait_seconds=120)
+        thaw.join()
+        code, _ = process.stop()
+        assert code == 0
+    finally:
+        signal_all(pids, signal.SIGCONT)
+        process.kill()
+    assert "database answered after" in process.log()
+
+
+def test_start_gives_up_clearly_when_the_database_stays_away(telegram, tmp_path):
+    env = env_for(telegram, tmp_path, database_url="postgresql+pg8000://postgres@127.0.0.1:9/none",
+                  DB_STARTUP_WAIT_SECONDS="3", LOG_FORMAT="json")
+    result = TelepayProcess(env, tmp_path / "run.log").telepay("run", timeout=60)
+    assert result.returncode == 1
+    import json
+
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]  # every line JSON
+    assert lines[-1]["level"] == "CRITICAL" and "did not answer within 3 s" in lines[-1]["message"]
+    # Repeats of the same warning are collapsed: one line, however many attempts.
+    assert sum("database not reachable yet" in line["message"] for line in lines) == 1
+
+
+def test_sigterm_while_waiting_for_the_database_exits_0(telegram, own_server, tmp_path):
+    url, pg_dir = own_server
+    pids = server_pids(pg_dir)
+    signal_all(pids, signal.SIGSTOP)
+    env = env_for(telegram, tmp_path, database_url=url, DB_CONNECT_TIMEOUT_SECONDS="1")
+    log_path = tmp_path / "run.log"
+    try:
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=env, cwd=tmp_path,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "database not reachable yet" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        signal_all(pids, signal.SIGCONT)
+    output = log_path.read_text()
+    assert "database not reachable yet" in output
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegram, tmp_path):
+    env = env_for(telegram, tmp_path)  # no DATABASE_URL: the embedded server in tmp_path/pg
+    proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid_file = tmp_path / "pg" / "postmaster.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists(), "the embedded server never started"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    postmasters = subprocess.run(["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"],
+                                 capture_output=True, text=True).stdout.split()
+    assert postmasters == [], output
