@@ -8,8 +8,10 @@ looks like from the client: the socket stays open and nothing ever answers.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,10 +43,17 @@ def frozen(pg_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def scratch_server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("hung-pg")
-    url = embedded_url(data_dir)  # our own server: stopping it touches no one else
-    yield url, data_dir / "pg"
+def scratch_server():
+    """Our own server, so stopping it touches no one else; outside pytest's 0700 temporary
+    tree, which the server's own user could not enter to stop it afterwards."""
+    import pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix="telepay-hung-"))
+    data_dir.chmod(0o755)
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    yield embedded_url(data_dir), data_dir / "pg"
+    server.cleanup()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def fast_engine(url: str, **extra: str):
