@@ -255,6 +255,55 @@ def test_after_the_hold_the_owner_is_paid_exactly_and_the_books_balance(world, s
     assert report.returncode == 0 and "Telegram Stars: 6 payments" in report.stdout
 
 
+def test_paysupport_reaches_the_owner_and_the_operators_and_privacy_answers(world, shop):
+    owner = shop[0]
+    hal = world.telegram.create_user("Hal")  # a buyer with no payments on record
+    hal.send("/paysupport")
+    hal.wait_for_message(lambda m: "don't see any payments" in m.text, timeout=TIMEOUT)
+    hal.send("I paid from my other account")
+    hal.wait_for_message(lambda m: "is with our team" in m.text, timeout=TIMEOUT)
+    world.operator.wait_for_message(lambda m: "no payment on record" in m.text, timeout=TIMEOUT)
+
+    gus, card = world.buyer("Gus")
+    gus.press(card, text="⭐ Pay 2,000 Stars")
+    assert gus.pay(invoice_of(gus)).paid
+    gus.send("/paysupport")
+    choices = gus.wait_for_message(lambda m: "which payment" in m.text, timeout=TIMEOUT)
+    gus.press(choices, text=choices.buttons[0]["text"])
+    until(lambda: "What went wrong" in choices.text, what="the question")
+    gus.send("The invite says expired")
+    gus.wait_for_message(lambda m: "is with our team" in m.text, timeout=TIMEOUT)
+    for who in (world.operator, owner):
+        who.wait_for_message(lambda m: "The invite says expired" in m.text and "⭐ 2000" in m.text, timeout=TIMEOUT)
+    gus.send("/privacy")
+    assert "Privacy policy" in gus.wait_for_message(lambda m: "What we keep" in m.text, timeout=TIMEOUT).text
+    gus.send("/terms")
+    gus.wait_for_message(lambda m: m.text.startswith("📄 Terms"), timeout=TIMEOUT)
+
+
+def test_a_donation_in_stars_through_the_keypad(world, shop):
+    owner = shop[0]
+    ivy = world.telegram.create_user("Ivy")
+    ivy.stars = 1000
+    ivy.open_deep_link(f"https://t.me/{BOT}?start=paulakey1-donate")
+    keypad = ivy.wait_for_message(lambda m: "Donation to" in m.text, timeout=TIMEOUT)
+    assert "US dollars" in keypad.text
+    ivy.press(keypad, text="⭐ Donate in Telegram Stars instead").wait_for_answer(timeout=TIMEOUT)
+    until(lambda: "Telegram Stars with the keypad" in keypad.text, what="the keypad in Stars")
+    assert ivy.press(keypad, text=".").wait_for_answer(timeout=TIMEOUT)["text"] == "Stars are whole numbers."
+    for key in "250":
+        before = keypad.text
+        ivy.press(keypad, text=key).wait_for_answer(timeout=TIMEOUT)
+        until(lambda: keypad.text != before, what=f"keypad after {key}")
+    assert "Amount: ⭐ 250\n" in keypad.text
+    ivy.press(keypad, text="✅ Confirm").wait_for_answer(timeout=TIMEOUT)
+    invoice = invoice_of(ivy)
+    assert invoice.as_dict()["invoice"]["total_amount"] == 250
+    assert ivy.pay(invoice).paid and ivy.stars == 750
+    ivy.wait_for_message(lambda m: "Your donation of ⭐ 250 Stars" in m.text, timeout=TIMEOUT)
+    owner.wait_for_message(lambda m: "New donation" in m.text and "⭐ 250 Stars" in m.text, timeout=TIMEOUT)
+
+
 def test_stars_only_mode_offers_no_crypto(world, shop):
     fay, old_card = world.buyer("Fay")
     code, _ = world.process.stop()
@@ -267,3 +316,6 @@ def test_stars_only_mode_offers_no_crypto(world, shop):
     assert "crypto" not in card.text
     fay.press(old_card, text="💳 Pay $25.00")  # a card from before: refused, no crypto invoice
     fay.wait_for_message(lambda m: "takes Telegram Stars only" in m.text, timeout=TIMEOUT)
+    fay.open_deep_link(f"https://t.me/{BOT}?start=paulakey1-donate")
+    keypad = fay.wait_for_message(lambda m: "Donation to" in m.text, timeout=TIMEOUT)
+    assert "Telegram Stars with the keypad" in keypad.text and "Donate in" not in str(keypad.buttons)
