@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/telepay demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,38 +1,29 @@
 """Settings: one typed object, read once from the environment and an optional `.env` file.
 
-A value shaped like a Secret Manager version path (`projects/<p>/secrets/<name>/versions/<v>`)
-is fetched from Secret Manager; any other value is used as given. Secrets have no defaults and
-are never logged: `masked()` is the only view meant for humans.
+Every setting is a pydantic-settings field named by its environment variable, and what it
+allows is stated once, in its description, and checked when the settings are read: a bad value
+stops `telepay` at start with exit 2 and a message naming the setting and what it allows, not
+with a traceback or a failure at the first sale. `load_settings` is the one reader: it overlays
+`.env` with the environment, resolves values shaped like a Secret Manager version path
+(`projects/<p>/secrets/<name>/versions/<v>`), then validates. Secrets are `SecretStr`, so they
+print as `**********`; `masked()` is the only view meant for humans.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Annotated, Any, Callable, Literal, Mapping, Protocol, get_args
+
+from pydantic import AliasGenerator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from telepay import config_values as check
 
 SECRET_PATH = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+$")
-
-# Settings whose values are secrets: masked in every human-facing view.
-SECRET_NAMES = frozenset(
-    {
-        "TELEGRAM_BOT_TOKEN",
-        "DATABASE_URL",
-        "DATABASE_PASSWORD",
-        "WEBHOOK_SIGNING_SECRET",
-        "NOWPAYMENTS_API_KEY",
-        "NOWPAYMENTS_IPN_SECRET",
-        "NOWPAYMENTS_PASSWORD",
-        "CHANGENOW_API_KEY",
-        "HOST_WALLET_PRIVATE_KEY",
-        "OPERATOR_TOKEN",
-    }
-)
 
 # What `telepay run` cannot work without. Each later capability adds its own names here,
 # so a misconfigured deployment fails at start with one clear message, not at first use.
@@ -76,138 +67,194 @@ class GoogleSecretClient:
         return response.payload.data.decode("utf-8")
 
 
-def _text(value: str | None) -> str | None:
-    return value if value not in (None, "") else None
-
-
-def _int(name: str, value: str | None, default: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}", [name]) from None
-
-
-def _bool(name: str, value: str | None, default: bool) -> bool:
-    if value in (None, ""):
-        return default
-    if value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.strip().lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}", [name])
-
-
-def _decimal(name: str, value: str | None, default: str) -> Decimal:
-    try:
-        return Decimal(value if value not in (None, "") else default)
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a decimal number, got {value!r}", [name]) from None
-
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(name: str, value: str) -> timedelta:
     """`3d`, `12h`, `30m`, `45s` -> a timedelta; anything else is a ConfigError naming `name`."""
-    match = _DURATION.match(value.strip().lower())
-    if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"{name} takes durations like 3d, 12h, 30m or 45s, got {value!r}", [name])
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return check.duration(value)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}", [name]) from None
 
 
-def _list(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+def reveal(secret: SecretStr | None) -> str | None:
+    """The plain value of an optional secret, for the one place that hands it to a client."""
+    return secret.get_secret_value() if secret is not None else None
 
 
-@dataclass(frozen=True)
-class Settings:
-    telegram_bot_token: str | None = field(default=None, repr=False)
-    telegram_bot_username: str | None = None
-    telegram_api_base_url: str = "https://api.telegram.org/bot"
-    database_url: str | None = field(default=None, repr=False)
-    cloud_sql_connection_name: str | None = None
-    database_name: str | None = None
-    database_user: str | None = None
-    database_password: str | None = field(default=None, repr=False)
-    data_dir: Path = Path("./var")
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
-    db_pool_timeout: int = 30
-    db_pool_recycle: int = 1800
+def _is(allowed: str, default: Any = None, **constraints: Any) -> Any:
+    """A field whose description says what it allows; the description is quoted in errors."""
+    return Field(default, description=allowed, **constraints)
+
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Networks = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment, not JSON
+Durations = Annotated[tuple[str, ...], NoDecode]
+ChatIds = Annotated[tuple[int, ...], NoDecode]
+
+_WEB = ("http", "https")
+
+
+class Settings(BaseSettings):
+    """Each field's environment name is its name in capitals (TELEPAY_DATA_DIR excepted)."""
+
+    model_config = SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=str.upper), frozen=True, extra="ignore",
+        hide_input_in_errors=True)
+
+    telepay_env: Literal["development", "production"] = _is(
+        "development or production (production: never the embedded database)", "development")
+    telegram_bot_token: SecretStr | None = _is("the token from @BotFather")
+    telegram_bot_username: str | None = _is("the bot's username without @")
+    telegram_api_base_url: str = _is("an http(s) URL", "https://api.telegram.org/bot")
+    database_url: SecretStr | None = _is("a PostgreSQL URL, e.g. postgresql://user:password@host/db")
+    cloud_sql_connection_name: str | None = _is("project:region:instance")
+    database_name: str | None = _is("a database name")
+    database_user: str | None = _is("a database user")
+    database_password: SecretStr | None = _is("the database password")
+    data_dir: Path = _is("a directory", Path("./var"), validation_alias="TELEPAY_DATA_DIR")
+    db_pool_size: int = _is("a whole number of connections, 1 or more", 5, ge=1)
+    db_max_overflow: int = _is("a whole number of extra connections, 0 or more", 10, ge=0)
+    db_pool_timeout: int = _is("whole seconds, 1 or more", 30, ge=1)
+    db_pool_recycle: int = _is("whole seconds, 1 or more, or -1 for never", 1800, ge=-1)
     # Fail fast: how long to wait for a connection or a liveness check, how long one statement
     # may run on the server, when an idle TCP connection is probed (a half-open one is found in
     # about twice this), and how long `telepay run` waits for the database at start-up.
-    db_connect_timeout_seconds: int = 5
-    db_statement_timeout_seconds: int = 30
-    db_keepalive_seconds: int = 30
-    db_startup_wait_seconds: int = 120
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    public_base_url: str | None = None
-    webhook_signing_secret: str | None = field(default=None, repr=False)
-    operator_token: str | None = field(default=None, repr=False)
-    allowed_ips: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-    rate_limit_per_minute: int = 10
-    rate_limit_burst: int = 20
+    db_connect_timeout_seconds: int = _is("whole seconds, 1 or more", 5, ge=1)
+    db_statement_timeout_seconds: int = _is("whole seconds, 1 or more", 30, ge=1)
+    db_keepalive_seconds: int = _is("whole seconds, 1 or more", 30, ge=1)
+    db_startup_wait_seconds: int = _is("whole seconds, 0 or more", 120, ge=0)
+    http_host: str = _is("an address to listen on", "127.0.0.1", min_length=1)
+    http_port: int = _is("a TCP port, 1 to 65535", 8080, ge=1, le=65535)
+    public_base_url: str | None = _is("the public http(s) URL of this service")
+    webhook_signing_secret: SecretStr | None = _is("a shared secret")
+    operator_token: SecretStr | None = _is("a bearer token")
+    allowed_ips: Networks = _is("comma-separated IP addresses or CIDR networks", ())
+    trusted_proxies: Networks = _is("comma-separated IP addresses or CIDR networks", ("127.0.0.1", "::1"))
+    rate_limit_per_minute: int = _is("requests per minute, 1 or more", 10, ge=1)
+    rate_limit_burst: int = _is("requests, 1 or more", 20, ge=1)
     # IPv6 clients are limited per network of this size: one host holds a whole /64 and could
     # otherwise rotate through addresses to get a fresh bucket for every request.
-    rate_limit_ipv6_prefix: int = 64
-    nowpayments_api_key: str | None = field(default=None, repr=False)
-    nowpayments_ipn_secret: str | None = field(default=None, repr=False)
-    nowpayments_base_url: str = "https://api.nowpayments.io/v1"
+    rate_limit_ipv6_prefix: int = _is("a prefix length from 1 to 128", 64, ge=1, le=128)
+    nowpayments_api_key: SecretStr | None = _is("the NOWPayments API key")
+    nowpayments_ipn_secret: SecretStr | None = _is("the NOWPayments IPN secret")
+    nowpayments_base_url: str = _is("an http(s) URL", "https://api.nowpayments.io/v1")
     # The dashboard login, for the JWT NOWPayments' payments list may want besides the API key
     # (unconfirmed which it needs; with both set, both are sent). Used to recover lost IPNs.
-    nowpayments_email: str | None = None
-    nowpayments_password: str | None = field(default=None, repr=False)
+    nowpayments_email: str | None = _is("the NOWPayments dashboard login (an email address)")
+    nowpayments_password: SecretStr | None = _is("the NOWPayments dashboard password")
     # Where IPNs may come from: NOWPayments' published addresses unless told otherwise;
     # "any" switches the allowlist off (the signature still has to verify).
-    nowpayments_ipn_ips: tuple[str, ...] = ("51.89.194.21", "51.75.77.69", "138.201.172.58", "65.21.158.36")
-    changenow_api_key: str | None = field(default=None, repr=False)
-    changenow_base_url: str = "https://api.changenow.io"
-    eth_rpc_url: str | None = None
-    host_wallet_private_key: str | None = field(default=None, repr=False)
-    usdt_contract_address: str | None = None
-    platform_fee_percent: Decimal = Decimal("10")
+    nowpayments_ipn_ips: Networks = _is(
+        "comma-separated IP addresses or CIDR networks, or any",
+        ("51.89.194.21", "51.75.77.69", "138.201.172.58", "65.21.158.36"))
+    changenow_api_key: SecretStr | None = _is("the ChangeNOW API key")
+    changenow_base_url: str = _is("an http(s) URL", "https://api.changenow.io")
+    eth_rpc_url: str | None = _is("an http(s) URL of an Ethereum JSON-RPC endpoint")
+    host_wallet_private_key: SecretStr | None = _is("32 bytes as 64 hex digits, 0x optional")
+    usdt_contract_address: str | None = _is("an Ethereum address: 0x and 40 hex digits, checksum valid if mixed case")
+    platform_fee_percent: Decimal = _is("a percentage from 0 up to (not including) 100", Decimal("10"),
+                                        ge=0, lt=100, allow_inf_nan=False)
     # Payouts: the threshold-batch timer, how often an exchange or transfer in flight is looked
     # at, and the USD the host wallet should keep beyond what it owes before operators are told.
-    payout_batch_interval_seconds: float = 300.0
-    payout_poll_seconds: float = 30.0
-    host_wallet_low_balance_usd: Decimal = Decimal("100")
+    payout_batch_interval_seconds: Seconds = _is("seconds, a number above 0", 300.0)
+    payout_poll_seconds: Seconds = _is("seconds, a number above 0", 30.0)
+    host_wallet_low_balance_usd: Decimal = _is("USD, 0 or more", Decimal("100"), ge=0, allow_inf_nan=False)
     # A finished payment this many percent short of the price still completes its invoice
     # (network fees and rate rounding); anything shorter is treated as partly paid.
-    payment_underpaid_tolerance_percent: Decimal = Decimal("0.5")
+    payment_underpaid_tolerance_percent: Decimal = _is("a percentage from 0 up to (not including) 100",
+                                                       Decimal("0.5"), ge=0, lt=100, allow_inf_nan=False)
     # An unfinished payment this old with no news is asked about (its IPN may be lost).
-    payment_status_check_minutes: int = 30
+    payment_status_check_minutes: int = _is("whole minutes, 1 or more", 30, ge=1)
     # This many refused IPNs within this many minutes alert the operators (once per window).
-    ipn_refusal_alert_count: int = 10
-    ipn_refusal_alert_minutes: int = 10
-    admin_chat_ids: tuple[int, ...] = ()
+    ipn_refusal_alert_count: int = _is("a whole number, 1 or more", 10, ge=1)
+    ipn_refusal_alert_minutes: int = _is("whole minutes, 1 or more", 10, ge=1)
+    admin_chat_ids: ChatIds = _is("comma-separated Telegram chat ids (whole numbers)", ())
     # Telegram Stars: what a Star is worth when withdrawn (USD), how long Telegram holds Stars
     # before they can be withdrawn (so how long an owner's Stars share is held), and whether
     # only Stars are offered (Telegram's rule for digital goods, applied strictly).
-    stars_usd_rate: Decimal = Decimal("0.013")
-    stars_payout_hold_days: int = 21
-    stars_only: bool = False
+    stars_usd_rate: Decimal = _is("a USD amount above 0 and below 1 (Telegram pays 0.013)", Decimal("0.013"),
+                                  gt=0, lt=1, allow_inf_nan=False)
+    stars_payout_hold_days: int = _is("whole days, 0 or more", 21, ge=0)
+    stars_only: bool = _is("true or false", False)
     # The expiry sweep: how often it runs, how many subscriptions one transaction claims, how
     # long after expiry access really ends, and how long before expiry reminders go out.
-    sweep_interval_seconds: float = 60.0
-    sweep_batch_size: int = 500
-    expiry_grace_seconds: int = 0
-    reminder_offsets: tuple[str, ...] = ("3d", "1d")
-    log_format: str = "text"
-    log_level: str = "INFO"
-    worker_poll_seconds: float = 1.0
+    sweep_interval_seconds: Seconds = _is("seconds, a number above 0", 60.0)
+    sweep_batch_size: int = _is("a whole number, 1 or more", 500, ge=1)
+    expiry_grace_seconds: int = _is("whole seconds, 0 or more", 0, ge=0)
+    reminder_offsets: Durations = _is("comma-separated durations like 3d, 12h, 30m or 45s", ("3d", "1d"))
+    log_format: Literal["text", "json"] = _is("text or json", "text")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _is(
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL", "INFO")
+    worker_poll_seconds: Seconds = _is("seconds, a number above 0", 1.0)
     # Sandbox and demo only: a file holding seconds to add to the clock. Never set in production.
-    clock_offset_file: str | None = None
+    clock_offset_file: str | None = _is("a file path")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
+        # `load_settings` has read the environment and .env already (it has to see them to
+        # resolve Secret Manager paths and to spot misspelt names): validate what it passes.
+        return (init_settings,)
+
+    @field_validator("telepay_env", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_ips", "trusted_proxies", "nowpayments_ipn_ips", "reminder_offsets",
+                     "admin_chat_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return check.split(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_ips", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check.networks(value)
+
+    @field_validator("nowpayments_ipn_ips")
+    @classmethod
+    def _ipn_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return value if [v.lower() for v in value] == ["any"] else check.networks(value)
+
+    @field_validator("reminder_offsets")
+    @classmethod
+    def _durations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for offset in value:
+            check.duration(offset)
+        return value
+
+    @field_validator("telegram_api_base_url", "nowpayments_base_url", "changenow_base_url",
+                     "public_base_url", "eth_rpc_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        return check.url(value, _WEB) if value is not None else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return check.postgres_url(value) if value is not None else None
+
+    @field_validator("cloud_sql_connection_name")
+    @classmethod
+    def _instance(cls, value: str | None) -> str | None:
+        return check.cloud_sql_instance(value) if value is not None else None
+
+    @field_validator("host_wallet_private_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return check.private_key(value) if value is not None else None
+
+    @field_validator("usdt_contract_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return check.eth_address(value) if value is not None else None
 
     def missing(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> list[str]:
-        return [name for name in names if getattr(self, _ATTR[name]) in (None, "")]
+        return [name for name in names if getattr(self, ENV_NAMES[name]) in (None, "")]
 
     def require(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> "Settings":
         missing = self.missing(names)
@@ -219,12 +266,25 @@ class Settings:
             )
         return self
 
+    def require_for_run(self) -> "Settings":
+        """What `telepay run` needs: the required names, and in production a real database."""
+        return self.require_database().require()
+
+    def require_database(self) -> "Settings":
+        """In production the embedded database is never a silent fallback (a misspelt DATABASE_URL)."""
+        if self.telepay_env == "production" and not (self.database_url or self.cloud_sql_connection_name):
+            raise ConfigError(
+                "TELEPAY_ENV=production needs DATABASE_URL or CLOUD_SQL_CONNECTION_NAME: the embedded "
+                "database is for development only. Set one (check its spelling), or unset TELEPAY_ENV.",
+                ["DATABASE_URL", "CLOUD_SQL_CONNECTION_NAME"])
+        return self
+
     def masked(self) -> dict[str, str]:
         """Every setting by its environment name, secrets shown only as set / not set."""
         view = {}
-        for env_name, attr in _ATTR.items():
+        for env_name, attr in ENV_NAMES.items():
             value = getattr(self, attr)
-            if env_name in SECRET_NAMES:
+            if isinstance(value, SecretStr) or env_name in SECRET_NAMES:
                 view[env_name] = "****** (set)" if value else "(not set)"
             elif isinstance(value, tuple):
                 view[env_name] = ",".join(str(v) for v in value)
@@ -233,88 +293,29 @@ class Settings:
         return view
 
 
-# Environment name -> attribute. Every setting an operator can give, in one place.
-_ATTR = {
-    "TELEGRAM_BOT_TOKEN": "telegram_bot_token",
-    "TELEGRAM_BOT_USERNAME": "telegram_bot_username",
-    "TELEGRAM_API_BASE_URL": "telegram_api_base_url",
-    "DATABASE_URL": "database_url",
-    "CLOUD_SQL_CONNECTION_NAME": "cloud_sql_connection_name",
-    "DATABASE_NAME": "database_name",
-    "DATABASE_USER": "database_user",
-    "DATABASE_PASSWORD": "database_password",
-    "TELEPAY_DATA_DIR": "data_dir",
-    "DB_POOL_SIZE": "db_pool_size",
-    "DB_MAX_OVERFLOW": "db_max_overflow",
-    "DB_POOL_TIMEOUT": "db_pool_timeout",
-    "DB_POOL_RECYCLE": "db_pool_recycle",
-    "DB_CONNECT_TIMEOUT_SECONDS": "db_connect_timeout_seconds",
-    "DB_STATEMENT_TIMEOUT_SECONDS": "db_statement_timeout_seconds",
-    "DB_KEEPALIVE_SECONDS": "db_keepalive_seconds",
-    "DB_STARTUP_WAIT_SECONDS": "db_startup_wait_seconds",
-    "HTTP_HOST": "http_host",
-    "HTTP_PORT": "http_port",
-    "PUBLIC_BASE_URL": "public_base_url",
-    "WEBHOOK_SIGNING_SECRET": "webhook_signing_secret",
-    "OPERATOR_TOKEN": "operator_token",
-    "ALLOWED_IPS": "allowed_ips",
-    "TRUSTED_PROXIES": "trusted_proxies",
-    "RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
-    "RATE_LIMIT_BURST": "rate_limit_burst",
-    "RATE_LIMIT_IPV6_PREFIX": "rate_limit_ipv6_prefix",
-    "NOWPAYMENTS_API_KEY": "nowpayments_api_key",
-    "NOWPAYMENTS_IPN_SECRET": "nowpayments_ipn_secret",
-    "NOWPAYMENTS_BASE_URL": "nowpayments_base_url",
-    "NOWPAYMENTS_EMAIL": "nowpayments_email",
-    "NOWPAYMENTS_PASSWORD": "nowpayments_password",
-    "NOWPAYMENTS_IPN_IPS": "nowpayments_ipn_ips",
-    "CHANGENOW_API_KEY": "changenow_api_key",
-    "CHANGENOW_BASE_URL": "changenow_base_url",
-    "ETH_RPC_URL": "eth_rpc_url",
-    "HOST_WALLET_PRIVATE_KEY": "host_wallet_private_key",
-    "USDT_CONTRACT_ADDRESS": "usdt_contract_address",
-    "PLATFORM_FEE_PERCENT": "platform_fee_percent",
-    "PAYOUT_BATCH_INTERVAL_SECONDS": "payout_batch_interval_seconds",
-    "PAYOUT_POLL_SECONDS": "payout_poll_seconds",
-    "HOST_WALLET_LOW_BALANCE_USD": "host_wallet_low_balance_usd",
-    "PAYMENT_UNDERPAID_TOLERANCE_PERCENT": "payment_underpaid_tolerance_percent",
-    "PAYMENT_STATUS_CHECK_MINUTES": "payment_status_check_minutes",
-    "IPN_REFUSAL_ALERT_COUNT": "ipn_refusal_alert_count",
-    "IPN_REFUSAL_ALERT_MINUTES": "ipn_refusal_alert_minutes",
-    "ADMIN_CHAT_IDS": "admin_chat_ids",
-    "STARS_USD_RATE": "stars_usd_rate",
-    "STARS_PAYOUT_HOLD_DAYS": "stars_payout_hold_days",
-    "STARS_ONLY": "stars_only",
-    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
-    "SWEEP_BATCH_SIZE": "sweep_batch_size",
-    "EXPIRY_GRACE_SECONDS": "expiry_grace_seconds",
-    "REMINDER_OFFSETS": "reminder_offsets",
-    "LOG_FORMAT": "log_format",
-    "LOG_LEVEL": "log_level",
-    "WORKER_POLL_SECONDS": "worker_poll_seconds",
-    "CLOCK_OFFSET_FILE": "clock_offset_file",
+# Environment name -> attribute, for every setting an operator can give.
+ENV_NAMES = {
+    (field.validation_alias if isinstance(field.validation_alias, str) else name.upper()): name
+    for name, field in Settings.model_fields.items()
 }
+_FIELDS = {env: Settings.model_fields[attr] for env, attr in ENV_NAMES.items()}
+SECRET_NAMES = frozenset(env for env, field in _FIELDS.items() if SecretStr in get_args(field.annotation))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a simple KEY=VALUE file (comments, blank lines, optional quotes, `export `)."""
-    values: dict[str, str] = {}
+    """The KEY=VALUE pairs of a .env file (python-dotenv: comments, quotes, `export `).
+
+    Values are taken literally: `$` in a password is not expanded.
+    """
+    from dotenv import dotenv_values
+
     if not path.is_file():
-        return values
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE", [])
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    values = dotenv_values(path, interpolate=False)
+    broken = [key for key, value in values.items() if value is None]
+    if broken:
+        raise ConfigError(f"{path}: expected KEY=VALUE, got a bare {broken[0]!r}", [])
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def load_settings(
@@ -325,53 +326,37 @@ def load_settings(
     """Build Settings from `.env` overlaid by the environment (the environment wins)."""
     raw: dict[str, str] = read_env_file(env_file) if env_file else {}
     raw.update(os.environ if environ is None else environ)
-    raw = {k: v for k, v in raw.items() if k in _ATTR}
+    # An empty value means "not set": the default applies, as it always has in .env.example.
+    raw = {k: v.strip() for k, v in raw.items() if k in ENV_NAMES and v.strip()}
 
     client: SecretClient | None = None
     for name, value in raw.items():
-        if value and SECRET_PATH.match(value.strip()):
+        if SECRET_PATH.match(value):
             client = client or secret_client_factory()
-            raw[name] = client.access(value.strip())
-
-    def get(name: str) -> str | None:
-        return _text(raw.get(name))
-
+            raw[name] = client.access(value).strip()
     try:
-        admin_ids = tuple(int(v) for v in _list(get("ADMIN_CHAT_IDS")))
-    except ValueError:
-        raise ConfigError("ADMIN_CHAT_IDS must be comma-separated Telegram ids", ["ADMIN_CHAT_IDS"]) from None
-    log_format = (get("LOG_FORMAT") or "text").lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}", ["LOG_FORMAT"])
+        return Settings(**raw)
+    except ValidationError as error:
+        raise _explained(error, raw) from None
 
-    defaults = Settings()
-    values: dict[str, Any] = {}
-    for name, attr in _ATTR.items():
-        value = get(name)
-        default = getattr(defaults, attr)
-        if isinstance(default, bool):
-            values[attr] = _bool(name, value, default)
-        elif default is None or isinstance(default, str):
-            values[attr] = value if value is not None else default
-        elif isinstance(default, int):
-            values[attr] = _int(name, value, default)
-        elif isinstance(default, float):
-            values[attr] = float(value) if value is not None else default
-        elif isinstance(default, Decimal):
-            values[attr] = _decimal(name, value, str(default))
-        elif isinstance(default, Path):
-            values[attr] = Path(value) if value is not None else default
-        elif isinstance(default, tuple):
-            values[attr] = _list(value) if value is not None else default
-    values["admin_chat_ids"] = admin_ids
-    values["log_format"] = log_format
-    if not Decimal(0) < values["stars_usd_rate"] < Decimal(1):
-        raise ConfigError("STARS_USD_RATE must be a positive USD amount below 1 (Telegram pays 0.013)",
-                          ["STARS_USD_RATE"])
-    if values["stars_payout_hold_days"] < 0:
-        raise ConfigError("STARS_PAYOUT_HOLD_DAYS must be 0 or more", ["STARS_PAYOUT_HOLD_DAYS"])
-    for offset in values["reminder_offsets"]:
-        parse_duration("REMINDER_OFFSETS", offset)
-    if not 1 <= values["rate_limit_ipv6_prefix"] <= 128:
-        raise ConfigError("RATE_LIMIT_IPV6_PREFIX must be a prefix length from 1 to 128", ["RATE_LIMIT_IPV6_PREFIX"])
-    return dataclasses.replace(defaults, **values)
+
+def _explained(error: ValidationError, raw: Mapping[str, str]) -> ConfigError:
+    """One line per bad setting: its name, what it got (unless secret), what it allows."""
+    lines, names = [], []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else "settings"
+        if name in names:
+            continue
+        names.append(name)
+        shown = "(hidden)" if name in SECRET_NAMES else repr(raw.get(name, ""))
+        reason = problem["msg"].removeprefix("Value error, ")
+        allowed = _FIELDS[name].description if name in _FIELDS else ""
+        lines.append(f"  {name}={shown}: {reason}. Allowed: {allowed}.")
+    return ConfigError("Bad settings:\n" + "\n".join(lines), names)
+
+
+def lookalike_names(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> list[str]:
+    """Warnings for names that are not settings but look like one (`DATABSE_URL`)."""
+    file_keys = list(read_env_file(env_file)) if env_file else []
+    env_keys = list(os.environ if environ is None else environ)
+    return check.lookalikes(env_keys, file_keys, list(ENV_NAMES), str(env_file) if env_file else ".env")

@@ -34,7 +34,7 @@ from telepay.ops.version import version
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
 from telepay.services import lifecycle
-from telepay.config import parse_duration
+from telepay.config import parse_duration, reveal
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, RepostTimer
 from telepay.services.setup import SetupService
 from telepay.services.timers import TimerLog, schedule
@@ -86,8 +86,8 @@ class Services:
 
 
 def nowpayments_client(settings: Settings) -> NowPaymentsClient:
-    return NowPaymentsClient(settings.nowpayments_base_url, settings.nowpayments_api_key or "",
-                             email=settings.nowpayments_email, password=settings.nowpayments_password)
+    return NowPaymentsClient(settings.nowpayments_base_url, reveal(settings.nowpayments_api_key) or "",
+                             email=settings.nowpayments_email, password=reveal(settings.nowpayments_password))
 
 
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
@@ -102,7 +102,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         clock=clock,
         jobs=JobQueue(session_factory, clock=clock, kinds=JOB_KINDS),
     )
-    changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key)
+    changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key.get_secret_value())
                  if settings.changenow_api_key else None)
     services.setup = SetupService(services.jobs, clock, address_validator=changenow)
     bot_link = f"https://t.me/{settings.telegram_bot_username}"
@@ -129,7 +129,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         services.payouts = PayoutEngine.build(
             session_factory, services.jobs, clock, changenow=changenow,
             w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
-            private_key=settings.host_wallet_private_key, usdt_address=settings.usdt_contract_address,
+            private_key=settings.host_wallet_private_key.get_secret_value(), usdt_address=settings.usdt_contract_address,
             poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
     services.sweep = lifecycle.ExpirySweep(
         session_factory, clock, batch_size=settings.sweep_batch_size,
@@ -213,7 +213,7 @@ def freeze_startup_heap() -> None:
 def run(settings: Settings, signals: StopSignals | None = None) -> None:
     """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
     signals = signals or StopSignals().install()
-    settings.require()
+    settings.require_for_run()
     logger.info("telepay %s starting", version())
     engine = make_engine(settings)
     try:

@@ -1,12 +1,23 @@
 """Scratch PostgreSQL databases for tests and benchmarks: created fresh, migrated, dropped.
 
-The server is the one `TELEPAY_TEST_DATABASE_URL` names, or else an embedded one started in a
-temporary directory. A fresh database per run keeps concurrent runs out of each other's rows.
+The server is the one `TELEPAY_TEST_DATABASE_URL` names, or else an embedded one of our own,
+started for the scratch database and stopped (its files removed) right after the database is
+dropped. A fresh database per run keeps concurrent runs out of each other's rows.
+
+Where the embedded server lives matters. Run as root (containers, CI), pgserver runs PostgreSQL
+as its own unprivileged `pgserver` user and opens up the directories above the data directory
+so that user can reach it. pytest's temporary root (`/tmp/pytest-of-root`) is not such a
+directory: every pytest session that starts resets it to mode 0700, so a server kept there lost
+access to its own files mid-run (`PANIC: could not open file ".../global/pg_control":
+Permission denied`), the postmaster killed every connection and shut down, and the teardown's
+`DROP DATABASE` failed with "network error". The embedded server therefore gets a directory
+of its own from `tempfile`, which nothing else changes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -15,36 +26,59 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from telepay.models import migrate
-from telepay.models.engine import embedded_url, normalise_url
-
-
-def server_url(scratch_dir: Path | None = None) -> str:
-    url = os.environ.get("TELEPAY_TEST_DATABASE_URL")
-    if url:
-        return normalise_url(url)
-    return embedded_url(scratch_dir or Path(tempfile.mkdtemp(prefix="telepay-pg-")))
+from telepay.models.engine import normalise_url
 
 
 @contextmanager
-def scratch_database(prefix: str = "telepay_scratch", scratch_dir: Path | None = None) -> Iterator[str]:
-    """Yield the URL of a new database at the current schema head; drop it afterwards."""
-    server = make_url(server_url(scratch_dir))
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
+def embedded_server() -> Iterator[str]:
+    """A PostgreSQL server owned by this context: its admin URL; stopped and removed on exit.
+
+    Stopped here rather than by pgserver's exit hook, so it outlives everything that still uses
+    it (the `DROP DATABASE` above all) and nothing after it: no server is left behind a run.
+    """
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="telepay-pg-"))
+    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
     try:
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield url
+        socket = server.get_postmaster_info().socket_path  # pgserver may move it off a long path
+        yield f"postgresql+pg8000://postgres@/postgres?unix_sock={socket}"
     finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(prefix: str = "telepay_scratch") -> Iterator[str]:
+    """Yield the URL of a new database at the current schema head; drop it afterwards."""
+    given = os.environ.get("TELEPAY_TEST_DATABASE_URL")
+    with (_given(given) if given else embedded_server()) as server_url:
+        server = make_url(server_url)
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        # A connection per statement: the drop at the end must not rely on one opened at the
+        # start and left idle for the whole run.
+        admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = server.set(database=name).render_as_string(hide_password=False)
+        try:
+            engine = create_engine(url)
+            migrate.upgrade(engine)
+            engine.dispose()
+            yield url
+        finally:
+            # FORCE: connections a test left open (a killed process's, an app's kept ones) end here.
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield normalise_url(url)
 
 
 # Seeded by migrations, not by tests: kept when a test empties the database.

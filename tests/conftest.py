@@ -1,8 +1,8 @@
 """Shared fixtures: a real PostgreSQL for every test that needs one.
 
-`TELEPAY_TEST_DATABASE_URL` names a server to use (CI points it at the local one); without it
-the embedded server from pgserver is started in a temporary directory. Either way the run gets
-its own fresh database, migrated to head, so parallel runs never see each other's rows.
+`TELEPAY_TEST_DATABASE_URL` names a server to use; without it (a fresh clone, `make test`) an
+embedded server from pgserver is started for the run and stopped after it. Either way the run
+gets its own fresh database, migrated to head, so parallel runs never see each other's rows.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ hypothesis_settings.load_profile("telepay")
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
-    with scratch_database("telepay_test", tmp_path_factory.mktemp("embedded-pg")) as url:
+def database_url() -> str:
+    with scratch_database("telepay_test") as url:
         yield url
 
 

@@ -22,10 +22,10 @@ def test_check_config_masks_secrets_and_tests_the_database(tmp_path, database_ur
                       TELEGRAM_BOT_USERNAME="bot", WEBHOOK_SIGNING_SECRET="w-s3cr3t",
                       NOWPAYMENTS_API_KEY="k-s3cr3t", NOWPAYMENTS_IPN_SECRET="i-s3cr3t",
                       PUBLIC_BASE_URL="https://pay.example.com", CHANGENOW_API_KEY="c-s3cr3t",
-                      ETH_RPC_URL="http://127.0.0.1:8545", HOST_WALLET_PRIVATE_KEY="h-s3cr3t",
+                      ETH_RPC_URL="http://127.0.0.1:8545", HOST_WALLET_PRIVATE_KEY="0x" + "5e" * 32,
                       USDT_CONTRACT_ADDRESS="0xdAC17F958D2ee523a2206206994597C13D831ec7")
     assert result.returncode == 0, result.stderr
-    assert "s3cr3t" not in result.stdout + result.stderr
+    assert "s3cr3t" not in result.stdout + result.stderr and "5e5e5e" not in result.stdout + result.stderr
     assert "TELEGRAM_BOT_TOKEN           ****** (set)" in result.stdout
     assert "reachable" in result.stdout and "configuration OK" in result.stdout
 

@@ -48,7 +48,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 def build_application(settings: Any, services: Any, session_factory, watch: PollWatch | None = None) -> Application:
     builder = (
         ApplicationBuilder()
-        .token(settings.telegram_bot_token)
+        .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .persistence(SqlPersistence(session_factory))
         # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits;

@@ -8,7 +8,7 @@ from importlib import metadata
 import click
 from sqlalchemy import text
 
-from telepay.cli.common import engine_or_exit, fail_config, secret_values, settings_or_exit
+from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
@@ -29,6 +29,7 @@ def run() -> None:
     import logging
 
     from telepay import runtime
+    from telepay.models.engine import describe
     from telepay.models.migrate import SchemaBehind
     from telepay.ops.signals import StopSignals
     from telepay.ops.startup import DatabaseUnavailable
@@ -39,13 +40,20 @@ def run() -> None:
     log = logging.getLogger("telepay.run")
     # Fatal errors go through the log, so LOG_FORMAT=json gets JSON lines for them too,
     # with every secret masked (a rejected bot token is in the Bot API's error URL).
+    for warning in lookalikes_or_exit():
+        log.warning("%s", warning)
     try:
         runtime.run(settings, signals)
     except ConfigError as error:
         log.critical("telepay cannot start: %s", error)
         sys.exit(2)
     except SchemaBehind as error:
-        log.critical("telepay cannot start: %s", error)
+        # Say which database: on the embedded one, "run db upgrade" may be the wrong advice.
+        log.critical("telepay cannot start: %s (database: %s)", error, describe(settings))
+        if not (settings.database_url or settings.cloud_sql_connection_name):
+            log.critical("neither DATABASE_URL nor CLOUD_SQL_CONNECTION_NAME is set, so this is the embedded "
+                         "development database; if you meant your server, set DATABASE_URL (check its "
+                         "spelling with `telepay check-config`)")
         sys.exit(2)
     except DatabaseUnavailable as error:
         log.critical("telepay cannot start: %s", error)
@@ -64,8 +72,9 @@ def check_config() -> None:
     settings = settings_or_exit()
     for name, value in settings.masked().items():
         click.echo(f"{name:28} {value}")
-    missing = settings.missing()
     click.echo("")
+    for warning in lookalikes_or_exit():
+        click.echo(f"warning: {warning}", err=True)
     click.echo("ChangeNOW: ask partners@changenow.io (\"Special partner fields\") to enable userId for your "
                "key, so a payout's exchange is found by its tag (docs/deploy.md)")
     try:
@@ -78,9 +87,10 @@ def check_config() -> None:
     except Exception as error:  # noqa: BLE001 - any failure is the answer to "does it work?"
         click.echo(f"database: {describe(settings)}: NOT reachable: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
-    if missing:
-        click.echo("telepay: Missing required settings: " + ", ".join(missing), err=True)
-        sys.exit(2)
+    try:
+        settings.require_for_run()
+    except ConfigError as error:
+        fail_config(error)
     click.echo("configuration OK")
 
 
@@ -211,7 +221,7 @@ def sign(body_text: str | None, url: str, method: str, timestamp: int | None) ->
     path = urlsplit(url).path or "/"
     ts = int(time.time()) if timestamp is None else timestamp
     try:
-        signature = signing.sign(settings.webhook_signing_secret, body, ts, method=method, path=path)
+        signature = signing.sign(settings.webhook_signing_secret.get_secret_value(), body, ts, method=method, path=path)
     except ValueError as error:
         raise click.ClickException(str(error))
     click.echo(f"{signing.TIMESTAMP_HEADER}: {ts}")

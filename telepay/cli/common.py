@@ -6,15 +6,23 @@ import sys
 
 import click
 
-from telepay.config import SECRET_NAMES, ConfigError, Settings, load_settings
+from telepay.config import SECRET_NAMES, ConfigError, Settings, load_settings, lookalike_names
 
 
 def settings_or_exit() -> Settings:
+    """The settings, or exit 2 naming every bad one (a message, never a traceback)."""
     try:
         return load_settings()
     except ConfigError as error:
-        click.echo(f"telepay: {error}", err=True)
-        sys.exit(2)
+        fail_config(error)
+
+
+def lookalikes_or_exit() -> list[str]:
+    """Names in the environment or .env that look like a setting but are not one (`DATABSE_URL`)."""
+    try:
+        return lookalike_names()
+    except ConfigError as error:
+        fail_config(error)
 
 
 def fail_config(error: ConfigError) -> None:
@@ -23,10 +31,11 @@ def fail_config(error: ConfigError) -> None:
 
 
 def engine_or_exit(settings: Settings):
+    """The engine; in production never the embedded database (`db upgrade` would migrate it)."""
     from telepay.models.engine import make_engine
 
     try:
-        return make_engine(settings)
+        return make_engine(settings.require_database())
     except ConfigError as error:
         fail_config(error)
 

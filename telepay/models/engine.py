@@ -53,7 +53,7 @@ def embedded_url(data_dir: Path) -> str:
 
 def describe(settings: Settings) -> str:
     if settings.database_url:
-        return "DATABASE_URL " + make_url(normalise_url(settings.database_url)).render_as_string()
+        return "DATABASE_URL " + make_url(normalise_url(settings.database_url.get_secret_value())).render_as_string()
     if settings.cloud_sql_connection_name:
         return f"Cloud SQL {settings.cloud_sql_connection_name}/{settings.database_name}"
     return f"embedded PostgreSQL in {Path(settings.data_dir) / 'pg'}"
@@ -69,7 +69,7 @@ def make_engine(settings: Settings) -> Engine:
     # pg8000's `timeout` bounds the connect and, until `_set_up` widens it, every read.
     connect_args = {"timeout": settings.db_connect_timeout_seconds, "tcp_keepalive": True}
     if settings.database_url:
-        engine = create_engine(normalise_url(settings.database_url), connect_args=connect_args, **pool)
+        engine = create_engine(normalise_url(settings.database_url.get_secret_value()), connect_args=connect_args, **pool)
     elif settings.cloud_sql_connection_name:
         engine = _cloud_sql_engine(settings, pool)
     else:
@@ -151,7 +151,7 @@ def _cloud_sql_engine(settings: Settings, pool: dict) -> Engine:
             settings.cloud_sql_connection_name,
             "pg8000",
             user=settings.database_user,
-            password=settings.database_password,
+            password=settings.database_password.get_secret_value(),
             db=settings.database_name,
         )
 

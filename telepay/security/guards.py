@@ -21,6 +21,7 @@ from typing import Callable
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from telepay.config import reveal
 from telepay.errors import TelePayError
 from telepay.security import nowpayments, signing
 from telepay.security.allowlist import IpAllowlist
@@ -72,9 +73,9 @@ class Guards:
             internal_allowlist=IpAllowlist(parse_networks(",".join(settings.allowed_ips))),
             ipn_allowlist=IpAllowlist(ipn_networks),
             limiters={name: TokenBucketLimiter(per_minute, burst) for name in (INTERNAL, IPN, STATUS)},
-            signing_secret=settings.webhook_signing_secret,
-            ipn_secret=settings.nowpayments_ipn_secret,
-            operator_token=settings.operator_token,
+            signing_secret=reveal(settings.webhook_signing_secret),
+            ipn_secret=reveal(settings.nowpayments_ipn_secret),
+            operator_token=reveal(settings.operator_token),
             now=now,
             ipv6_prefix=settings.rate_limit_ipv6_prefix,
         )

@@ -52,8 +52,11 @@ def test_a_dead_connection_is_replaced_when_it_is_handed_out(database_url):
 
 def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch):
     """The connector is replaced by one that opens a pg8000 connection to the test server,
-    the way the real one opens it to Cloud SQL: the engine's creator path is what is tested."""
+    the way the real one opens it to Cloud SQL: the engine's creator path is what is tested.
+    The test server may be reached over TCP or, embedded, over its unix socket."""
     url = make_url(database_url)
+    where = ({"unix_sock": url.query["unix_sock"]} if "unix_sock" in url.query
+             else {"host": url.host, "port": url.port or 5432})
     calls = []
 
     class FakeConnector:
@@ -62,8 +65,8 @@ def test_cloud_sql_mode_connects_through_the_connector(database_url, monkeypatch
 
         def connect(self, instance, driver, **kwargs):
             calls.append((instance, driver, kwargs["db"], kwargs["user"]))
-            return pg8000.dbapi.connect(user=url.username or "postgres", host=url.host, port=url.port or 5432,
-                                        database=url.database, password=url.password)
+            return pg8000.dbapi.connect(user=url.username or "postgres", database=url.database,
+                                        password=url.password, **where)
 
         def close(self):
             calls.append("closed")
