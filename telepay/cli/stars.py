@@ -25,7 +25,7 @@ def _bot(settings):
         settings.require(("TELEGRAM_BOT_TOKEN",))
     except ConfigError as error:
         fail_config(error)
-    return Bot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url)
+    return Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_base_url)
 
 
 @payments.command("refund")
