@@ -26,7 +26,7 @@ from telepay.models import PayoutCurrency
 from telepay.services.channels import owned_channel, parse_chat_reference, verify_pair_admin
 from telepay.services.setup import (
     MAX_TIERS, PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
-    current, parse_days, parse_usd,
+    current, parse_days, parse_stars, parse_usd,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ QUESTIONS = {
     "threshold": f"Send the amount in US dollars at which you want to be paid out (at least ${THRESHOLD_MIN}).",
     "chat": "Send the @username or id of the group or channel for sale notifications (I must be a member).",
     "text": "Send the text of your donation post (up to 1,000 characters).",
+    "stars": "Send the price of tier {n} in Telegram Stars (1 to 10,000), or 0 to follow its USD price.",
 }
 
 
@@ -103,7 +104,7 @@ async def button(update: Update, context: Context) -> str:
             await show(update, text, markup)
             _clean(context, cid)
             return FORM
-        case ["t", n, ("price" | "days") as what]:
+        case ["t", n, ("price" | "days" | "stars") as what]:
             _clean(context, cid)
             return await _ask(update, context, cid, f"{what}:{n}", QUESTIONS[what].format(n=n))
         case ["t", n, "del"]:
@@ -146,6 +147,9 @@ async def button(update: Update, context: Context) -> str:
         case ["notify", "me"]:
             draft["notify_chat_id"] = None
             draft["notify"] = True
+        case ["pm", ("crypto" | "stars") as method]:
+            name = f"accept_{method}"
+            draft[name] = not draft.get(name, getattr(saved, name))
         case ["repost"]:
             hours = draft.get("repost_hours", saved.repost_hours)
             later = [h for h in REPOST_CHOICES if h > hours]
@@ -165,6 +169,9 @@ def _drop_no_ops(draft: dict, saved) -> None:
         draft.pop("repost_hours")
     if "notify" in draft and draft["notify"] == saved.notify and "notify_chat_id" not in draft:
         draft.pop("notify")
+    for name in ("accept_crypto", "accept_stars"):
+        if name in draft and draft[name] == getattr(saved, name):
+            draft.pop(name)
 
 
 async def answer(update: Update, context: Context) -> str:
@@ -178,11 +185,13 @@ async def answer(update: Update, context: Context) -> str:
     try:
         await db(context, owned_channel, cid, update.effective_user.id)
         draft = _draft(context, cid)
-        if field.startswith(("price:", "days:")):
+        if field.startswith(("price:", "days:", "stars:")):
             what, number = field.split(":")
             tier = draft.setdefault("tiers", {}).get(number) or {}
             if what == "price":
                 tier["price"] = str(parse_usd(text, PRICE_MIN, PRICE_MAX, "price"))
+            elif what == "stars":
+                tier["stars"] = parse_stars(text)
             else:
                 tier["days"] = parse_days(text)
             draft["tiers"][number] = tier

@@ -59,6 +59,17 @@ def _tier_label(value) -> str:
     return f"{'$' + format(price, ',.2f') if price else '$?'} · {days or '?'} days"
 
 
+def stars_values(saved: Effective, draft: dict[str, Any]) -> dict[int, int | None]:
+    """Each tier's owner-set Stars price as it would be saved (None: follows the USD price)."""
+    edits = draft.get("tiers") or {}
+    return {n: (edits[str(n)] or {}).get("stars") if "stars" in (edits.get(str(n)) or {}) else saved.stars.get(n)
+            for n in range(1, MAX_TIERS + 1)}
+
+
+def _stars_label(value) -> str:
+    return f" · ⭐ {value:,}" if value else " · ⭐ auto"
+
+
 def render_form(data: FormData, draft: dict[str, Any], note: str = "") -> tuple[str, InlineKeyboardMarkup]:
     saved, cid = data.saved, data.channel_id
 
@@ -66,6 +77,8 @@ def render_form(data: FormData, draft: dict[str, Any], note: str = "") -> tuple[
         return " ✏️" if name in draft else ""
 
     tiers = tier_values(saved, draft)
+    stars = stars_values(saved, draft)
+    crypto_on, stars_on = draft.get("accept_crypto", saved.accept_crypto), draft.get("accept_stars", saved.accept_stars)
     currency = draft.get("currency") or (f"{saved.currency}:{saved.network}" if saved.currency else None)
     address = draft.get("address", saved.address)
     strategy = PayoutStrategy(draft.get("strategy", saved.strategy))
@@ -81,7 +94,9 @@ def render_form(data: FormData, draft: dict[str, Any], note: str = "") -> tuple[
         f"Status: {STATUS[data.status]}",
         "",
         "Tiers" + mark("tiers") + ":",
-        *[f"  {n}. {_tier_label(value)}" for n, value in tiers.items()],
+        *[f"  {n}. {_tier_label(value)}{_stars_label(stars[n]) if value else ''}" for n, value in tiers.items()],
+        f"Buyers pay{mark('accept_crypto') or mark('accept_stars')}: "
+        + (" and ".join(m for m, on in (("⭐ Telegram Stars", stars_on), ("💳 crypto", crypto_on)) if on) or "—"),
         f"Payout currency{mark('currency')}: {data.currencies.get(currency, '—') if currency else '—'}",
         f"Payout address{mark('address')}: {address or '—'}",
         f"Payouts{mark('strategy') or mark('threshold')}: {how}",
@@ -100,6 +115,8 @@ def render_form(data: FormData, draft: dict[str, Any], note: str = "") -> tuple[
         [("💱 Currency", f"cfg:{cid}:cur"), ("👛 Address", f"cfg:{cid}:addr")],
         [("📤 Payout strategy", f"cfg:{cid}:strat"), ("🔔 Notifications", f"cfg:{cid}:notify")],
         [("📝 Donation text", f"cfg:{cid}:text"), (f"🔁 Every {repost} h", f"cfg:{cid}:repost")],
+        [(f"⭐ Stars: {'on' if stars_on else 'off'}", f"cfg:{cid}:pm:stars"),
+         (f"💳 Crypto: {'on' if crypto_on else 'off'}", f"cfg:{cid}:pm:crypto")],
         [("💾 Save all changes", f"cfg:{cid}:save"), ("🗑 Discard", f"cfg:{cid}:discard")] if draft else [],
         [("« My channels", "menu:channels")],
     ]
@@ -109,6 +126,7 @@ def render_form(data: FormData, draft: dict[str, Any], note: str = "") -> tuple[
 def tier_menu(cid: int, number: int, value) -> tuple[str, InlineKeyboardMarkup]:
     return (f"Tier {number}: {_tier_label(value)}\n\nWhat would you like to change?",
             keyboard([("Price", f"cfg:{cid}:t:{number}:price"), ("Duration", f"cfg:{cid}:t:{number}:days")],
+                     [("⭐ Stars price", f"cfg:{cid}:t:{number}:stars")],
                      [("Remove this tier", f"cfg:{cid}:t:{number}:del")] if value else [],
                      [("« Back", f"cfg:{cid}")]))
 

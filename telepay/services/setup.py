@@ -30,6 +30,7 @@ PRICE_MIN, PRICE_MAX = Decimal("1.00"), Decimal("9999.99")
 DAYS_MIN, DAYS_MAX = 1, 3650
 THRESHOLD_MIN, THRESHOLD_MAX = Decimal("20"), Decimal("1000000")
 REPOST_CHOICES = (6, 12, 24, 48, 72, 168)
+STARS_MIN, STARS_MAX = 1, 10000  # Telegram's range for one Stars invoice
 DONATION_TEXT_MAX = 1000
 DEFAULT_DONATION_TEXT = "Enjoying this channel? You can support it with a donation in crypto. Thank you! 💙"
 _AMOUNT = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?\s*(?:\$|usd)?$", re.IGNORECASE)
@@ -61,6 +62,17 @@ def parse_days(text: str) -> int:
     return days
 
 
+def parse_stars(text: str) -> int | None:
+    """A tier's Stars price: whole Stars, or 0 / "auto" for the USD price at STARS_USD_RATE (None)."""
+    text = text.strip().lower().removesuffix("stars").strip().replace(",", "")
+    if text in ("0", "auto"):
+        return None
+    if not text.isdigit() or not STARS_MIN <= int(text) <= STARS_MAX:
+        raise InvalidInput(f"Please send the Stars price as a whole number from {STARS_MIN} to {STARS_MAX:,} "
+                           "(or 0 to follow the USD price).")
+    return int(text)
+
+
 def check_donation_text(text: str) -> str:
     text = text.strip()
     if not 1 <= len(text) <= DONATION_TEXT_MAX:
@@ -82,6 +94,9 @@ class Effective:
     notify_chat_id: int | None
     donation_text: str
     repost_hours: int
+    stars: dict[int, int | None] = field(default_factory=dict)  # owner-set Stars prices (None: automatic)
+    accept_crypto: bool = True
+    accept_stars: bool = True
     changed: set[str] = field(default_factory=set)
 
     def as_audit(self) -> dict[str, Any]:
@@ -93,6 +108,8 @@ class Effective:
             "payout_threshold_usd": None if self.threshold is None else str(self.threshold),
             "notify_enabled": self.notify, "notify_chat_id": self.notify_chat_id,
             "donation_text": self.donation_text, "repost_interval_hours": self.repost_hours,
+            "stars_prices": {str(n): price for n, price in sorted(self.stars.items()) if price is not None},
+            "accept_crypto": self.accept_crypto, "accept_stars": self.accept_stars,
         }
 
 
@@ -104,6 +121,8 @@ def current(channel: Channel) -> Effective:
         threshold=channel.payout_threshold_usd, notify=channel.notify_enabled,
         notify_chat_id=channel.notify_chat_id, donation_text=channel.donation_text or DEFAULT_DONATION_TEXT,
         repost_hours=channel.repost_interval_hours,
+        stars={tier.number: tier.price_stars for tier in channel.tiers if tier.active},
+        accept_crypto=channel.accept_crypto, accept_stars=channel.accept_stars,
     )
 
 
@@ -117,7 +136,10 @@ def merge(channel: Channel, draft: dict[str, Any]) -> Effective:
             continue  # not a tier the form offers (a forged button): never saved, never blocks a save
         if edit is None:
             after.tiers[number] = None
+            after.stars.pop(number, None)
             continue
+        if "stars" in edit:
+            after.stars[number] = edit["stars"]
         old = after.tiers.get(number)
         price = Decimal(edit["price"]) if edit.get("price") else (old[0] if old else None)
         days = edit.get("days") or (old[1] if old else None)
@@ -140,6 +162,8 @@ def merge(channel: Channel, draft: dict[str, Any]) -> Effective:
         after.donation_text = draft["donation_text"]
     if "repost_hours" in draft:
         after.repost_hours = int(draft["repost_hours"])
+    after.accept_crypto = bool(draft.get("accept_crypto", after.accept_crypto))
+    after.accept_stars = bool(draft.get("accept_stars", after.accept_stars))
     old, new = before.as_audit(), after.as_audit()
     after.changed = {name for name in new if new[name] != old[name]}
     return after
@@ -191,6 +215,8 @@ class SetupService:
                                    "Please check it and send it again.")
         if after.address and not after.currency:
             raise InvalidInput("Please choose the payout currency for this address.")
+        if not (after.accept_crypto or after.accept_stars):
+            raise InvalidInput("Buyers need a way to pay: keep Telegram Stars or crypto switched on.")
         if after.strategy == PayoutStrategy.THRESHOLD and (after.threshold or 0) < THRESHOLD_MIN:
             raise InvalidInput(f"The payout threshold must be at least ${THRESHOLD_MIN:,.2f}.")
         address_change = None
@@ -233,6 +259,10 @@ class SetupService:
                 channel.tiers.append(Tier(number=number, price_usd=value[0], days=value[1], active=True))
             else:
                 tier.price_usd, tier.days, tier.active = value[0], value[1], True
+        for tier in channel.tiers:
+            if tier.number in after.stars:
+                tier.price_stars = after.stars[tier.number]
+        channel.accept_crypto, channel.accept_stars = after.accept_crypto, after.accept_stars
         channel.payout_currency, channel.payout_network = after.currency, after.network
         channel.payout_address = after.address
         channel.payout_strategy, channel.payout_threshold_usd = after.strategy, after.threshold
@@ -255,7 +285,7 @@ class SetupService:
             channel.status, activated = ChannelStatus.ACTIVE, True
         elif channel.status == ChannelStatus.ACTIVE and not ready:
             channel.status = ChannelStatus.SETUP
-        shown = {"tiers", "donation_text"} & after.changed
+        shown = {"tiers", "donation_text", "stars_prices", "accept_crypto", "accept_stars"} & after.changed
         reposted = channel.status == ChannelStatus.ACTIVE and (activated or bool(shown))
         if reposted:
             # Not the "Post now" cooldown: the owner changed what the posts say.
