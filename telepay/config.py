@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # The expiry sweep: how often it runs, how many subscriptions one transaction claims, how
     # long after expiry access really ends, and how long before expiry reminders go out.
     sweep_interval_seconds: Seconds = _is("seconds, a number above 0", 60.0)
+    # How often every live pair's rights (and its owner's admin status) are asked of Telegram;
+    # my_chat_member updates catch most changes at once, this catches the rest.
+    rights_check_seconds: Seconds = _is("seconds, a number above 0", 600.0)
     sweep_batch_size: int = _is("a whole number, 1 or more", 500, ge=1)
     expiry_grace_seconds: int = _is("whole seconds, 0 or more", 0, ge=0)
     reminder_offsets: Durations = _is("comma-separated durations like 3d, 12h, 30m or 45s", ("3d", "1d"))

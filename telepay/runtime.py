@@ -37,6 +37,7 @@ from telepay.services import lifecycle
 from telepay.config import parse_duration, reveal
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, RepostTimer
 from telepay.services.setup import SetupService
+from telepay.services.rights import TIMER_NAME as RIGHTS_TIMER
 from telepay.services.timers import TimerLog, schedule
 from telepay.services.access import AccessService
 from telepay.services.fulfilment import Fulfilment
@@ -124,7 +125,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
     services.ipn_refusals = IpnRefusals(session_factory, services.jobs, clock,
                                         alert_count=settings.ipn_refusal_alert_count,
                                         alert_minutes=settings.ipn_refusal_alert_minutes)
-    services.access = AccessService(session_factory, clock)
+    services.access = AccessService(session_factory, clock, services.jobs)
     if changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address:
         services.payouts = PayoutEngine.build(
             session_factory, services.jobs, clock, changenow=changenow,
@@ -197,6 +198,16 @@ def start_timers(application: Application, services: Services) -> None:
         services.wake_worker()
 
     schedule(application, log, RECONCILE_TIMER, 86400, reconcile_stars, first_seconds=300)
+
+    checker = application.bot_data["rights"]
+
+    async def check_rights() -> None:
+        await checker.check_all()
+        await asyncio.to_thread(checker.review_overdue)
+        services.wake_worker()
+
+    rights_every = services.settings.rights_check_seconds
+    schedule(application, log, RIGHTS_TIMER, rights_every, check_rights, first_seconds=min(rights_every, 30))
 
 
 def freeze_startup_heap() -> None:

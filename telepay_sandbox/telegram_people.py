@@ -97,6 +97,20 @@ class Person(UserHandle):
             world.notify()
             return CallbackQuery(world, query_id)
 
+    def press_forged(self, message: MessageHandle, callback_data: str):
+        """A modified client's press: a `callback_query` on `message` carrying `callback_data`
+        that none of its buttons has (what a hostile user sends to probe the bot)."""
+        if not 1 <= len(callback_data.encode("utf-8")) <= 64:
+            raise ValueError("callback_data is 1-64 bytes")
+        world = self._world
+        with world.lock:
+            record = world.chats[message.chat_id].messages[message.message_id]
+            query_id = world.new_callback_query_id()
+            button = {"text": "forged", "callback_data": callback_data}
+            world.updates.push("callback_query", _callback_query(world, query_id, self.id, record, button))
+            world.notify()
+            return CallbackQuery(world, query_id)
+
     def pay(self, invoice, timeout: float = payments.PRE_CHECKOUT_TIMEOUT) -> payments.PaymentOutcome:
         """Pay an invoice in Stars: a message from sendInvoice or a link from createInvoiceLink.
 

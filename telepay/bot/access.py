@@ -1,4 +1,5 @@
-"""Join requests, joins and "Get my invite": thin handlers over `AccessService`.
+"""Join requests, joins, the bot's own rights changing, and "Get my invite": thin handlers over
+`AccessService` and `ChannelRights`.
 
 The bot sees `chat_join_request` and `chat_member` updates because `telepay run` polls with
 every update type and is an administrator of each closed channel.
@@ -49,7 +50,14 @@ async def get_invite(update: Update, context: Context) -> None:
     await update.effective_chat.send_message(text, reply_markup=markup)
 
 
+async def bot_rights_changed(update: Update, context: Context) -> None:
+    """The bot's own rights changed in a chat: check (and pause or resume) the pair it belongs to."""
+    await context.bot_data["rights"].check_chat(update.my_chat_member.chat.id)
+    services(context).wake_worker()  # a resumed pair has invites to send
+
+
 def handlers() -> list[BaseHandler]:
     return [ChatJoinRequestHandler(join_request),
             ChatMemberHandler(member_changed, ChatMemberHandler.CHAT_MEMBER),
+            ChatMemberHandler(bot_rights_changed, ChatMemberHandler.MY_CHAT_MEMBER),
             CallbackQueryHandler(get_invite, pattern=GET_INVITE)]

@@ -26,6 +26,7 @@ from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import MessageRateLimiter
 from telepay.bot.updates import PerUserUpdateProcessor
 from telepay.ops.polling import PollWatch, RecordingRequest
+from telepay.services.rights import ChannelRights
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def build_application(settings: Any, services: Any, session_factory, watch: Poll
     application.bot_data["services"] = services
     application.bot_data["limits"] = UserLimits()
     application.bot_data["provider_pool"] = ThreadPoolExecutor(PROVIDER_THREADS, thread_name_prefix="provider")
+    application.bot_data["rights"] = ChannelRights(session_factory, services.jobs, services.clock, application.bot)
     add_handlers(application)
     application.add_error_handler(on_error)
     return application

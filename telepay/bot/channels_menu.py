@@ -2,6 +2,9 @@
 
 “Post now” shares the 5-minute cooldown per channel with the signed broadcast trigger
 (`request_broadcast` claims it in the channel row), so pressing it twice is refused politely.
+"Post now" and the summary first ask Telegram whether the owner still administers both chats
+(`telepay.bot.ownership`). On a paused pair "Post now" asks Telegram for every right the pair
+needs: it resumes only if all are back (a post going through proves only the right to post).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from telegram import Update
 
 from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
+from telepay.bot.ownership import admin_owner
 from telepay.bot.setup_view import STATUS
 from telepay.errors import CooldownActive, InvalidInput, TelePayError
 from telepay.models import ChannelStatus
@@ -63,7 +67,9 @@ async def channel_view(update: Update, context: Context) -> None:
 
 def _post_now(session, jobs, cid: int, user_id: int, at) -> None:
     channel = owned_channel(session, cid, user_id)
-    if channel.status not in (ChannelStatus.ACTIVE, ChannelStatus.LOST_RIGHTS):
+    if channel.status == ChannelStatus.LOST_RIGHTS:
+        raise InvalidInput(f"“{channel.open_title}” is still paused: {channel.status_reason}")
+    if channel.status != ChannelStatus.ACTIVE:
         raise InvalidInput("This channel isn't live yet: add at least one tier and a payout address, "
                            "then “Save all changes”.")
     request_broadcast(session, jobs, cid, at)
@@ -74,6 +80,9 @@ async def post_now(update: Update, context: Context) -> None:
     cid = int(update.callback_query.data.split(":")[1])
     svc = services(context)
     try:
+        channel = await admin_owner(update, context, cid)
+        if channel.status == ChannelStatus.LOST_RIGHTS:
+            await context.bot_data["rights"].check(cid)  # resumes the pair if every right is back
         await db(context, _post_now, svc.jobs, cid, update.effective_user.id, now(context))
     except CooldownActive as cooldown:
         minutes, seconds = divmod(cooldown.retry_after, 60)
@@ -98,6 +107,7 @@ async def summary(update: Update, context: Context) -> None:
     """`ch:<id>:sum`: the last 30 days in numbers."""
     cid = int(update.callback_query.data.split(":")[1])
     try:
+        await admin_owner(update, context, cid)
         text = await db(context, _summary, cid, update.effective_user.id, now(context))
     except TelePayError as error:
         await tell_error(update, error)

@@ -17,13 +17,14 @@ from telegram import Update
 from telegram.error import BadRequest, Forbidden
 
 from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
+from telepay.bot.ownership import admin_owner
 from telepay.bot.setup_view import (
     FormData, address_confirmation, currency_menu, notify_menu, render_form, strategy_menu, tier_menu,
     tier_values,
 )
 from telepay.errors import InvalidInput, TelePayError
 from telepay.models import PayoutCurrency
-from telepay.services.channels import owned_channel, parse_chat_reference, verify_pair_admin
+from telepay.services.channels import owned_channel, parse_chat_reference
 from telepay.services.setup import (
     MAX_TIERS, PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
     current, parse_days, parse_stars, parse_usd,
@@ -258,8 +259,7 @@ async def save(update: Update, context: Context, cid: int, confirmed: bool) -> s
         return FORM
     if review.address_change:
         await asyncio.to_thread(setup.check_address_remotely, review.network, review.address_change[1])
-    channel = await db(context, owned_channel, cid, user_id)
-    await verify_pair_admin(context.bot, channel.open_chat_id, channel.closed_chat_id, user_id)
+    channel = await admin_owner(update, context, cid)
     applied = await db(context, setup.apply, cid, user_id, draft, confirmed)
     context.user_data.get("drafts", {}).pop(str(cid), None)
     await ack(update, "Saved ✅")

@@ -68,6 +68,10 @@ class Channel(Base):
     next_post_at: Mapped[datetime | None]
     # Why the channel is in `lost_rights`, in words the owner is shown.
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # When Telegram last confirmed the registering owner administers both chats; and since when
+    # it says they no longer do (their payouts are held until a creator takes over or they are back).
+    owner_checked_at: Mapped[datetime | None]
+    owner_lost_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

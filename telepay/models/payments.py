@@ -74,6 +74,9 @@ class Invoice(Base):
     provider_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # A subscription's access reached the buyer (invite sent, or already in): the owner's share
+    # of it may be paid out from then on (delivery before money).
+    access_delivered_at: Mapped[datetime | None]
     method: Mapped[PaymentMethod] = mapped_column(default=PaymentMethod.CRYPTO, server_default="crypto")
     # Stars invoices: the whole Stars asked, whether it is a 30-day Star subscription, and for a
     # renewal charge, the invoice that started the subscription (its payload names that one).

@@ -35,6 +35,9 @@ class Subscription(Base):
     # whether Telegram will charge again at the period's end (Cancel / Resume in /mysubs).
     star_charge_id: Mapped[str | None] = mapped_column(String(255))
     star_renews: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # The expiry of the term the bot banned this user for, written before the ban: only a ban
+    # the bot made for expiry is ever lifted (an owner's own ban stays).
+    removal_banned_for: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -42,6 +45,8 @@ class InviteStatus(enum.StrEnum):
     CREATED = "created"
     SENT = "sent"
     UNDELIVERED = "undelivered"  # the buyer's chat refused it; /mysubs offers a fresh one
+    WAITING = "waiting"          # paid, but the bot lacks the rights to let them in: the delivery queue
+    REVIEW = "review"            # waited past the delivery deadline: operators refund or credit
     USED = "used"
     REVOKED = "revoked"
 
@@ -54,6 +59,7 @@ class Invite(Base):
         # The invite job finds its invoice's link; "Get my invite" finds a buyer's open links.
         Index("ix_invites_invoice_id", "invoice_id"),
         Index("ix_invites_chat_id_user_id", "chat_id", "user_id"),
+        Index("ix_invites_waiting", "waiting_since", postgresql_where=text("status = 'waiting'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,5 +72,6 @@ class Invite(Base):
     status: Mapped[InviteStatus] = mapped_column(default=InviteStatus.CREATED)
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

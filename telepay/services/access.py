@@ -9,6 +9,11 @@ Idempotency of the invite job: the invite row is made first; the link is written
 after Telegram creates it (a second link made by a racing run is revoked); the message is sent
 only while the invite is still `created`. A retry after a lost answer may resend the message,
 which is harmless: it is the same link.
+
+Delivery before money: an invite sent (or a buyer found already in) marks the invoice delivered,
+which releases the owner's share (`telepay.services.delivery`). When the pair is paused, or
+Telegram refuses to make a link, the buyer is told at once and waits in the delivery queue
+(`waiting`); the pair is paused (`telepay.services.rights`) and its resumption lets them in.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from telepay.clock import Clock
-from telepay.errors import NotFound
-from telepay.models import Channel, Invite, InviteStatus, Invoice, Subscription, SubscriptionStatus
+from telepay.errors import Conflict, NotFound
+from telepay.models import Channel, ChannelStatus, Invite, InviteStatus, Invoice, Subscription, SubscriptionStatus
+from telepay.services import rights
+from telepay.services.delivery import DELIVERED_INVITES, DELIVERY_DEADLINE, mark_delivered
 from telepay.services.fulfilment import INVITE_JOB
-from telepay.services.jobs import ClaimedJob, JobKind
+from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
+from telepay.services.messages import queue_message
 from telepay.services.payments import texts
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ class Target:
 
     invite_id: int
     invoice_id: str | None
+    channel_id: int
+    paused: bool
     chat_id: int
     user_id: int
     title: str
@@ -64,9 +74,10 @@ def link_name(invoice_id: str | None, user_id: int) -> str:
 
 
 class AccessService:
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock):
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, jobs: JobQueue):
         self.session_factory = session_factory
         self.clock = clock
+        self.jobs = jobs
 
     # ---- the invite job -------------------------------------------------------------------------
 
@@ -79,7 +90,15 @@ class AccessService:
             await asyncio.to_thread(self._set_status, target.invite_id, InviteStatus.USED)
             await self._dm(bot, target, texts.already_member(target.title, target.expires_at), None)
             return InviteStatus.USED
-        link = target.link or await self._create_link(bot, target)
+        if target.paused:
+            return await asyncio.to_thread(self._wait, target, None)
+        try:
+            link = target.link or await self._create_link(bot, target)
+        except (BadRequest, Forbidden) as refused:
+            # Telegram will not make links here: the bot lost the invite right (or the chat).
+            detail = refused.message
+            return await asyncio.to_thread(
+                self._wait, target, f"I can't create invite links in “{target.title}” (Telegram says: {detail}).")
         delivered = await self._dm(bot, target, texts.invite(target.title, target.expires_at, target.renewed), link)
         status = InviteStatus.SENT if delivered else InviteStatus.UNDELIVERED
         await asyncio.to_thread(self._set_status, target.invite_id, status, InviteStatus.CREATED)
@@ -102,6 +121,26 @@ class AccessService:
                 invite = self._new_invite(session, subscription, invoice_id, now)
             renewed = subscription.started_at < invoice.completed_at if invoice.completed_at else False
             return self._target(session, invite, subscription, renewed)
+
+    def _wait(self, target: Target, pause_reason: str | None) -> InviteStatus:
+        """Put the buyer in the delivery queue (and pause the pair for `pause_reason`); tell them once."""
+        now = self.clock.now()
+        with self.session_factory.begin() as session:
+            if pause_reason:
+                rights.pause(session, self.jobs, target.channel_id, pause_reason, now)
+            invite = session.get(Invite, target.invite_id, with_for_update=True)
+            if invite.status != InviteStatus.CREATED:
+                return invite.status
+            invite.status, invite.waiting_since, invite.updated_at = InviteStatus.WAITING, now, now
+            hours = int(DELIVERY_DEADLINE.total_seconds() // 3600)
+            queue_message(session, self.jobs, target.user_id,
+                          f"✅ Payment received for “{target.title}”, thank you! I can't let you in just yet: "
+                          "the channel's owner has to fix my permissions there first, and they have been told. "
+                          "You're in the queue, and I'll send your personal invite the moment it's fixed. "
+                          f"If that doesn't happen within {hours} hours, our team will refund you.",
+                          dedupe_key=f"waiting:{invite.id}")
+        logger.warning("invoice %s: invite %s waits for the channel's rights", target.invoice_id, target.invite_id)
+        return InviteStatus.WAITING
 
     # ---- "Get my invite" --------------------------------------------------------------------------
 
@@ -127,6 +166,10 @@ class AccessService:
                 .with_for_update()).one_or_none()
             if subscription is None or not _active(subscription, now):
                 raise NotFound("You have no active subscription to this channel. Send /mysubs to see yours.")
+            if channel.status == ChannelStatus.LOST_RIGHTS:
+                raise Conflict(f"I can't let anyone into “{channel.closed_title}” right now: its owner has to "
+                                  "fix my permissions there first, and they have been told. Your subscription is "
+                                  "safe: please try again later.")
             stale = [(i.id, i.link) for i in session.scalars(select(Invite).where(
                 Invite.chat_id == channel.closed_chat_id, Invite.user_id == user_id, Invite.status.in_(OPEN),
                 Invite.link.is_not(None)))]
@@ -200,8 +243,9 @@ class AccessService:
     @staticmethod
     def _target(session: Session, invite: Invite, subscription: Subscription, renewed: bool) -> Target:
         channel = session.get(Channel, subscription.channel_id)
-        return Target(invite.id, invite.invoice_id, invite.chat_id, invite.user_id, channel.closed_title,
-                      subscription.expires_at, renewed, invite.link, invite.status)
+        return Target(invite.id, invite.invoice_id, channel.id, channel.status == ChannelStatus.LOST_RIGHTS,
+                      invite.chat_id, invite.user_id, channel.closed_title, subscription.expires_at, renewed,
+                      invite.link, invite.status)
 
     async def _create_link(self, bot: Bot, target: Target) -> str:
         created = await bot.create_chat_invite_link(target.chat_id, name=link_name(target.invoice_id, target.user_id),
@@ -227,6 +271,8 @@ class AccessService:
             if only_from is not None and invite.status != only_from:
                 return
             invite.status, invite.updated_at = status, now
+            if status in DELIVERED_INVITES and invite.invoice_id:
+                mark_delivered(session, self.jobs, invite.invoice_id, now)
             if status == InviteStatus.USED:
                 invite.used_at = invite.used_at or now
             if status in (InviteStatus.USED, InviteStatus.REVOKED) and invite.link:

@@ -109,19 +109,6 @@ async def check_chat(bot: Bot, chat: ChatInfo, user_id: int, role: str) -> list[
     return problems
 
 
-async def verify_pair_admin(bot: Bot, open_chat_id: int, closed_chat_id: int, user_id: int) -> None:
-    """Raise InvalidInput unless the user is still the creator or an admin of both chats."""
-    for chat_id in (open_chat_id, closed_chat_id):
-        try:
-            member = await bot.get_chat_member(chat_id, user_id)
-            ok = member.status in ADMINS
-        except (BadRequest, Forbidden):
-            ok = False
-        if not ok:
-            raise InvalidInput("Only an administrator of both channels can change them, and Telegram "
-                               "no longer lists you as one. Nothing was changed.")
-
-
 def new_key() -> str:
     return "".join(secrets.choice(KEY_ALPHABET) for _ in range(10))
 

@@ -25,6 +25,7 @@ from telepay.clock import Clock
 from telepay.config import Settings
 from telepay.models import BroadcastPost, Channel, ChannelStatus
 from telepay.services.broadcasts import POST_JOB
+from telepay.services import rights
 from telepay.services.invoices import DONATE, payload_for
 from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.setup import DEFAULT_DONATION_TEXT
@@ -71,17 +72,19 @@ def plan_posts(channel: Channel, previous: dict[tuple[int, str], int], bot_usern
 class Poster:
     """The `broadcast.post` job handler: posts a channel's two posts, replacing the old ones."""
 
-    def __init__(self, session_factory: sessionmaker[Session], bot: Bot, clock: Clock, bot_username: str):
+    def __init__(self, session_factory: sessionmaker[Session], bot: Bot, clock: Clock, bot_username: str,
+                 jobs: JobQueue):
         self.session_factory = session_factory
         self.bot = bot
         self.clock = clock
         self.bot_username = bot_username
+        self.jobs = jobs
 
     def _plan(self, channel_id: int) -> tuple[list[Post], int, str] | None:
         with self.session_factory() as session:
             channel = session.get(Channel, channel_id)
-            if channel is None or channel.status not in (ChannelStatus.ACTIVE, ChannelStatus.LOST_RIGHTS):
-                return None
+            if channel is None or channel.status != ChannelStatus.ACTIVE:
+                return None  # a paused pair posts nothing: it could not deliver what the post sells
             rows = session.scalars(select(BroadcastPost).where(BroadcastPost.channel_id == channel_id))
             previous = {(row.chat_id, row.kind): row.message_id for row in rows}
             return plan_posts(channel, previous, self.bot_username), channel.owner_user_id, channel.open_title
@@ -101,17 +104,14 @@ class Poster:
         now = self.clock.now()
         with self.session_factory.begin() as session:
             channel = session.get(Channel, channel_id, with_for_update=True)
+            # Posting proves only the right to post: a pair is resumed by a full rights check
+            # (`telepay.services.rights`), never by a post that went through.
             channel.next_post_at = now + timedelta(hours=channel.repost_interval_hours)
-            if channel.status == ChannelStatus.LOST_RIGHTS:
-                channel.status, channel.status_reason = ChannelStatus.ACTIVE, None
 
     def _lose_rights(self, channel_id: int, reason: str) -> bool:
-        """Mark the channel; True if this is news (it was active), so the owner is told once."""
+        """Pause the pair (its owner and the operators are told once)."""
         with self.session_factory.begin() as session:
-            channel = session.get(Channel, channel_id, with_for_update=True)
-            news = channel.status == ChannelStatus.ACTIVE
-            channel.status, channel.status_reason = ChannelStatus.LOST_RIGHTS, reason
-            return news
+            return rights.pause(session, self.jobs, channel_id, reason, self.clock.now())
 
     async def __call__(self, job: ClaimedJob) -> None:
         channel_id = job.payload["channel_id"]
@@ -144,15 +144,7 @@ class Poster:
         where = "open" if post.kind == SUBSCRIBE else "closed"
         reason = f"I can't post in your {where} channel any more (Telegram says: {detail})."
         logger.warning("channel %s: lost rights in chat %s: %s", channel_id, post.chat_id, detail)
-        if not await asyncio.to_thread(self._lose_rights, channel_id, reason):
-            return
-        try:
-            await self.bot.send_message(
-                owner_id,
-                f"⚠️ {title}: {reason}\n\nPlease make me an administrator again with the rights to post "
-                "messages, invite users and ban users, then press “Post now” under /start → My channels.")
-        except TelegramError:
-            logger.info("owner of channel %s could not be told about lost rights", channel_id)
+        await asyncio.to_thread(self._lose_rights, channel_id, reason)
 
 
 class RepostTimer:
@@ -189,7 +181,8 @@ class _Needs(Protocol):
 
 
 def _poster(services: _Needs, bot: Bot) -> Poster:
-    return Poster(services.session_factory, bot, services.clock, services.settings.telegram_bot_username)
+    return Poster(services.session_factory, bot, services.clock, services.settings.telegram_bot_username,
+                  services.jobs)
 
 
 JOB_KINDS = (JobKind(POST_JOB, _poster),)

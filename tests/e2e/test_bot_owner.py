@@ -141,18 +141,42 @@ def test_a_channel_registered_by_someone_else_is_refused(world):
         assert session.scalars(select(Channel).where(Channel.owner_user_id == second.id)).all() == []
 
 
-def test_a_bot_that_lost_its_rights_marks_the_channel_and_tells_the_owner(world):
+def test_a_bot_that_lost_its_rights_pauses_the_channel_and_tells_the_owner(world):
     owner, open_chat, closed_chat = world.owner_with_pair("Lena")
     form = world.register(owner, open_chat, closed_chat)
     world.set_up(owner, form)
     until(lambda: world.bot_posts(open_chat) and world.bot_posts(closed_chat), what="first posts")
     world.telegram.set_member_status(closed_chat, world.telegram.bot, "member")
-    view = world.menu(owner)
-    view = world.press(owner, view, "📋 My channels", expect="Your channels")
-    view = world.press(owner, view, world.button(view, "✅"), expect="Status")
-    owner.press(view, text="📣 Post now").wait_for_answer(timeout=TIMEOUT)
-    warning = owner.wait_for_message(lambda m: "can't post" in m.text, timeout=TIMEOUT)
-    assert "Lena News" in warning.text and "make me an administrator again" in warning.text
+    warning = owner.wait_for_message(lambda m: "is paused" in m.text, timeout=TIMEOUT)
+    assert "Lena News" in warning.text and "admin in “Lena VIP”" in warning.text
     with world.session_factory() as session:
         channel = session.scalars(select(Channel).where(Channel.open_chat_id == open_chat.id)).one()
-    assert channel.status == ChannelStatus.LOST_RIGHTS and "closed channel" in channel.status_reason
+    assert channel.status == ChannelStatus.LOST_RIGHTS and "Lena VIP" in channel.status_reason
+
+
+def test_finding_12_post_now_does_not_resume_a_pair_that_cannot_invite(world):
+    """The attack: the owner removes only the bot's "invite users" right; "Post now" posted fine
+    and marked the pair active again, so it sold access nobody could be given. Now the pair stays
+    paused until every right is back, and then resumes by itself."""
+    owner, open_chat, closed_chat = world.owner_with_pair("Ivy")
+    form = world.register(owner, open_chat, closed_chat)
+    world.set_up(owner, form)
+    until(lambda: world.bot_posts(open_chat) and world.bot_posts(closed_chat), what="first posts")
+    posts_before = len(world.bot_posts(open_chat))
+    world.telegram.add_admin(closed_chat, world.telegram.bot, can_invite_users=False)
+    owner.wait_for_message(lambda m: "is paused" in m.text and "Invite users via link" in m.text, timeout=TIMEOUT)
+
+    view = world.menu(owner)
+    view = world.press(owner, view, "📋 My channels", expect="Your channels")
+    view = world.press(owner, view, world.button(view, "⚠️"), expect="Status")
+    answer = owner.press(view, text="📣 Post now").wait_for_answer(timeout=TIMEOUT)
+    assert "still paused" in answer["text"] and "Invite users via link" in answer["text"]
+    with world.session_factory() as session:
+        channel = session.scalars(select(Channel).where(Channel.open_chat_id == open_chat.id)).one()
+    assert channel.status == ChannelStatus.LOST_RIGHTS
+    assert len(world.bot_posts(open_chat)) == posts_before  # a paused pair posts nothing
+
+    world.telegram.add_admin(closed_chat, world.telegram.bot)  # every right back
+    owner.wait_for_message(lambda m: "live again" in m.text, timeout=TIMEOUT)
+    with world.session_factory() as session:
+        assert session.get(Channel, channel.id).status == ChannelStatus.ACTIVE

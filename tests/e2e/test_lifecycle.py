@@ -1,7 +1,7 @@
 """The end of a subscription through the running `telepay run` and the sandbox Telegram: the sweep
 (every second here) removes whoever ran out and tells them, with a Renew button that leads into
 the tier invoice flow; reminders go out once; a user who blocked the bot is removed in silence;
-a channel where the bot lost its rights is marked, and its owner and the operators are told."""
+a channel where the bot lost its rights is paused, and its owner and the operators are told."""
 
 from __future__ import annotations
 
@@ -143,9 +143,10 @@ def test_lost_rights_are_reported_to_owner_and_operators_and_the_member_is_kept_
     world.telegram.set_member_status(closed, world.telegram.bot, "member")  # the owner demoted the bot
     person, _ = world.member(channel_id, closed, "Dan", expires_in=-timedelta(minutes=1))
 
-    told = owner.wait_for_message(lambda m: "can't remove subscribers" in m.text, timeout=TIMEOUT)
-    assert "Lena VIP" in told.text and "Post now" in told.text
-    alert = world.operator.wait_for_message(lambda m: "lost the rights" in m.text, timeout=TIMEOUT)
+    # The demotion itself (my_chat_member) pauses the pair, before any removal fails.
+    told = owner.wait_for_message(lambda m: "is paused" in m.text, timeout=TIMEOUT)
+    assert "Lena VIP" in told.text and "ban users" in told.text
+    alert = world.operator.wait_for_message(lambda m: "paused" in m.text, timeout=TIMEOUT)
     assert f"Channel {channel_id}" in alert.text
     with world.session_factory() as session:
         assert session.get(Channel, channel_id).status == ChannelStatus.LOST_RIGHTS

@@ -1,6 +1,11 @@
 """The `subscription.expire` job handler: removes a subscriber whose time ran out from the
 closed channel (ban, then unban so they can come back by paying) and tells them how to renew.
 
+Only a ban the bot makes for expiry is ever lifted. The member's status is read first: someone
+the owner has banned (`kicked`) is left exactly as they are. Otherwise the bot writes down that
+it is banning them for this term (`subscriptions.removal_banned_for`, committed before the ban),
+so a retry after a crash between ban and unban knows the ban is its own and lifts it.
+
 Idempotent: banning and unbanning someone who is already out changes nothing, so a retried job
 is safe. The subscription's row stays locked while the ban and unban are made, and the job first
 checks the row still is the expired term it was queued for: a buyer whose renewal lands at that
@@ -9,8 +14,9 @@ after paying. Outcomes by case:
 
 - the user already left (or never joined): ban and unban succeed anyway; no error;
 - the user blocked the bot: they are removed, the message is skipped;
-- the bot lost its rights in the channel: the channel is marked `lost_rights`, its owner and
-  the operators are told once, and the job fails so the queue retries it with backoff until
+- the owner banned the user themselves: nothing is done to them, the ban stays;
+- the bot lost its rights in the channel: the pair is paused (`telepay.services.rights`), its owner
+  and the operators are told once, and the job fails so the queue retries it with backoff until
   the rights come back (the removal is never dropped); other channels' jobs go on;
 - Telegram says 429: the bot's rate limiter waits `retry_after` and retries; if that still
   fails, the job fails and the queue runs it again later.
@@ -22,18 +28,17 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden
 
 from telepay.clock import Clock
-from telepay.models import Channel, ChannelStatus, Subscription, SubscriptionStatus
+from telepay.models import Channel, Subscription, SubscriptionStatus
+from telepay.services import rights
 from telepay.services.jobs import ClaimedJob, JobQueue
 from telepay.services.lifecycle import texts
 from telepay.services.lifecycle.sweep import micros
-from telepay.services.messages import alert_operators
-from telepay.services.notifications import request_owner_notification
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ class Target:
     chat_id: int
     key: str
     title: str
+    banned_by_us: bool  # the bot wrote down, before banning, that it bans them for this term
 
 
 def renew_markup(channel_key: str) -> InlineKeyboardMarkup:
@@ -81,8 +87,16 @@ class Remover:
         subscription, channel = row
         if subscription.status != SubscriptionStatus.EXPIRED or micros(subscription.expires_at) != expires_us:
             return None  # renewed since the sweep found it due: a paying member stays
+        ours = subscription.removal_banned_for is not None and \
+            micros(subscription.removal_banned_for) == expires_us
         return Target(subscription.id, subscription.user_id, channel.id, channel.closed_chat_id, channel.key,
-                      channel.closed_title)
+                      channel.closed_title, ours)
+
+    def _mark_ban(self, session: Session, subscription_id: int) -> None:
+        """Write down, and commit, that the bot bans this user for this term: before the ban."""
+        subscription = session.get(Subscription, subscription_id)
+        subscription.removal_banned_for = subscription.expires_at
+        session.commit()
 
     async def __call__(self, job: ClaimedJob) -> None:
         subscription_id, expires_us = job.payload["subscription_id"], job.payload["expires_at_us"]
@@ -93,11 +107,34 @@ class Remover:
                 logger.info("expire job %s: subscription %s was renewed or is gone; nobody removed",
                             job.id, subscription_id)
                 return
+            if not target.banned_by_us:
+                if await self._banned_by_owner(job, target):
+                    await asyncio.to_thread(session.commit)
+                    return
+                await asyncio.to_thread(self._mark_ban, session, subscription_id)
+                # The lock went with that commit: take it again, and stop if a renewal came in between.
+                target = await asyncio.to_thread(self._lock, session, subscription_id, expires_us)
+                if target is None:
+                    logger.info("expire job %s: subscription %s renewed meanwhile; nobody removed",
+                                job.id, subscription_id)
+                    return
             await self._remove(job, target)
             await asyncio.to_thread(session.commit)
         finally:
             await asyncio.to_thread(session.close)
         await self._tell(job, target)
+
+    async def _banned_by_owner(self, job: ClaimedJob, target: Target) -> bool:
+        """True if the user is banned and the bot did not do it: that ban is the owner's, and stays."""
+        try:
+            member = await self.bot.get_chat_member(target.chat_id, target.user_id)
+        except (BadRequest, Forbidden):
+            return False  # unknown: the ban below says why (gone user, or lost rights)
+        if member.status != ChatMember.BANNED:
+            return False
+        logger.info("expire job %s: user %s was banned from chat %s by its owner; the ban stays", job.id,
+                    target.user_id, target.chat_id)
+        return True
 
     async def _remove(self, job: ClaimedJob, target: Target) -> None:
         try:
@@ -120,23 +157,11 @@ class Remover:
                     target.subscription_id, target.user_id, target.chat_id)
 
     def _lose_rights(self, target: Target, detail: str) -> None:
-        """Mark the channel; tell its owner and the operators only when this is news."""
-        now = self.clock.now()
+        """Pause the pair; its owner and the operators are told only when this is news."""
         with self.session_factory.begin() as session:
-            changed = session.execute(
-                update(Channel).where(Channel.id == target.channel_id, Channel.status == ChannelStatus.ACTIVE)
-                .values(status=ChannelStatus.LOST_RIGHTS, updated_at=now,
-                        status_reason=f"I can't remove members from your closed channel (Telegram says: {detail})."))
-            if changed.rowcount != 1:
-                return
-            logger.warning("channel %s: lost the rights to remove members from chat %s: %s", target.channel_id,
-                           target.chat_id, detail)
-            request_owner_notification(session, self.jobs, target.channel_id,
-                                       texts.owner_lost_rights(target.title, detail),
-                                       idempotency_key=f"lost-rights:{micros(now)}")
-            alert_operators(session, self.jobs,
-                            texts.operators_lost_rights(target.channel_id, target.title, target.chat_id, detail),
-                            key=f"lost-rights:{target.channel_id}:{micros(now)}")
+            rights.pause(session, self.jobs, target.channel_id,
+                         f"I can't remove subscribers whose time has run out from “{target.title}” "
+                         f"(Telegram says: {detail}).", self.clock.now())
 
     async def _tell(self, job: ClaimedJob, target: Target) -> None:
         try:

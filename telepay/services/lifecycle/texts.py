@@ -37,17 +37,3 @@ def ended(title: str) -> str:
     return (f"⌛ Your access to “{title}” has ended, and you have been removed from the channel.\n\n"
             "Thank you for being a member! Tap “Renew” to pick a plan and come back: your new "
             "invite link arrives here as soon as the payment is confirmed.")
-
-
-def owner_lost_rights(title: str, detail: str) -> str:
-    return (f"⚠️ {title}: I can't remove subscribers whose time has run out from this channel any more "
-            f"(Telegram says: {detail}).\n\n"
-            "Until this is fixed they keep their access. Please make me an administrator of the "
-            "channel again with the right to ban users, then press “Post now” under /start → My channels. "
-            "I'll catch up on the removals by myself.")
-
-
-def operators_lost_rights(channel_id: int, title: str, chat_id: int, detail: str) -> str:
-    return (f"Channel {channel_id} (“{title}”, chat {chat_id}): the bot lost the rights to remove expired "
-            f"subscribers ({detail}). The channel is marked lost_rights and its owner was told; removals "
-            "are retried until the rights come back.")

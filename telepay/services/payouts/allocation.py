@@ -21,7 +21,7 @@ from decimal import ROUND_DOWN, Decimal
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from telepay.models import Accumulation, Channel, Invoice, Payment, PaymentStatus, Payout, PayoutKind, PayoutStatus
+from telepay.models import Accumulation, Channel, Invoice, InvoiceKind, Payment, PaymentStatus, Payout, PayoutKind, PayoutStatus
 from telepay.models.channels import PayoutStrategy
 from telepay.services.jobs import JobQueue
 
@@ -125,7 +125,10 @@ def allocate_share(session: Session, jobs: JobQueue, payment_id: int, *, fee_per
     payment.payout_id = payout.id
     absorb_carried_over(session, payout, now)
     session.flush()
-    if payout.status == PayoutStatus.PENDING:
+    # Delivery before money: a subscription's share starts once its access was delivered
+    # (`telepay.services.delivery.mark_delivered` queues it then).
+    delivered = invoice.kind != InvoiceKind.SUBSCRIPTION or invoice.access_delivered_at is not None
+    if payout.status == PayoutStatus.PENDING and delivered:
         enqueue_payout(session, jobs, payout.id, "start")
     logger.info("payment %s: share %s USD, fee %s USD -> payout %s (%s)", payment.id, share, fee, payout.id,
                 payout.status.value)

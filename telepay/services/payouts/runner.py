@@ -40,6 +40,7 @@ from telepay.clock import Clock
 from telepay.models import Accumulation, ChainTxStatus, Payout, PayoutKind, PayoutStatus
 from telepay.services.jobs import ClaimedJob, JobQueue, RetryPolicy, RunAgain
 from telepay.services.messages import alert_operators
+from telepay.services.delivery import payout_hold
 from telepay.services.payouts.exchanges import FUNDING, BelowMinimum, PayoutExchanges, base_units, user_id
 from telepay.services.payouts.locks import advisory_lock
 from telepay.services.payouts import review
@@ -123,6 +124,8 @@ class PayoutRunner:
             }.get(payout.status)
             if step is None:
                 return payout.status, False
+            if payout.status == PayoutStatus.PENDING and self._held(payout):
+                return payout.status, True
             if step(payout) == _WAIT:
                 return payout.status, True
         # Still moving (quotes expiring one after another): never leave an active payout without a job.
@@ -279,6 +282,15 @@ class PayoutRunner:
         with self.session_factory() as session:
             return session.scalar(select(Payout.id).where(Payout.exchange_id == exchange_id,
                                                           Payout.id != payout_id)) is not None
+
+    def _held(self, payout: Payout) -> bool:
+        """Delivery before money, and no money to an owner Telegram no longer lists as admin: a
+        held payout waits (its job looks again); the end of a hold also queues it at once."""
+        with self.session_factory() as session:
+            reason = payout_hold(session, payout.id)
+        if reason is not None:
+            logger.info("payout %s held: %s", payout.id, reason)
+        return reason is not None
 
     def _carry_over(self, payout: Payout, why: str) -> None:
         with self.session_factory.begin() as session:
