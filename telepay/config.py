@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     eth_rpc_url: str | None = _is("an http(s) URL of an Ethereum JSON-RPC endpoint")
     host_wallet_private_key: SecretStr | None = _is("32 bytes as 64 hex digits, 0x optional")
     usdt_contract_address: str | None = _is("an Ethereum address: 0x and 40 hex digits, checksum valid if mixed case")
+    # Ethereum as on mainnet (docs/decisions.md): the chain the RPC must be on, blocks on top of a
+    # transfer before it counts, how long a transfer may wait unmined before it is replaced with
+    # higher fees, and direct ETH payouts worth less than this many times their gas are carried over.
+    eth_chain_id: int = _is("an EIP-155 chain id, 1 or more (1: Ethereum mainnet)", 1, ge=1)
+    eth_confirmations: int = _is("blocks, 1 or more", 12, ge=1)
+    eth_replace_after_seconds: int = _is("whole seconds, 1 or more", 180, ge=1)
+    eth_payout_min_fee_multiple: Decimal = _is("a number, 0 or more", Decimal("10"), ge=0, allow_inf_nan=False)
     platform_fee_percent: Decimal = _is("a percentage from 0 up to (not including) 100", Decimal("10"),
                                         ge=0, lt=100, allow_inf_nan=False)
     # Payouts: the threshold-batch timer, how often an exchange or transfer in flight is looked

@@ -24,7 +24,7 @@ from telepay.bot.app import build_application
 from telepay.clients.changenow import ChangeNowClient
 from telepay.clients.nowpayments import NowPaymentsClient
 from telepay.clock import Clock, OffsetFileClock, SystemClock
-from telepay.config import Settings
+from telepay.config import ConfigError, Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
 from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
@@ -49,6 +49,7 @@ from telepay.services.payments.reconcile import Reconciler
 from telepay.services.payments.refusals import IpnRefusals
 from telepay.services.worker import Handler, Worker
 from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER, PayoutEngine
+from telepay.services.payouts.wallet import WrongChain
 from telepay.services.stars.engine import RECONCILE_TIMER, RELEASE_TIMER, StarsServices
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
             session_factory, services.jobs, clock, changenow=changenow,
             w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
             private_key=settings.host_wallet_private_key.get_secret_value(), usdt_address=settings.usdt_contract_address,
+            chain_id=settings.eth_chain_id, confirmations=settings.eth_confirmations,
+            replace_after_seconds=settings.eth_replace_after_seconds,
+            eth_min_fee_multiple=settings.eth_payout_min_fee_multiple,
             poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
     services.sweep = lifecycle.ExpirySweep(
         session_factory, clock, batch_size=settings.sweep_batch_size,
@@ -221,6 +225,23 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def check_chain(services: Services) -> None:
+    """Refuse to start (ConfigError: exit 2) when ETH_RPC_URL serves another chain than ETH_CHAIN_ID.
+
+    An RPC that cannot be reached now is only logged: payouts retry, and the wallet asks again
+    before it signs anything, so nothing is ever signed for an unchecked chain."""
+    if services.payouts is None:
+        return
+    try:
+        services.payouts.wallet.check_chain()
+    except WrongChain as wrong:
+        raise ConfigError(f"{wrong}. Point ETH_RPC_URL at the chain ETH_CHAIN_ID names, or correct ETH_CHAIN_ID.",
+                          ["ETH_RPC_URL", "ETH_CHAIN_ID"]) from None
+    except Exception as unreachable:  # noqa: BLE001 - checked again before the first transfer
+        logger.error("cannot ask ETH_RPC_URL which chain it serves (%s: %s); payouts wait until it answers",
+                     type(unreachable).__name__, unreachable)
+
+
 def run(settings: Settings, signals: StopSignals | None = None) -> None:
     """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
     signals = signals or StopSignals().install()
@@ -232,6 +253,7 @@ def run(settings: Settings, signals: StopSignals | None = None) -> None:
         migrate.require_current(engine)
         logger.info("database: %s", describe(settings))
         services = build_services(settings, engine)
+        check_chain(services)
         asyncio.run(_serve(settings, services, signals))
     finally:
         signals.detach()

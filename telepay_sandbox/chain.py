@@ -6,6 +6,14 @@
 loopback HTTP, for a separate `telepay run` process via `ETH_RPC_URL`). Every transaction is
 mined into its own block at once (auto-mining); `mine()` adds empty blocks for confirmations.
 
+Stuck transactions, for real: `hold(fee_floor_wei=...)` turns auto-mining off, so transactions
+wait in the pool as on a busy mainnet; `mine()` then includes only those whose `maxFeePerGas`
+reaches the floor (a base fee above what they offered), and `release()` mines the rest and
+turns auto-mining back on. While holding, a transaction with the nonce of one in the pool
+replaces it only when both fee caps are at least 10 % higher, as geth demands ("replacement
+transaction underpriced" otherwise). The helpers below wait for their own receipts, so they
+need auto-mining: don't call them while holding.
+
 Helpers speak Decimal in whole units (ETH, USDT), never floats: `balance_eth`, `balance_usdt`,
 `send_eth`, `send_usdt`, `mint_usdt`, `new_account`, and `transfers_to(address)`, which lists
 successful top-level ETH transfers and USDT `Transfer` events (ETH moved by contracts
@@ -27,6 +35,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_utils import ValidationError as EthValidationError, to_checksum_address
 from hexbytes import HexBytes
@@ -43,6 +52,10 @@ USDT_DECIMALS = 6
 ETH_DECIMALS = 18
 _ARTIFACT = Path(__file__).with_name("contracts") / "TestUSDT.json"
 _PRIORITY_FEE_WEI = 10**9
+# A contract wallet: its payable fallback counts deposits and stores each one in a fresh slot
+# (two storage writes, ~44,000 gas on top of the transfer), so 21,000 gas is not enough to pay
+# it, as with a Safe or a smart account. Init code copies the 14-byte runtime and returns it.
+CONTRACT_WALLET_CODE = "0x600e600c600039600e6000f3" + "6000546001018060005534905500"
 
 
 def to_units(amount: Decimal, decimals: int) -> int:
@@ -85,6 +98,13 @@ def _node_message(error: Exception) -> str:
     return text
 
 
+def _fees(tx: dict[str, Any]) -> tuple[int, int]:
+    """(maxFeePerGas, maxPriorityFeePerGas) of a transaction, a legacy one's gasPrice for both."""
+    fee = tx.get("max_fee_per_gas", tx.get("maxFeePerGas", tx.get("gas_price", tx.get("gasPrice", 0))))
+    tip = tx.get("max_priority_fee_per_gas", tx.get("maxPriorityFeePerGas", fee))
+    return int(fee), int(tip)
+
+
 class _LockedProvider(EthereumTesterProvider):
     """eth-tester behind one lock; refused transactions answer as a node's JSON-RPC error."""
 
@@ -94,10 +114,28 @@ class _LockedProvider(EthereumTesterProvider):
 
     def make_request(self, method, params):
         with self._lock:
+            if method == "eth_sendRawTransaction" and not self.ethereum_tester.auto_mine_transactions:
+                refused = self._underpriced(params[0])
+                if refused:
+                    return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": refused}}
             try:
                 return super().make_request(method, params)
             except EthValidationError as error:
                 return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": _node_message(error)}}
+
+    def _underpriced(self, raw: Any) -> str | None:
+        """geth's pool rule: a same-nonce replacement must raise both fee caps by 10 %."""
+        raw = HexBytes(raw)
+        sender = Account.recover_transaction(raw)
+        new = TypedTransaction.from_bytes(raw).as_dict() if raw[0] < 0x7F else {}
+        for pending in self.ethereum_tester._pending_transactions:
+            if to_checksum_address(pending["from"]) == sender and int(pending["nonce"]) == int(new.get("nonce", -1)):
+                if pending["hash"] == "0x" + Web3.keccak(raw).hex().removeprefix("0x"):
+                    return None  # the same bytes again: already known, harmless
+                (old_fee, old_tip), (fee, tip) = _fees(pending), _fees(new)
+                if fee * 10 < old_fee * 11 or tip * 10 < old_tip * 11:
+                    return "replacement transaction underpriced"
+        return None
 
 
 class DevChain:
@@ -121,6 +159,7 @@ class DevChain:
         self.mint_usdt(self.host_wallet.address, host_wallet_usdt)
         self._scanned = -1
         self._transfers: dict[str, list[Transfer]] = {}
+        self.fee_floor_wei: int | None = None
         bare = Web3(self.provider, middleware=[])
         self._rpc = LoopbackServer(JsonRpcApp(self.provider.request_func(bare, bare.middleware_onion)),
                                    "eth-rpc", host, port)
@@ -145,10 +184,16 @@ class DevChain:
     def rpc_url(self) -> str:
         return self._rpc.origin + "/"
 
+    @property
+    def chain_id(self) -> int:
+        return self.w3.eth.chain_id
+
     def env(self) -> dict[str, str]:
         """The settings a `telepay run` process needs to use this chain and its host wallet."""
         return {"ETH_RPC_URL": self.rpc_url, "HOST_WALLET_PRIVATE_KEY": HOST_WALLET_PRIVATE_KEY,
-                "USDT_CONTRACT_ADDRESS": self.usdt_address}
+                "USDT_CONTRACT_ADDRESS": self.usdt_address, "ETH_CHAIN_ID": str(self.chain_id),
+                # One block on top: the dev chain mines only when something is sent.
+                "ETH_CONFIRMATIONS": "1"}
 
     # ---- accounts and money ------------------------------------------------------------------
 
@@ -157,8 +202,49 @@ class DevChain:
         return self.w3.eth.block_number
 
     def mine(self, blocks: int = 1) -> None:
+        """Mine `blocks` blocks; while holding, the first takes the pool's transactions that
+        reach the fee floor (all of them without one)."""
         with self.lock:
-            self.tester.mine_blocks(blocks)
+            if self.holding and self.fee_floor_wei is not None:
+                pool = self.tester._pending_transactions
+                below = [tx for tx in pool if _fees(tx)[0] < self.fee_floor_wei]
+                self.tester._pending_transactions = [tx for tx in pool if tx not in below]
+                try:
+                    self.tester.mine_blocks(blocks)
+                finally:
+                    self.tester._pending_transactions = below
+            else:
+                self.tester.mine_blocks(blocks)
+
+    @property
+    def holding(self) -> bool:
+        return not self.tester.auto_mine_transactions
+
+    def hold(self, fee_floor_wei: int | None = None) -> None:
+        """Stop auto-mining: transactions wait in the pool until `mine()` (see the module docstring)."""
+        with self.lock:
+            self.tester.disable_auto_mine_transactions()
+            self.fee_floor_wei = fee_floor_wei
+
+    def release(self) -> None:
+        """Mine everything waiting and go back to auto-mining."""
+        with self.lock:
+            self.fee_floor_wei = None
+            if self.holding:
+                self.tester.enable_auto_mine_transactions()
+
+    def pending(self) -> list[str]:
+        """Hashes of the transactions waiting in the pool (while holding)."""
+        with self.lock:
+            return [str(tx["hash"]) for tx in self.tester._pending_transactions]
+
+    def nonce(self, address: str) -> int:
+        """Transactions mined from `address` (the pool does not count)."""
+        return self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")
+
+    def deploy_contract_wallet(self) -> str:
+        """A contract whose payable fallback needs far more than 21,000 gas (see CONTRACT_WALLET_CODE)."""
+        return self._transact(self._faucet, {"data": CONTRACT_WALLET_CODE})["contractAddress"]
 
     def new_account(self, eth: Decimal = Decimal(0), usdt: Decimal = Decimal(0)) -> LocalAccount:
         account = Account.create()

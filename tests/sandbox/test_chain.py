@@ -55,7 +55,8 @@ def test_host_wallet_is_funded_with_the_fixed_sandbox_key(chain):
     assert chain.balance_usdt(chain.host_wallet.address) == Decimal(100000)
     env = chain.env()
     assert env == {"ETH_RPC_URL": chain.rpc_url, "HOST_WALLET_PRIVATE_KEY": HOST_WALLET_PRIVATE_KEY,
-                   "USDT_CONTRACT_ADDRESS": chain.usdt_address}
+                   "USDT_CONTRACT_ADDRESS": chain.usdt_address, "ETH_CHAIN_ID": str(chain.chain_id),
+                   "ETH_CONFIRMATIONS": "1"}
 
 
 def test_usdt_has_six_decimals(chain):
@@ -151,3 +152,55 @@ def test_http_json_rpc_answers_batches_and_errors_in_json_rpc(chain):
     assert answers[0] == {"jsonrpc": "2.0", "id": 1, "result": hex(chain.w3.eth.chain_id)}
     assert answers[1]["id"] == 2 and "error" in answers[1]
     assert httpx.post(chain.rpc_url, content=b"{not json").json()["error"]["code"] == -32700
+
+
+def _signed(w3, sender, nonce, to, fee, tip, gas=21_000):
+    return sender.sign_transaction({"chainId": w3.eth.chain_id, "nonce": nonce, "to": to, "value": 10**12,
+                                    "gas": gas, "maxFeePerGas": fee, "maxPriorityFeePerGas": tip}).raw_transaction
+
+
+def test_held_transactions_wait_below_the_fee_floor_and_replacements_need_ten_percent(chain):
+    w3 = Web3(HTTPProvider(chain.rpc_url))  # as a separate process sees the chain
+    sender = chain.new_account(eth=Decimal(1))
+    to = Account.create().address
+    base = w3.eth.get_block("latest")["baseFeePerGas"]
+    cap, tip = 2 * base + 10**9, 10**9
+    chain.hold(fee_floor_wei=cap * 2)
+    try:
+        first = w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap, tip))
+        chain.mine()
+        assert chain.pending() == [first.to_0x_hex()] and chain.nonce(sender.address) == 0
+        with pytest.raises(Web3RPCError, match="replacement transaction underpriced"):
+            w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap * 109 // 100, tip * 2))
+        with pytest.raises(Web3RPCError, match="replacement transaction underpriced"):
+            w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap * 3, tip))
+        w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap, tip))  # the same bytes: already known
+        second = w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap * 2, tip * 11 // 10))
+        assert chain.pending() == [second.to_0x_hex()]  # one per nonce: the new version took its place
+        chain.mine()
+        assert chain.pending() == [] and chain.nonce(sender.address) == 1
+        assert w3.eth.get_transaction_receipt(second)["status"] == 1
+        with pytest.raises(Web3RPCError, match="nonce too low"):
+            w3.eth.send_raw_transaction(_signed(w3, sender, 0, to, cap, tip))  # the old version: too late
+    finally:
+        chain.release()
+    assert not chain.holding
+
+
+def test_release_mines_what_waits(chain):
+    w3 = chain.w3
+    sender = chain.new_account(eth=Decimal(1))
+    chain.hold(fee_floor_wei=10**30)
+    sent = w3.eth.send_raw_transaction(_signed(w3, sender, 0, Account.create().address, 10**10, 10**9))
+    chain.release()
+    assert w3.eth.get_transaction_receipt(sent)["status"] == 1
+
+
+def test_a_contract_wallet_needs_more_than_21000_gas(chain):
+    wallet = chain.deploy_contract_wallet()
+    w3 = chain.w3
+    sender = chain.new_account(eth=Decimal(1))
+    assert w3.eth.estimate_gas({"from": sender.address, "to": wallet, "value": 10**12}) > 21_000
+    sent = w3.eth.send_raw_transaction(_signed(w3, sender, 0, wallet, 10**10, 10**9))
+    assert w3.eth.get_transaction_receipt(sent)["status"] == 0  # 21,000 runs out in its fallback
+    assert chain.transfers_to(wallet) == []

@@ -38,11 +38,14 @@ class PayoutEngine:
     @classmethod
     def build(cls, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock, *,
               changenow: ChangeNowClient, w3: Web3, private_key: str, usdt_address: str,
-              poll_seconds: float = 30, low_balance_usd: Decimal = Decimal("100")) -> PayoutEngine:
-        wallet = HostWallet(w3, private_key, usdt_address, session_factory, clock)
+              chain_id: int, confirmations: int, replace_after_seconds: float,
+              eth_min_fee_multiple: Decimal, poll_seconds: float = 30,
+              low_balance_usd: Decimal = Decimal("100")) -> PayoutEngine:
+        wallet = HostWallet(w3, private_key, usdt_address, session_factory, clock, chain_id=chain_id,
+                            confirmations=confirmations, replace_after=timedelta(seconds=replace_after_seconds))
         exchanges = PayoutExchanges(changenow)
         runner = PayoutRunner(session_factory, jobs, exchanges, wallet, clock, poll_seconds=poll_seconds,
-                              review_after=timedelta(hours=24))
+                              review_after=timedelta(hours=24), eth_min_fee_multiple=eth_min_fee_multiple)
         scheduler = PayoutScheduler(session_factory, jobs, exchanges, wallet, clock, low_balance_usd=low_balance_usd)
         return cls(wallet, exchanges, runner, scheduler)
 

@@ -15,7 +15,12 @@ so a run cut short anywhere resumes from the last recorded step:
   and a payout found in `exchange_requested` first looks its exchange up by the payout's tag,
   so an exchange created but not recorded is found again, never created twice;
 * the funding transfer is signed and stored together with the move to `funding` (see
-  `wallet`), so it is never signed twice; `funding` only re-broadcasts and reads receipts.
+  `wallet`), so no second transfer is ever made; `funding` only re-broadcasts it, replaces it
+  with higher fees when it is stuck (same nonce: at most one version can be mined), and reads
+  receipts until it is `ETH_CONFIRMATIONS` deep.
+
+A direct ETH payout worth less than `eth_min_fee_multiple` times its own gas is carried over,
+like a share below ChangeNOW's minimum, until later shares make it worth sending.
 
 One run per payout at a time (an advisory lock); a second worker on the same payout leaves it
 to the first. Failures (ChangeNOW down, chain unreachable, host wallet short) raise, and the
@@ -73,7 +78,8 @@ def is_direct(payout: Payout) -> bool:
 class PayoutRunner:
     def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, exchanges: PayoutExchanges,
                  wallet: HostWallet, clock: Clock, *, poll_seconds: float = 30,
-                 review_after: timedelta = timedelta(hours=24), checkpoint: Callable[[str], None] | None = None):
+                 review_after: timedelta = timedelta(hours=24), eth_min_fee_multiple: Decimal = Decimal(10),
+                 checkpoint: Callable[[str], None] | None = None):
         self.session_factory = session_factory
         self.jobs = jobs
         self.exchanges = exchanges
@@ -81,6 +87,8 @@ class PayoutRunner:
         self.clock = clock
         self.poll = timedelta(seconds=poll_seconds)
         self.review_after = review_after
+        # Direct ETH payouts worth less than this many times their gas wait for more (carried over).
+        self.eth_min_fee_multiple = eth_min_fee_multiple
         self.checkpoint = checkpoint or (lambda name: None)
 
     async def __call__(self, job: ClaimedJob) -> RunAgain | None:
@@ -140,6 +148,9 @@ class PayoutRunner:
             if amount <= 0:
                 self._carry_over(payout, "worth less than the smallest unit of the asset")
                 return
+            if payout.funding_asset == ETH and (why := self._below_gas_minimum(payout, amount)):
+                self._carry_over(payout, why)
+                return
             self._send(payout, PayoutStatus.PENDING, amount, payout.to_address)
             return
         try:
@@ -156,6 +167,15 @@ class PayoutRunner:
             return
         self._move(payout.id, PayoutStatus.PENDING, status=PayoutStatus.EXCHANGE_REQUESTED, rate_id=quote.rate_id,
                    from_amount=quote.from_amount, to_amount=quote.to_amount, exchange_requested_at=self.clock.now())
+
+    def _below_gas_minimum(self, payout: Payout, amount: Decimal) -> str | None:
+        """Why a direct ETH payout is too small to send now (its gas would eat too much of it)."""
+        units = base_units(amount, ETH)
+        fee = self.wallet.transfer_fee(ETH, payout.to_address, units)
+        if units >= fee * self.eth_min_fee_multiple:
+            return None
+        return (f"{amount} ETH is less than {self.eth_min_fee_multiple} times its network fee "
+                f"({Decimal(fee).scaleb(-18)} ETH now)")
 
     def _create_exchange(self, payout: Payout) -> None:
         # Only exchanges still waiting for a deposit count, and none another payout holds (two
@@ -239,6 +259,7 @@ class PayoutRunner:
             return _WAIT
         if status == ChainTxStatus.FAILED:
             raise NeedsReview(f"funding transfer {tx.tx_hash} reverted")
+        tx = self.wallet.stored(payout.id)  # the version mined, which need not be the newest signed
         if is_direct(payout):
             self._move(payout.id, PayoutStatus.FUNDING, status=PayoutStatus.FINISHED, payout_hash=tx.tx_hash,
                        finished_at=self.clock.now())

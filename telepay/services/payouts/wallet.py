@@ -1,20 +1,31 @@
-"""The host wallet: ETH and USDT (ERC-20) transfers signed locally, each sent exactly once.
+"""The host wallet: ETH and USDT (ERC-20) transfers signed locally, each sent at most once.
 
-Exactly once, whatever crashes: a transfer is signed, then stored (raw bytes, hash, nonce) in its
+At most once, whatever crashes: a transfer is signed, then stored (raw bytes, hash, nonce) in its
 own committed transaction, and only then broadcast. Every later attempt for the same payout finds
-the stored row and re-broadcasts the *same bytes* or finds the receipt; it never signs again
-(`chain_transactions.payout_id` is unique, so the database refuses a second one too).
+the stored row and re-broadcasts the *same bytes* or finds the receipt; it never signs another
+transfer (`chain_transactions.payout_id` is unique, so the database refuses a second one too).
+
+A transfer stuck unmined (its fee cap below a risen base fee) is *replaced*: the same nonce, both
+fee caps raised (see `fees`), signed, stored as a new attempt, then broadcast. One nonce can be
+mined once, so however many versions exist, at most one of them pays; every hash ever signed is
+kept (`chain_tx_attempts`) and whichever is mined counts. A transfer is final after
+`confirmations` blocks, its own included.
 
 One sender per host address: nonces are chosen, transactions signed and broadcast under a
 PostgreSQL advisory lock named after the address, so several workers or processes never race
 for a nonce. Before signing a new transfer, the sender first re-broadcasts any stored transfer
 the chain has not seen yet, so a crash after signing never leaves a nonce gap behind.
+
+Balances are checked before gas is estimated: mainnet Tether's `transfer` reverts through
+`assert` on a shortfall, and a revert in estimation would hide the real cause (`InsufficientFunds`,
+which alerts the operators) behind a generic failure.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable
 
 from eth_account import Account
@@ -24,7 +35,8 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from telepay.clock import Clock
-from telepay.models import ChainTransaction, ChainTxStatus
+from telepay.models import ChainTransaction, ChainTxAttempt, ChainTxStatus
+from telepay.services.payouts import fees
 from telepay.services.payouts.locks import advisory_lock
 
 logger = logging.getLogger(__name__)
@@ -37,9 +49,10 @@ _ERC20_ABI = [
     {"name": "balanceOf", "type": "function", "stateMutability": "view",
      "inputs": [{"name": "who", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
 ]
-_ETH_GAS = 21_000
-# Messages a node gives for a transaction it already has or has already mined.
-_ALREADY = ("already known", "known transaction", "nonce too low", "already imported")
+# Messages a node gives for a transaction it already has or has already mined, or for a version
+# of ours it holds that pays more (only our own newest version can: we sign every one of them).
+_ALREADY = ("already known", "known transaction", "nonce too low", "already imported",
+            "replacement transaction underpriced")
 
 Checkpoint = Callable[[str], None]
 
@@ -54,6 +67,10 @@ class InsufficientFunds(Exception):
 
 class TransferRefused(Exception):
     """The stored transaction can never be mined (its nonce went to another) or it reverted."""
+
+
+class WrongChain(Exception):
+    """ETH_RPC_URL serves another chain than ETH_CHAIN_ID: nothing may be signed for it."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,11 @@ class StoredTx:
 
 class HostWallet:
     def __init__(self, w3: Web3, private_key: str, usdt_address: str, session_factory: sessionmaker[Session],
-                 clock: Clock, *, priority_fee_wei: int = 10**9, checkpoint: Checkpoint | None = None):
+                 clock: Clock, *, chain_id: int, confirmations: int = 1,
+                 replace_after: timedelta = timedelta(seconds=180), priority_fee_wei: int = 10**9,
+                 checkpoint: Checkpoint | None = None):
+        if confirmations < 1:
+            raise ValueError("a transfer needs at least its own block")
         self.w3 = w3
         self._account = Account.from_key(private_key)
         self.address: str = self._account.address
@@ -84,13 +105,27 @@ class HostWallet:
         self.session_factory = session_factory
         self.engine: Engine = session_factory.kw["bind"]
         self.clock = clock
+        self.chain_id = chain_id
+        self.confirmations = confirmations
+        self.replace_after = replace_after
         self.priority_fee_wei = priority_fee_wei
         self.checkpoint = checkpoint or (lambda name: None)
+        self._chain_checked = False
 
     def __repr__(self) -> str:  # the key must never show up in a log or a traceback
         return f"HostWallet({self.address})"
 
     # ---- reading ---------------------------------------------------------------------------------
+
+    def check_chain(self) -> None:
+        """Raise WrongChain unless the RPC serves the configured chain (asked once per wallet)."""
+        if self._chain_checked:
+            return
+        served = self.w3.eth.chain_id
+        if served != self.chain_id:
+            raise WrongChain(f"ETH_RPC_URL serves chain {served}, but ETH_CHAIN_ID is {self.chain_id}; refusing "
+                             "to sign transfers for another network (deposit addresses there are not ours)")
+        self._chain_checked = True
 
     def balance(self, asset: str) -> int:
         if asset == ETH:
@@ -102,6 +137,11 @@ class HostWallet:
             row = session.scalar(select(ChainTransaction).where(ChainTransaction.payout_id == payout_id))
             return StoredTx.of(row) if row is not None else None
 
+    def transfer_fee(self, asset: str, to: str, amount: int) -> int:
+        """What the transfer would cost in gas now (wei, at today's base fee plus our tip)."""
+        tx, _ = self._unsigned(asset, to, amount, nonce=0)
+        return tx["gas"] * (fees.base_fee(self.w3) + self.priority_fee_wei)
+
     # ---- sending ---------------------------------------------------------------------------------
 
     def send(self, payout_id: int, purpose: str, asset: str, to: str, amount_base_units: int,
@@ -110,6 +150,7 @@ class HostWallet:
 
         `on_stored(session)` runs in the same transaction that stores the signed bytes, so the
         payout's own state moves with it. Returns the stored transfer (broadcast, maybe mined)."""
+        self.check_chain()
         with advisory_lock(self.engine, f"sender:{self.address.lower()}"):
             tx = self.stored(payout_id)
             if tx is None:
@@ -119,43 +160,53 @@ class HostWallet:
             self._broadcast(tx)
         return tx
 
+    def _unsigned(self, asset: str, to: str, amount: int, nonce: int) -> tuple[dict, int]:
+        """The transaction to sign, its gas estimated after the balances were found sufficient."""
+        to = Web3.to_checksum_address(to)
+        max_fee, tip = fees.fresh(self.w3, self.priority_fee_wei)
+        # Before estimating: a token shortfall reverts estimation, and the ETH must at least cover
+        # the value and a plain transfer's gas.
+        self._require_funds(asset, amount, fees.PLAIN_TRANSFER_GAS * max_fee)
+        tx = {"chainId": self.chain_id, "from": self.address, "maxPriorityFeePerGas": tip, "maxFeePerGas": max_fee}
+        if asset == ETH:
+            tx.update(to=to, value=amount)  # a contract wallet's fallback needs more than 21,000
+        else:
+            tx.update(to=self.usdt.address, value=0, data=self.usdt.encode_abi("transfer", [to, amount]))
+        tx["gas"] = fees.with_margin(self.w3.eth.estimate_gas(tx))  # estimated without a nonce: any will do
+        self._require_funds(asset, amount, tx["gas"] * max_fee)
+        tx["nonce"] = nonce
+        return tx, amount
+
     def _sign_and_store(self, payout_id: int, purpose: str, asset: str, to: str, amount: int,
                         on_stored: Callable[[Session], None]) -> StoredTx:
-        to = Web3.to_checksum_address(to)
         with self.session_factory() as session:
             last = session.scalar(select(func.max(ChainTransaction.nonce))
                                   .where(ChainTransaction.from_address == self.address))
         nonce = max(self.w3.eth.get_transaction_count(self.address, "pending"), -1 if last is None else last + 1)
-        base_fee = self.w3.eth.get_block("latest")["baseFeePerGas"]
-        tx = {"chainId": self.w3.eth.chain_id, "from": self.address, "nonce": nonce,
-              "maxPriorityFeePerGas": self.priority_fee_wei, "maxFeePerGas": 2 * base_fee + self.priority_fee_wei}
-        if asset == ETH:
-            tx.update(to=to, value=amount, gas=_ETH_GAS)
-        else:
-            tx.update(to=self.usdt.address, value=0, data=self.usdt.encode_abi("transfer", [to, amount]))
-            tx["gas"] = self.w3.eth.estimate_gas(tx) * 3 // 2
-        self._require_funds(asset, amount, tx["gas"] * tx["maxFeePerGas"])
+        tx, _ = self._unsigned(asset, to, amount, nonce)
         signed = self._account.sign_transaction(tx)
+        now = self.clock.now()
         row = ChainTransaction(payout_id=payout_id, purpose=purpose, asset=asset, from_address=self.address,
-                               to_address=to, amount_base_units=amount, nonce=nonce,
+                               to_address=Web3.to_checksum_address(to), amount_base_units=amount, nonce=nonce,
                                raw_tx=bytes(signed.raw_transaction), tx_hash=signed.hash.to_0x_hex(),
-                               status=ChainTxStatus.SIGNED, created_at=self.clock.now(), updated_at=self.clock.now())
+                               status=ChainTxStatus.SIGNED, created_at=now, updated_at=now)
         with self.session_factory.begin() as session:
             session.add(row)
             session.flush()
+            session.add(fees.attempt(row.id, signed, tx, now))
             on_stored(session)
             stored = StoredTx.of(row)
-        logger.info("payout %s: signed %s transfer %s (nonce %s) of %s base units to %s", payout_id, asset,
-                    stored.tx_hash, nonce, amount, to)
+        logger.info("payout %s: signed %s transfer %s (nonce %s, gas %s) of %s base units to %s", payout_id, asset,
+                    stored.tx_hash, nonce, tx["gas"], amount, to)
         return stored
 
     def _require_funds(self, asset: str, amount: int, gas_cost: int) -> None:
+        if asset == USDT and (usdt := self.balance(USDT)) < amount:
+            raise InsufficientFunds(USDT, usdt, amount)
         eth_needed = gas_cost + (amount if asset == ETH else 0)
         eth = self.balance(ETH)
         if eth < eth_needed:
             raise InsufficientFunds(ETH, eth, eth_needed)
-        if asset == USDT and (usdt := self.balance(USDT)) < amount:
-            raise InsufficientFunds(USDT, usdt, amount)
 
     def _rebroadcast_backlog(self) -> None:
         """Send stored transfers the chain has not counted yet, lowest nonce first."""
@@ -171,7 +222,7 @@ class HostWallet:
                         tx.payout_id)
             self._broadcast(tx)
 
-    def _broadcast(self, tx: StoredTx) -> None:
+    def _broadcast(self, tx: StoredTx, checkpoint: str = "after_broadcast") -> None:
         if tx.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
             return
         try:
@@ -180,32 +231,83 @@ class HostWallet:
             message = str(error).lower()
             if not any(text in message for text in _ALREADY):
                 raise
-            if "nonce too low" in message and self._receipt(tx.tx_hash) is None:
-                # Our nonce is used and it was not by these bytes: this transfer can never mine.
+            if "nonce too low" in message and self._mined(tx) is None:
+                # Our nonce is used and by none of the versions we signed: this transfer can never mine.
                 self._set_status(tx, ChainTxStatus.FAILED)
                 raise TransferRefused(f"transfer {tx.tx_hash}: nonce {tx.nonce} was used by another transaction")
-        self.checkpoint("after_broadcast")
+        self.checkpoint(checkpoint)
         if tx.status == ChainTxStatus.SIGNED:
             self._set_status(tx, ChainTxStatus.BROADCAST)
 
     # ---- confirming ------------------------------------------------------------------------------
 
     def confirm(self, tx: StoredTx) -> ChainTxStatus:
-        """CONFIRMED or FAILED once mined (and stored as such); BROADCAST while it is not."""
+        """CONFIRMED or FAILED once mined `confirmations` deep (and stored as such); BROADCAST before.
+
+        Unmined for `replace_after` since its newest version was signed: replaced (fees raised)."""
         if tx.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
             return tx.status
-        receipt = self._receipt(tx.tx_hash)
-        if receipt is None:
-            # A node may drop what it never mined; the same bytes again are always safe.
+        mined = self._mined(tx)
+        if mined is None:
             with advisory_lock(self.engine, f"sender:{self.address.lower()}"):
-                self._broadcast(tx)
+                tx = self.stored(tx.payout_id)  # a replacement made meanwhile is the version to send
+                if not self._replace_if_stuck(tx):
+                    # A node may drop what it never mined; the newest bytes again are always safe.
+                    self._broadcast(tx)
             return ChainTxStatus.BROADCAST
+        tx_hash, receipt = mined
+        if self.w3.eth.block_number - receipt["blockNumber"] + 1 < self.confirmations:
+            return ChainTxStatus.BROADCAST  # mined, not yet final: a reorg could still drop it
         self.checkpoint("before_receipt_stored")
         status = ChainTxStatus.CONFIRMED if receipt["status"] == 1 else ChainTxStatus.FAILED
-        self._set_status(tx, status, block_number=receipt["blockNumber"])
-        logger.info("payout %s: transfer %s %s in block %s", tx.payout_id, tx.tx_hash, status.value,
+        self._set_status(tx, status, block_number=receipt["blockNumber"], mined_hash=tx_hash)
+        logger.info("payout %s: transfer %s %s in block %s", tx.payout_id, tx_hash, status.value,
                     receipt["blockNumber"])
         return status
+
+    def _mined(self, tx: StoredTx):
+        """(hash, receipt) of whichever signed version of the transfer is mined, if one is."""
+        for tx_hash in self._attempt_hashes(tx.id):
+            receipt = self._receipt(tx_hash)
+            if receipt is not None:
+                return tx_hash, receipt
+        return None
+
+    def _attempt_hashes(self, chain_tx_id: int) -> list[str]:
+        with self.session_factory() as session:
+            return list(session.scalars(select(ChainTxAttempt.tx_hash).where(
+                ChainTxAttempt.chain_transaction_id == chain_tx_id).order_by(ChainTxAttempt.id.desc())))
+
+    def _replace_if_stuck(self, tx: StoredTx) -> bool:
+        """Sign, store, then broadcast a same-nonce version with higher fees; False if not due.
+        The caller holds the sender lock."""
+        if tx.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
+            return False
+        with self.session_factory() as session:
+            newest = session.scalars(select(ChainTxAttempt).where(ChainTxAttempt.chain_transaction_id == tx.id)
+                                     .order_by(ChainTxAttempt.id.desc()).limit(1)).one()
+            signed_at, gas = newest.created_at, newest.gas
+        if self.clock.now() - signed_at < self.replace_after:
+            return False
+        if self.w3.eth.get_transaction_count(self.address, "latest") > tx.nonce:
+            return False  # the nonce is used: mined by one of ours (seen next look) or refused on broadcast
+        body = fees.replacement(self.w3, tx.raw_tx, self.priority_fee_wei)
+        self._require_funds(tx.asset, tx.amount_base_units, body["gas"] * body["maxFeePerGas"])
+        signed = self._account.sign_transaction(body)
+        with self.session_factory.begin() as session:
+            row = session.get(ChainTransaction, tx.id, with_for_update=True)
+            if row.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
+                return False
+            row.raw_tx, row.tx_hash, row.updated_at = bytes(signed.raw_transaction), signed.hash.to_0x_hex(), \
+                self.clock.now()
+            session.add(fees.attempt(tx.id, signed, body, self.clock.now()))
+            replaced = StoredTx.of(row)
+        logger.warning("payout %s: transfer %s (nonce %s) unmined since %s; replaced by %s with maxFeePerGas %s, "
+                       "maxPriorityFeePerGas %s", tx.payout_id, tx.tx_hash, tx.nonce, signed_at, replaced.tx_hash,
+                       body["maxFeePerGas"], body["maxPriorityFeePerGas"])
+        self.checkpoint("after_replacement_signed")
+        self._broadcast(replaced, "after_replacement_broadcast")
+        return True
 
     def _receipt(self, tx_hash: str):
         try:
@@ -213,7 +315,8 @@ class HostWallet:
         except TransactionNotFound:
             return None
 
-    def _set_status(self, tx: StoredTx, status: ChainTxStatus, block_number: int | None = None) -> None:
+    def _set_status(self, tx: StoredTx, status: ChainTxStatus, block_number: int | None = None,
+                    mined_hash: str | None = None) -> None:
         with self.session_factory.begin() as session:
             row = session.get(ChainTransaction, tx.id, with_for_update=True)
             if row.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
@@ -221,3 +324,7 @@ class HostWallet:
             row.status, row.updated_at = status, self.clock.now()
             if block_number is not None:
                 row.block_number = block_number
+            if mined_hash is not None and mined_hash != row.tx_hash:
+                # An earlier version was the one mined: it is the transfer now.
+                mined = session.scalar(select(ChainTxAttempt).where(ChainTxAttempt.tx_hash == mined_hash))
+                row.tx_hash, row.raw_tx = mined.tx_hash, mined.raw_tx

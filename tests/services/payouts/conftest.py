@@ -72,7 +72,7 @@ class World:
         self.exchanges = PayoutExchanges(self.client)
         self.w3 = Web3(HTTPProvider(chain.rpc_url))
         self.wallet = HostWallet(self.w3, HOST_WALLET_PRIVATE_KEY, chain.usdt_address, session_factory, clock,
-                                 checkpoint=self.crasher)
+                                 chain_id=chain.chain_id, checkpoint=self.crasher)
         self.runner = PayoutRunner(session_factory, self.jobs, self.exchanges, self.wallet, clock,
                                    checkpoint=self.crasher)
         self.scheduler = PayoutScheduler(session_factory, self.jobs, self.exchanges, self.wallet, clock,

@@ -60,7 +60,8 @@ def test_a_failed_exchange_goes_to_review_at_once(world):
 
 def test_a_host_wallet_that_cannot_cover_a_payout_alerts_the_operators(world, chain):
     poor = chain.new_account(eth=Decimal("0.001"))
-    wallet = HostWallet(world.w3, poor.key.to_0x_hex(), chain.usdt_address, world.session_factory, world.clock)
+    wallet = HostWallet(world.w3, poor.key.to_0x_hex(), chain.usdt_address, world.session_factory, world.clock,
+                        chain_id=chain.chain_id)
     world.runner = PayoutRunner(world.session_factory, world.jobs, world.exchanges, wallet, world.clock)
     payout = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("100")))
     with pytest.raises(Exception):
@@ -101,7 +102,8 @@ def test_an_unreachable_chain_is_retried_and_the_payout_finishes_once_it_is_back
     payout = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("40")))
     working = world.runner.wallet
     world.runner.wallet = HostWallet(Web3(HTTPProvider("http://127.0.0.1:9/")), HOST_WALLET_PRIVATE_KEY,
-                                     chain.usdt_address, world.session_factory, world.clock)
+                                     chain.usdt_address, world.session_factory, world.clock,
+                                     chain_id=chain.chain_id)
     with pytest.raises(PayoutFailed):
         world.runner.run(payout.id)
     failing = world.payout(payout.id)
