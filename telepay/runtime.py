@@ -27,10 +27,13 @@ from telepay.clock import Clock, OffsetFileClock, SystemClock
 from telepay.config import ConfigError, Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
+from telepay.ops.checks import HealthChecks
+from telepay.ops.liveness import Beats
 from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
 from telepay.ops.signals import StopSignals
 from telepay.ops.startup import wait_for_database
 from telepay.ops.version import version
+from telepay.ops.watchdog import Watchdog
 from telepay.services.invoices import InvoiceService
 from telepay.services.jobs import JobQueue
 from telepay.services import lifecycle
@@ -83,8 +86,10 @@ class Services:
     sweep: lifecycle.ExpirySweep | None = None
     # Telegram Stars: checkout, receipts, held shares, reconciliation.
     stars: StarsServices | None = None
-    # What Telegram last answered the poller (health, metrics, watchdog).
+    # What Telegram last answered the poller, and the loops' heartbeats (health, metrics, watchdog).
     poll_watch: PollWatch = field(default_factory=PollWatch)
+    beats: Beats = field(default_factory=Beats)
+    health: HealthChecks | None = None
 
 
 def nowpayments_client(settings: Settings) -> NowPaymentsClient:
@@ -140,6 +145,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         session_factory, clock, batch_size=settings.sweep_batch_size,
         grace=timedelta(seconds=settings.expiry_grace_seconds),
         reminder_offsets=[parse_duration("REMINDER_OFFSETS", o) for o in settings.reminder_offsets])
+    services.health = HealthChecks(services)
     return services
 
 
@@ -272,7 +278,7 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals) -
     application = build_application(settings, services, services.session_factory, watch=watch)
     async with application:  # initialize: getMe, persisted conversations; on exit: flush them
         worker = Worker(services.jobs, job_handlers(services, application),
-                        poll_seconds=settings.worker_poll_seconds)
+                        poll_seconds=settings.worker_poll_seconds, beat=lambda: services.beats.mark("worker"))
         worker.start()
         services.wake_worker = worker.wake
         start_timers(application, services)
@@ -289,14 +295,20 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals) -
 
         await start_polling()
         await application.start()
-        supervisor = asyncio.create_task(PollSupervisor(watch, restart_polling).run(stop), name="poll-supervisor")
+        supervisor = asyncio.create_task(PollSupervisor(
+            watch, restart_polling, beat=lambda: services.beats.mark("poll_supervisor")).run(stop), name="poll-supervisor")
         freeze_startup_heap()
         api.start()
+        watchdog = Watchdog(services.beats)
+        watchdog.notify(f"READY=1\nSTATUS=running as @{application.bot.username}")
+        fed = asyncio.create_task(watchdog.run(stop), name="systemd-watchdog")
         logger.info("telepay is running as @%s (version %s)", application.bot.username, version())
 
         await stop.wait()
         logger.info("stopping")
+        watchdog.notify("STOPPING=1")
         await supervisor
+        await fed
         # Stop taking new work first (updates, webhooks), then let running jobs finish or be
         # handed back, then stop the application (timers, pending updates) and flush state.
         if application.updater.running:

@@ -45,6 +45,7 @@ class PollWatch:
     last_error: str | None = None
     failures: int = 0                        # consecutive failed getUpdates
     restarts: int = 0                        # times the supervisor restarted a dead poll loop
+    last_conflict: float | None = None       # monotonic: the last 409 (another poller on our token)
     too_many_requests: dict[str, int] = field(default_factory=dict)  # Bot API method -> 429s
 
     def record(self, status: int | None, error: str | None = None) -> None:
@@ -57,6 +58,8 @@ class PollWatch:
         else:
             self.failures += 1
             self.last_error = error or MEANINGS.get(status or 0, f"getUpdates answered {status}")
+            if status == 409:
+                self.last_conflict = now
 
     def seconds_since_success(self) -> float | None:
         return None if self.last_success is None else self.clock() - self.last_success
@@ -103,9 +106,11 @@ class PollSupervisor:
     """Restarts polling when its loop has died, with backoff (5 s doubling up to 5 min)."""
 
     def __init__(self, watch: PollWatch, restart: Callable[[], Awaitable[None]], *,
-                 dead_after: float = 60.0, check_every: float = 5.0, max_backoff: float = 300.0) -> None:
+                 dead_after: float = 60.0, check_every: float = 5.0, max_backoff: float = 300.0,
+                 beat: Callable[[], None] = lambda: None) -> None:
         self.watch = watch
         self.restart = restart
+        self.beat = beat  # every check: the supervisor itself is alive (health, watchdog)
         # PTB's own backoff tops out at 30 s and a long poll lasts ~15 s: a loop that has not
         # finished a getUpdates for this long is not running.
         self.dead_after = dead_after
@@ -122,6 +127,7 @@ class PollSupervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.beat()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.check_every)
                 return

@@ -33,12 +33,14 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 4,
         poll_seconds: float = 1.0,
+        beat: Callable[[], None] = lambda: None,
     ):
         self.queue = queue
         self.handlers = handlers
         self.worker_id = worker_id or make_worker_id()
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
+        self.beat = beat  # called every turn of the loop: health and the systemd watchdog watch it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -59,6 +61,7 @@ class Worker:
     async def _run(self) -> None:
         logger.info("worker %s started", self.worker_id)
         while not self._stopping:
+            self.beat()
             free = self.concurrency - len(self._running)
             claimed: list[ClaimedJob] = []
             if free > 0:

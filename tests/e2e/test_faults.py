@@ -177,3 +177,55 @@ def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegr
     postmasters = subprocess.run(["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"],
                                  capture_output=True, text=True).stdout.split()
     assert postmasters == [], output
+
+
+def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(telegram, database_url,
+                                                                                 session_factory, tmp_path):
+    import socket
+
+    import httpx
+
+    sock_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    notify.settimeout(0.5)
+    heard: list[str] = []
+
+    def listen():  # as systemd does: read every datagram as it comes
+        while notify.fileno() != -1:
+            try:
+                heard.append(notify.recv(4096).decode())
+            except (TimeoutError, OSError):
+                continue
+
+    threading.Thread(target=listen, daemon=True).start()
+    env = env_for(telegram, tmp_path, database_url=database_url, NOTIFY_SOCKET=str(sock_path),
+                  WATCHDOG_USEC="2000000", OPERATOR_TOKEN="ops-token", ADMIN_CHAT_IDS="42")
+    process = TelepayProcess(env, tmp_path / "run.log")
+    try:
+        process.start()
+        deadline = time.monotonic() + 30
+        while len(heard) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert heard[0].startswith("READY=1") and heard[1:3] == ["WATCHDOG=1", "WATCHDOG=1"]
+
+        # Another process polls with our token: Telegram answers 409 to one of the two.
+        telegram.fail_next("getUpdates", 409, "Conflict: terminated by other getUpdates request; "
+                           "make sure that only one bot instance is running", count=2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops-token"},
+                             timeout=10).json()
+            if body["checks"]["polling"]["level"] == "degraded":
+                break
+            time.sleep(0.5)
+        assert body["status"] == "degraded" and "another process is polling" in body["checks"]["polling"]["reason"]
+        assert body["version"]
+
+        code, _ = process.stop()
+        assert code == 0
+        time.sleep(1)
+        assert heard[-1] == "STOPPING=1"
+    finally:
+        process.kill()
+        notify.close()
