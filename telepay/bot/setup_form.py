@@ -24,7 +24,7 @@ from telepay.bot.setup_view import (
 )
 from telepay.errors import InvalidInput, TelePayError
 from telepay.models import PayoutCurrency
-from telepay.services.channels import owned_channel, parse_chat_reference
+from telepay.services.channels import notification_target_problem, owned_channel, parse_chat_reference
 from telepay.services.setup import (
     MAX_TIERS, PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
     current, parse_days, parse_stars, parse_usd,
@@ -39,7 +39,8 @@ QUESTIONS = {
     "days": "How many days of access does tier {n} give? Send a whole number from 1 to 3,650.",
     "addr": "Send your payout address for {currency}.",
     "threshold": f"Send the amount in US dollars at which you want to be paid out (at least ${THRESHOLD_MIN}).",
-    "chat": "Send the @username or id of the group or channel for sale notifications (I must be a member).",
+    "chat": ("Send the @username or id of the group or channel for sale notifications. You must be an "
+             "admin there, and I must be able to post there."),
     "text": "Send the text of your donation post (up to 1,000 characters).",
     "stars": "Send the price of tier {n} in Telegram Stars (1 to 10,000), or 0 to follow its USD price.",
 }
@@ -202,7 +203,7 @@ async def answer(update: Update, context: Context) -> str:
             draft["threshold"] = str(parse_usd(text, THRESHOLD_MIN, THRESHOLD_MAX, "threshold"))
             draft["strategy"] = "threshold"
         elif field == "chat":
-            draft["notify_chat_id"] = await _notify_chat(context, text)
+            draft["notify_chat_id"] = await _notify_chat(context, text, update.effective_user.id)
             draft["notify"] = True
         elif field == "text":
             draft["donation_text"] = check_donation_text(text)
@@ -236,13 +237,17 @@ async def _checked_address(context: Context, cid: int, user_id: int, draft: dict
     return address
 
 
-async def _notify_chat(context: Context, text: str) -> int:
+async def _notify_chat(context: Context, text: str, owner_id: int) -> int:
+    """A group or channel the owner administers and the bot can post in; its id."""
     try:
         chat = await context.bot.get_chat(parse_chat_reference(text))
     except (BadRequest, Forbidden):
         raise InvalidInput("I can't see that chat. Add me to it first, then send it again.") from None
     if chat.type == "private":
         raise InvalidInput("Please send a group or a channel (or choose “Send them to me here”).")
+    problem = await notification_target_problem(context.bot, chat.id, owner_id)
+    if problem:
+        raise InvalidInput(problem)
     return chat.id
 
 

@@ -109,6 +109,33 @@ async def check_chat(bot: Bot, chat: ChatInfo, user_id: int, role: str) -> list[
     return problems
 
 
+async def notification_target_problem(bot: Bot, chat_id: int, owner_id: int) -> str | None:
+    """Why the bot may not send an owner's sale notices to this chat, or None if it may.
+
+    The owner must administer the chat (so nobody can make the bot post into someone else's
+    chat), and the bot must be able to post there. Asked when the target is set and again
+    before every use: either can change at any time.
+    """
+    try:
+        owner = await bot.get_chat_member(chat_id, owner_id)
+        me = await bot.get_chat_member(chat_id, bot.id)
+    except (BadRequest, Forbidden):
+        return "I can't see that chat. Add me to it first, then send it again."
+    if owner.status not in ADMINS:
+        return "You must be an administrator of that chat to send notifications there."
+    if me.status == ChatMember.OWNER:
+        return None
+    chat = await bot.get_chat(chat_id)
+    if chat.type == "channel":
+        can_post = me.status == ChatMember.ADMINISTRATOR and bool(getattr(me, "can_post_messages", False))
+    else:
+        can_post = me.status in (ChatMember.MEMBER, ChatMember.ADMINISTRATOR) or (
+            me.status == ChatMember.RESTRICTED and bool(getattr(me, "can_send_messages", False)))
+    if not can_post:
+        return "I can't post in that chat: make me able to post messages there first."
+    return None
+
+
 def new_key() -> str:
     return "".join(secrets.choice(KEY_ALPHABET) for _ in range(10))
 

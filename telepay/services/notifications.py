@@ -1,7 +1,9 @@
 """Messages to channel owners: queued by callers, delivered by the worker.
 
 An owner who blocked the bot is marked on the channel and not retried for ever; they are
-written to again once they talk to the bot (the bot clears the mark).
+written to again once they talk to the bot (the bot clears the mark). A notification chat the
+owner chose is checked again before each use (the owner still administers it, the bot can post
+there); if it fails, the message goes to the owner's private chat instead, saying why.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from telegram.error import BadRequest, Forbidden
 
 from telepay.errors import NotFound
 from telepay.models import Channel
+from telepay.services.channels import notification_target_problem
 from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 
 logger = logging.getLogger(__name__)
@@ -41,12 +44,13 @@ class OwnerNotifier:
         self.session_factory = session_factory
         self.bot = bot
 
-    def _target(self, channel_id: int) -> tuple[int | None, bool]:
+    def _target(self, channel_id: int) -> tuple[int | None, int | None, bool]:
+        """(the owner, the chat they chose or None, whether the owner blocked the bot)."""
         with self.session_factory() as session:
             channel = session.get(Channel, channel_id)
             if channel is None:
-                return None, False
-            return channel.notify_chat_id or channel.owner_user_id, channel.owner_blocked_bot
+                return None, None, False
+            return channel.owner_user_id, channel.notify_chat_id, channel.owner_blocked_bot
 
     def _mark_blocked(self, channel_id: int) -> None:
         with self.session_factory.begin() as session:
@@ -54,7 +58,17 @@ class OwnerNotifier:
 
     async def __call__(self, job: ClaimedJob) -> None:
         channel_id = job.payload["channel_id"]
-        chat_id, blocked = await asyncio.to_thread(self._target, channel_id)
+        owner_id, chosen, blocked = await asyncio.to_thread(self._target, channel_id)
+        chat_id, text = owner_id, job.payload["text"]
+        if chosen is not None and chosen != owner_id:
+            problem = await notification_target_problem(self.bot, chosen, owner_id)
+            if problem is None:
+                chat_id = chosen
+            else:
+                logger.warning("notification job %s: chat %s refused for channel %s: %s", job.id, chosen,
+                               channel_id, problem)
+                text = (f"{text}\n\n(This was meant for your notification chat {chosen}, but: {problem} "
+                        "Change it under My channels → Setup → Notifications.)")
         if chat_id is None:
             logger.warning("notification job %s: channel %s is gone; dropped", job.id, channel_id)
             return
@@ -62,8 +76,11 @@ class OwnerNotifier:
             logger.info("notification job %s: owner of channel %s blocked the bot; skipped", job.id, channel_id)
             return
         try:
-            await self.bot.send_message(chat_id, job.payload["text"])
+            await self.bot.send_message(chat_id, text)
         except Forbidden:
+            if chat_id != owner_id:
+                logger.warning("notification job %s: chat %s refused the bot", job.id, chat_id)
+                return
             await asyncio.to_thread(self._mark_blocked, channel_id)
             logger.info("owner of channel %s blocked the bot; marked", channel_id)
         except BadRequest as refused:

@@ -148,3 +148,39 @@ def test_finding_7_forged_tier_4_buttons_leave_the_form_saveable(world):
     with world.session_factory() as session:
         channel = session.get(Channel, cid)
         assert [t.number for t in channel.tiers] == [1] and channel.status == ChannelStatus.ACTIVE
+
+
+def test_finding_3_sale_notices_go_only_where_the_owner_is_admin_and_the_bot_may_post(world):
+    """The attack: "Sale notifications → to another chat" took any chat the bot could see, and a
+    $1 self-purchase put the attacker's text into a victim's channel. Now the target must be a
+    chat the owner administers and the bot can post in, checked when set and before each use."""
+    owner, key, _, _, channel_id = world.shop("Mala")
+    victim_owner = world.telegram.create_user("Victim")
+    victim = world.telegram.create_channel("Victim Channel", creator=victim_owner)
+    world.telegram.add_admin(victim, world.telegram.bot)  # the bot serves the victim too
+    own_group = world.telegram.create_supergroup("Mala sales")  # Mala is an admin there, not its creator
+    world.telegram.add_admin(own_group, owner)
+    world.telegram.set_member_status(own_group, world.telegram.bot, "member")
+
+    view = world.menu(owner)
+    view = world.press(owner, view, "📋 My channels", expect="Your channels")
+    view = world.press(owner, view, world.button(view, "✅"), expect="Status")
+    form = world.press(owner, view, "⚙️ Setup", expect="Tiers", new_message=False)
+    world.press(owner, form, "🔔 Notifications", expect="and where")
+    world.press(owner, form, "To another chat…", expect="group or channel for sale notifications")
+    owner.send(str(victim.id))
+    refusal = owner.wait_for_message(timeout=TIMEOUT)
+    assert "must be an administrator of that chat" in refusal.text
+    owner.send(str(own_group.id))
+    form = owner.wait_for_message(lambda m: m.text.startswith("⚙️"), timeout=TIMEOUT)
+    assert f"to chat {own_group.id}" in form.text
+    world.press(owner, form, "💾 Save all changes", expect="All changes saved")
+
+    # Later the bot may no longer post there (here: the owner is demoted in that group).
+    world.telegram.set_member_status(own_group, owner, "member")
+    buyer = world.telegram.create_user("Self-buyer")
+    world.nowpayments.pay(world.invoice_for(buyer, key).provider_invoice_id)
+    notice = owner.wait_for_message(lambda m: "New subscription" in m.text, timeout=TIMEOUT)
+    assert f"meant for your notification chat {own_group.id}" in notice.text
+    assert [m for m in own_group.messages() if m.from_bot] == []
+    assert [m for m in victim.messages() if m.from_bot] == []
