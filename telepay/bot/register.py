@@ -3,19 +3,22 @@
 A channel is named by a forwarded post, an @username, a t.me link or its id. The bot asks
 Telegram whether it is an admin there with the rights it needs and whether this user is the
 creator or an admin, and says exactly what is missing. What was found so far is kept in
-user_data (JSON), so the flow survives a restart.
+user_data (JSON), so the flow survives a restart. The creator of the chats may register a pair
+someone else registered: it is taken over (`take_over`), both are told and it is audited.
 """
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import ChatMember, Update
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import ConversationHandler
 
 from telepay.bot import setup_form
-from telepay.bot.common import Context, ack, db, keyboard, show
+from telepay.bot.common import Context, ack, db, keyboard, now, services, show
 from telepay.errors import TelePayError
 from telepay.services.channels import (
     CLOSED, OPEN, REQUIRED_RIGHTS, ChatInfo, check_chat, identify_chat, parse_chat_reference, register_pair,
+    registered_by_other, take_over,
 )
 
 REG_OPEN, REG_CLOSED = "reg_open", "reg_closed"
@@ -91,6 +94,9 @@ async def receive_closed(update: Update, context: Context) -> str | int:
             "That is the open channel again. Please send the closed (private) one.", reply_markup=CANCEL)
         return REG_CLOSED
     open_chat = ChatInfo(found["id"], found["title"], found["username"])
+    taken = await db(context, registered_by_other, open_chat.id, chat.id, update.effective_user.id)
+    if taken is not None and await _is_creator(context, (open_chat.id, chat.id), update.effective_user.id):
+        return await _take_over(update, context, taken.id)
     try:
         channel = await db(context, register_pair, update.effective_user.id, open_chat, chat)
     except TelePayError as error:
@@ -102,6 +108,28 @@ async def receive_closed(update: Update, context: Context) -> str | int:
         f"🎉 Registered “{channel.open_title}” (open) and “{channel.closed_title}” (closed).\n\n"
         "Now set your prices and payout wallet. Nothing is posted until you save.")
     return await setup_form.send_form(update, context, channel.id)
+
+
+async def _is_creator(context: Context, chat_ids, user_id: int) -> bool:
+    for chat_id in chat_ids:
+        try:
+            if (await context.bot.get_chat_member(chat_id, user_id)).status == ChatMember.OWNER:
+                return True
+        except (BadRequest, Forbidden):
+            pass
+    return False
+
+
+async def _take_over(update: Update, context: Context, channel_id: int) -> str:
+    """The chats' creator registers a pair someone else holds: it becomes theirs (both told)."""
+    svc = services(context)
+    await db(context, take_over, svc.jobs, channel_id, update.effective_user.id, now(context))
+    svc.wake_worker()
+    context.user_data.pop("register", None)
+    await update.effective_message.reply_text(
+        "👑 You created this channel, so the pair is yours now. Whoever registered it before has been "
+        "told, and their payout wallet was removed: set your own below. Nothing is sold until you save.")
+    return await setup_form.send_form(update, context, channel_id)
 
 
 async def cancel(update: Update, context: Context) -> int:

@@ -2,7 +2,8 @@
 
 The checks ask Telegram (through the bot) what the bot and the owner may do in each chat and
 describe every problem in words the owner can act on. Registration is database work inside the
-caller's transaction; a chat belongs to at most one pair, whoever registered it.
+caller's transaction; a chat belongs to at most one pair. The creator of a pair's chats can take
+it over from whoever registered it (`take_over`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from telegram import Bot, ChatMember
 from telegram.error import BadRequest, Forbidden
 
 from telepay.errors import Conflict, InvalidInput, NotFound
-from telepay.models import Channel, ChannelStatus
+from telepay.models import AuditLog, Channel, ChannelStatus, Payout, PayoutStatus
+from telepay.services.jobs import JobQueue
+from telepay.services.messages import alert_operators, queue_message
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,51 @@ def register_pair(session: Session, owner_user_id: int, open_chat: ChatInfo, clo
     logger.info("channel %s registered by user %s (open %s, closed %s)", channel.id, owner_user_id,
                 open_chat.id, closed_chat.id)
     return channel
+
+
+def registered_by_other(session: Session, open_chat_id: int, closed_chat_id: int, user_id: int) -> Channel | None:
+    """The pair of exactly these two chats, if someone other than `user_id` registered it."""
+    return session.scalars(select(Channel).where(
+        Channel.open_chat_id == open_chat_id, Channel.closed_chat_id == closed_chat_id,
+        Channel.owner_user_id != user_id)).one_or_none()
+
+
+def take_over(session: Session, jobs: JobQueue, channel_id: int, creator_id: int, now: datetime) -> int:
+    """The chat's creator takes the pair over from whoever registered it; returns the old owner.
+
+    The old owner's wallet and notification chat go with them (the pair is back in setup until
+    the creator saves their own), both are told, an audit row keeps who and what, and the
+    payouts still owed from the old registration wait for the operators, who decide who is owed.
+    """
+    channel = session.get(Channel, channel_id, with_for_update=True)
+    old = channel.owner_user_id
+    before = {"owner_user_id": old, "payout_currency": channel.payout_currency,
+              "payout_network": channel.payout_network, "payout_address": channel.payout_address,
+              "notify_chat_id": channel.notify_chat_id, "status": channel.status.value}
+    channel.owner_user_id, channel.owner_lost_at, channel.owner_checked_at = creator_id, None, now
+    channel.payout_currency = channel.payout_network = channel.payout_address = None
+    channel.notify_chat_id, channel.updated_at = None, now
+    if channel.status in (ChannelStatus.ACTIVE, ChannelStatus.LOST_RIGHTS):
+        channel.status, channel.status_reason = ChannelStatus.SETUP, None
+    held = session.execute(
+        update(Payout).where(Payout.channel_id == channel_id,
+                             Payout.status.in_([PayoutStatus.PENDING, PayoutStatus.CARRIED_OVER]))
+        .values(resume_status=Payout.status, status=PayoutStatus.NEEDS_REVIEW, updated_at=now,
+                last_error="the pair was taken over by its chat's creator: decide who is owed")
+        .returning(Payout.id)).scalars().all()
+    session.add(AuditLog(channel_id=channel_id, actor_user_id=creator_id, action="owner.takeover", before=before,
+                         after={"owner_user_id": creator_id, "payouts_to_review": list(held)}, created_at=now))
+    queue_message(session, jobs, old,
+                  f"ℹ️ “{channel.open_title}” was taken over by the creator of its channels, so it is no longer "
+                  "registered to you. If you think this is a mistake, contact support.",
+                  dedupe_key=f"takeover:{channel_id}:{int(now.timestamp())}")
+    alert_operators(session, jobs,
+                    f"Channel {channel_id} (“{channel.open_title}”) was taken over by its creator {creator_id} from "
+                    f"user {old}. Payouts {list(held) or 'none'} were moved to review: decide who is owed.",
+                    key=f"takeover:{channel_id}:{int(now.timestamp())}")
+    logger.warning("channel %s taken over by creator %s from user %s; payouts %s to review", channel_id,
+                   creator_id, old, list(held))
+    return old
 
 
 def owned_channel(session: Session, channel_id: int, user_id: int, *, lock: bool = False) -> Channel:

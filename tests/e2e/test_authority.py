@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from telepay.models import Channel, ChannelStatus, InviteStatus, Invoice, Job, Payment
+from telepay.models import AuditLog, Channel, ChannelStatus, InviteStatus, Invoice, Job, Payment
 from telepay.services.delivery import delivery_queue
 from tests.bot.world import BOT, TIMEOUT, World, until
 
@@ -184,3 +184,50 @@ def test_finding_3_sale_notices_go_only_where_the_owner_is_admin_and_the_bot_may
     assert f"meant for your notification chat {own_group.id}" in notice.text
     assert [m for m in own_group.messages() if m.from_bot] == []
     assert [m for m in victim.messages() if m.from_bot] == []
+
+
+def test_finding_2_ownership_follows_telegram_and_the_creator_takes_over(world):
+    """The attack: a co-admin registers the creator's pair with their own wallet; removed as admin,
+    they kept the payouts, "Post now" and the figures, and the creator was refused. Now the
+    co-admin is refused and their payouts held (operators told), and the creator takes over."""
+    creator = world.telegram.create_user("Cora", username="cora")
+    mallory = world.telegram.create_user("Mallory", username="mallory")
+    open_chat = world.telegram.create_channel("Cora News", username="cora_news", creator=creator)
+    closed_chat = world.telegram.create_channel("Cora VIP", creator=creator)
+    for chat in (open_chat, closed_chat):
+        world.telegram.add_admin(chat, world.telegram.bot)
+        world.telegram.add_admin(chat, mallory)
+    form = world.register(mallory, open_chat, closed_chat)
+    world.set_up(mallory, form)
+    with world.session_factory() as session:
+        channel = session.scalars(select(Channel).where(Channel.open_chat_id == open_chat.id)).one()
+    assert channel.owner_user_id == mallory.id and channel.status == ChannelStatus.ACTIVE
+
+    for chat in (open_chat, closed_chat):  # the creator removes Mallory as admin
+        world.telegram.set_member_status(chat, mallory, "member")
+    view = world.menu(mallory)
+    view = world.press(mallory, view, "📋 My channels", expect="Your channels")
+    view = world.press(mallory, view, world.button(view, "✅"), expect="Status")
+    for button in ("📣 Post now", "📊 Summary"):
+        answer = mallory.press(view, text=button).wait_for_answer(timeout=TIMEOUT)
+        assert "no longer lists you" in answer["text"]
+    world.operator.wait_for_message(lambda m: "no longer an admin" in m.text and f"Channel {channel.id}" in m.text,
+                                    timeout=TIMEOUT)
+    with world.session_factory() as session:
+        assert session.get(Channel, channel.id).owner_lost_at is not None  # her payouts are held
+
+    # The creator registers the same pair: it becomes hers.
+    menu = world.menu(creator)
+    world.press(creator, menu, "➕ Add channels", expect="send me the open channel")
+    creator.send("@" + open_chat.username)
+    creator.wait_for_message(lambda m: "Open channel" in m.text, timeout=TIMEOUT)
+    creator.forward_to_bot(closed_chat.post("For members"))
+    creator.wait_for_message(lambda m: "the pair is yours now" in m.text, timeout=TIMEOUT)
+    creator.wait_for_message(lambda m: m.text.startswith("⚙️"), timeout=TIMEOUT)
+    mallory.wait_for_message(lambda m: "was taken over" in m.text, timeout=TIMEOUT)
+    with world.session_factory() as session:
+        taken = session.get(Channel, channel.id)
+        assert (taken.owner_user_id, taken.payout_address, taken.status) == (creator.id, None, ChannelStatus.SETUP)
+        audit = session.scalars(select(AuditLog).where(AuditLog.channel_id == channel.id,
+                                                       AuditLog.action == "owner.takeover")).one()
+        assert audit.before["owner_user_id"] == mallory.id and audit.after["owner_user_id"] == creator.id
