@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from telepay.api.nowpayments import ipn_recorder
 from telepay.api.schemas import IpnIn
-from telepay.models import Job, Payment, PaymentEvent
+from telepay.models import Job, Payment, PaymentEvent, RefusedIpn
 from telepay.services.ipn import IpnDelivery
 from telepay.services.payments.refusals import refused_ipns_since
 from tests.api.conftest import ipn_body, make_app, post_ipn, refusals, snapshot
@@ -124,6 +124,17 @@ def test_refusals_are_logged_with_their_reason_counted_and_a_run_raises_the_aler
     assert post_ipn(client, body, ip="203.0.113.9").status_code == 403  # the same window: no second alert
     with services.session_factory() as session:
         assert len(session.scalars(select(Job).where(Job.kind == "operator.alert")).all()) == 1
+
+
+def test_refusals_are_kept_thirty_days(engine, client, invoice, session_factory):
+    services = client.application.config["TELEPAY_SERVICES"]
+    with session_factory.begin() as session:
+        session.add(RefusedIpn(refused_at=services.clock.now() - timedelta(days=31), client_ip="192.0.2.1",
+                               reason="signature", detail="old"))
+        session.add(RefusedIpn(refused_at=services.clock.now() - timedelta(days=29), client_ip="192.0.2.2",
+                               reason="signature", detail="recent"))
+    assert post_ipn(client, ipn_body(invoice.id), ip="203.0.113.9").status_code == 403
+    assert refusals(engine) == [("signature", "192.0.2.2"), ("address", "203.0.113.9")]
 
 
 def test_with_the_allowlist_off_signed_ipns_are_never_throttled_and_forgers_are(engine, invoice):

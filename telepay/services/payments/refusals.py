@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.clock import Clock
@@ -28,6 +28,9 @@ from telepay.services.messages import alert_operators
 logger = logging.getLogger(__name__)
 
 REASONS = ("address", "signature", "schema", "order")
+# Refusals older than this are deleted as new ones come: the table answers "how many lately",
+# and a flood of forgeries must not grow it for ever.
+KEEP = timedelta(days=30)
 
 
 def refused_ipns_since(session: Session, since: datetime) -> dict[str, int]:
@@ -57,6 +60,7 @@ class IpnRefusals:
             with self.session_factory.begin() as session:
                 session.add(RefusedIpn(refused_at=now, client_ip=client_ip[:64], reason=reason,
                                        detail=detail[:500]))
+                session.execute(delete(RefusedIpn).where(RefusedIpn.refused_at < now - KEEP))
                 session.flush()
                 self._alert_if_a_run(session, now)
         except Exception:  # noqa: BLE001 - e.g. the database is down: the log line above stays
