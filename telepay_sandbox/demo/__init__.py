@@ -83,7 +83,8 @@ def _story(stage: Stage, timeline: Timeline) -> bool:
     buyer_renews(stage, timeline, shop, bob, ended)
 
     timeline.act("The operator looks and stops")
-    total = stage.telepay("report").strip().splitlines()[-1].split()
+    # The crypto table's total row (the report goes on with Telegram Stars below it).
+    total = next(line.split() for line in stage.telepay("report").splitlines() if line.split()[:1] == ["total"])
     timeline.say("operator", f"telepay report -> {total[1]} payments, received ${total[2]}, fees ${total[3]}, "
                              f"paid out ${total[4]}, pending ${total[5]}")
     code, seconds = stage.process.stop()
