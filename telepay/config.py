@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     db_startup_wait_seconds: int = _is("whole seconds, 0 or more", 120, ge=0)
     http_host: str = _is("an address to listen on", "127.0.0.1", min_length=1)
     http_port: int = _is("a TCP port, 1 to 65535", 8080, ge=1, le=65535)
+    # Prometheus metrics, served on loopback only (never through Caddy); 0 turns them off.
+    metrics_port: int = _is("a TCP port, 1 to 65535, or 0 for no metrics endpoint", 9464, ge=0, le=65535)
     public_base_url: str | None = _is("the public http(s) URL of this service")
     webhook_signing_secret: SecretStr | None = _is("a shared secret")
     operator_token: SecretStr | None = _is("a bearer token")

@@ -29,6 +29,7 @@ from telepay.models import migrate
 from telepay.models.engine import describe, make_engine, make_session_factory
 from telepay.ops.checks import HealthChecks
 from telepay.ops.liveness import Beats
+from telepay.ops.metrics import serve_metrics
 from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
 from telepay.ops.signals import StopSignals
 from telepay.ops.startup import wait_for_database
@@ -299,6 +300,7 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals) -
             watch, restart_polling, beat=lambda: services.beats.mark("poll_supervisor")).run(stop), name="poll-supervisor")
         freeze_startup_heap()
         api.start()
+        metrics = serve_metrics(services, settings.metrics_port)
         watchdog = Watchdog(services.beats)
         watchdog.notify(f"READY=1\nSTATUS=running as @{application.bot.username}")
         fed = asyncio.create_task(watchdog.run(stop), name="systemd-watchdog")
@@ -315,5 +317,8 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals) -
             with contextlib.suppress(Exception):  # a poll loop ended by a 401 re-raises it here
                 await application.updater.stop()
         await asyncio.to_thread(api.stop)
+        if metrics is not None:
+            await asyncio.to_thread(metrics.shutdown)
+            metrics.server_close()
         await worker.stop(grace_seconds=5)
         await application.stop()

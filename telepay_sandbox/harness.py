@@ -114,6 +114,7 @@ def sandbox_env(
         "TELEPAY_DATA_DIR": str(Path(data_dir).resolve()),
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(http_port or free_port()),
+        "METRICS_PORT": str(free_port()),  # never the default: many processes run side by side
         "WEBHOOK_SIGNING_SECRET": "sandbox-webhook-signing-secret",
         "NOWPAYMENTS_API_KEY": "sandbox-nowpayments-key",
         "NOWPAYMENTS_IPN_SECRET": "sandbox-nowpayments-ipn-secret",
