@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from flask import Flask, jsonify
 from bench.common import LoadResult, accepted, any_answer, load_average, run_load
+from telepay.api.state import api_state
 from telepay.api.app import create_app
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.server import ApiServer
@@ -116,7 +117,7 @@ def _measure(database_url: str, args) -> dict:
         bare_server = ApiServer(bare_app(), "127.0.0.1", 0, threads=args.threads)
         full_app = create_app(settings, services)
         if args.skip_database:
-            full_app.config["TELEPAY_IPN_RECORDER"] = GroupCommit(
+            api_state(full_app).ipn_recorder = GroupCommit(
                 lambda _resource, items: ["accepted"] * len(items), open=lambda: None, close=lambda *_: None)
         full_server = ApiServer(full_app, "127.0.0.1", 0, threads=args.threads)
         results: dict[str, list[LoadResult]] = {BARE: [], FULL: []}

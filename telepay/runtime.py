@@ -8,146 +8,40 @@ import asyncio
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Callable
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
 from telegram.ext import Application
-from web3 import HTTPProvider, Web3
 
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.bot.app import build_application
-from telepay.clients.changenow import ChangeNowClient
-from telepay.clients.nowpayments import NowPaymentsClient
-from telepay.clock import Clock, OffsetFileClock, SystemClock
+from telepay.bot.context import rights as bot_rights
 from telepay.config import ConfigError, Settings
 from telepay.models import migrate
-from telepay.models.engine import describe, make_engine, make_session_factory
-from telepay.ops.checks import HealthChecks
-from telepay.ops.liveness import Beats
+from telepay.models.engine import describe, make_engine
 from telepay.ops.metrics import serve_metrics
 from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
 from telepay.ops.signals import StopSignals
 from telepay.ops.startup import wait_for_database
 from telepay.ops.version import version
 from telepay.ops.watchdog import Watchdog
-from telepay.services.invoices import InvoiceService
-from telepay.services.jobs import JobQueue
 from telepay.services import lifecycle
-from telepay.config import parse_duration, reveal
+from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER
+from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, RepostTimer
-from telepay.services.setup import SetupService
 from telepay.services.rights import TIMER_NAME as RIGHTS_TIMER
 from telepay.services.timers import TimerLog, schedule
-from telepay.services.access import AccessService
-from telepay.services.fulfilment import Fulfilment
-from telepay.services.registry import JOB_KINDS
-from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER, PaymentChecker
-from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments import reconcile
-from telepay.services.payments.reconcile import Reconciler
-from telepay.services.payments.refusals import IpnRefusals
+from telepay.services.stars.engine import RECONCILE_TIMER, RELEASE_TIMER
 from telepay.services.worker import Handler, Worker
-from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER, PayoutEngine
 from telepay.services.payouts.wallet import WrongChain
-from telepay.services.stars.engine import RECONCILE_TIMER, RELEASE_TIMER, StarsServices
+from telepay.wiring import Services, build_services, nowpayments_client
+
+__all__ = ["Services", "build_services", "job_handlers", "nowpayments_client", "run", "start_timers"]
 
 logger = logging.getLogger(__name__)
 
 PRUNE_TIMER = "jobs.prune"
-
-
-@dataclass
-class Services:
-    """Everything handlers, views and job handlers need, built once."""
-
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-    clock: Clock
-    jobs: JobQueue
-    # Set once the worker runs; the API calls it after committing jobs so they start at once.
-    wake_worker: Callable[[], None] = field(default=lambda: None)
-    # The bot's owner and buyer flows.
-    setup: SetupService | None = None
-    invoices: InvoiceService | None = None
-    # Money in: IPNs into payment state, fulfilment, invites and join requests.
-    payments: PaymentProcessor | None = None
-    payment_checker: PaymentChecker | None = None
-    reconciler: Reconciler | None = None
-    ipn_refusals: IpnRefusals | None = None
-    access: AccessService | None = None
-    # Money out: payout jobs, the batch timer and the host wallet (None without its settings).
-    payouts: PayoutEngine | None = None
-    # Subscriptions' end: the expiry sweep (reminders, removals).
-    sweep: lifecycle.ExpirySweep | None = None
-    # Telegram Stars: checkout, receipts, held shares, reconciliation.
-    stars: StarsServices | None = None
-    # What Telegram last answered the poller, and the loops' heartbeats (health, metrics, watchdog).
-    poll_watch: PollWatch = field(default_factory=PollWatch)
-    beats: Beats = field(default_factory=Beats)
-    health: HealthChecks | None = None
-
-
-def nowpayments_client(settings: Settings) -> NowPaymentsClient:
-    return NowPaymentsClient(settings.nowpayments_base_url, reveal(settings.nowpayments_api_key) or "",
-                             email=settings.nowpayments_email, password=reveal(settings.nowpayments_password))
-
-
-def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
-    engine = engine or make_engine(settings)
-    session_factory = make_session_factory(engine)
-    if clock is None:
-        clock = OffsetFileClock(settings.clock_offset_file) if settings.clock_offset_file else SystemClock()
-    services = Services(
-        settings=settings,
-        engine=engine,
-        session_factory=session_factory,
-        clock=clock,
-        jobs=JobQueue(session_factory, clock=clock, kinds=JOB_KINDS),
-    )
-    changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key.get_secret_value())
-                 if settings.changenow_api_key else None)
-    services.setup = SetupService(services.jobs, clock, address_validator=changenow)
-    bot_link = f"https://t.me/{settings.telegram_bot_username}"
-    services.invoices = InvoiceService(
-        session_factory, nowpayments_client(settings),
-        clock, ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
-                                 if settings.public_base_url else None),
-        success_url=bot_link + "?start=paid", cancel_url=bot_link, stars_only=settings.stars_only)
-    fulfilment = Fulfilment(services.jobs, fee_percent=settings.platform_fee_percent)
-    services.stars = StarsServices.build(session_factory, services.jobs, clock, settings, fulfilment)
-    services.payments = PaymentProcessor(
-        session_factory, services.jobs, clock,
-        fulfilment=fulfilment,
-        tolerance_percent=settings.payment_underpaid_tolerance_percent)
-    services.payment_checker = PaymentChecker(session_factory, services.invoices.provider, clock,
-                                              after_minutes=settings.payment_status_check_minutes)
-    services.reconciler = Reconciler(session_factory, services.invoices.provider, services.jobs, clock,
-                                     after_minutes=settings.payment_status_check_minutes)
-    services.ipn_refusals = IpnRefusals(session_factory, services.jobs, clock,
-                                        alert_count=settings.ipn_refusal_alert_count,
-                                        alert_minutes=settings.ipn_refusal_alert_minutes)
-    services.access = AccessService(session_factory, clock, services.jobs)
-    if changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address:
-        services.payouts = PayoutEngine.build(
-            session_factory, services.jobs, clock, changenow=changenow,
-            w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
-            private_key=settings.host_wallet_private_key.get_secret_value(), usdt_address=settings.usdt_contract_address,
-            chain_id=settings.eth_chain_id, confirmations=settings.eth_confirmations,
-            replace_after_seconds=settings.eth_replace_after_seconds,
-            eth_min_fee_multiple=settings.eth_payout_min_fee_multiple,
-            poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
-    services.sweep = lifecycle.ExpirySweep(
-        session_factory, clock, batch_size=settings.sweep_batch_size,
-        grace=timedelta(seconds=settings.expiry_grace_seconds),
-        reminder_offsets=[parse_duration("REMINDER_OFFSETS", o) for o in settings.reminder_offsets])
-    services.health = HealthChecks(services)
-    return services
 
 
 def job_handlers(services: Services, application: Application) -> dict[str, Handler]:
@@ -210,7 +104,7 @@ def start_timers(application: Application, services: Services) -> None:
 
     schedule(application, log, RECONCILE_TIMER, 86400, reconcile_stars, first_seconds=300)
 
-    checker = application.bot_data["rights"]
+    checker = bot_rights(application)
 
     async def check_rights() -> None:
         await checker.check_all()

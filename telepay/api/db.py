@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
 
-from flask import current_app, g
+from flask import g
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from telepay.api.state import api_state, services
 from telepay.errors import TelePayError
 from telepay.models import AcceptedSignature
 
@@ -27,10 +28,6 @@ PRUNE_EVERY = 100
 class Replayed(TelePayError):
     code = "signature_replayed"
     status = 401
-
-
-def services():
-    return current_app.config["TELEPAY_SERVICES"]
 
 
 @contextmanager
@@ -48,9 +45,9 @@ def transaction() -> Iterator[Session]:
             ).scalar_one_or_none()
             if recorded is None:
                 raise Replayed("This signed request was already accepted once.")
-            counter = current_app.config.setdefault("TELEPAY_SIGNATURE_COUNT", [0])
-            counter[0] += 1
-            if counter[0] % PRUNE_EVERY == 0:
+            state = api_state()
+            state.signatures_seen += 1
+            if state.signatures_seen % PRUNE_EVERY == 0:
                 session.execute(delete(AcceptedSignature).where(AcceptedSignature.accepted_at < now - KEEP_SIGNATURES))
         yield session
     svc.wake_worker()

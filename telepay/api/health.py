@@ -8,7 +8,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from telepay.api.db import services, transaction
+from telepay.api.db import transaction
+from telepay.api.state import services
 from telepay.models import TimerRun
 from telepay.ops.checks import DOWN
 from telepay.ops.version import version

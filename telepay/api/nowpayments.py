@@ -5,14 +5,17 @@ at the same moment (`groupcommit`)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy.engine import Connection
 
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.schemas import IpnIn
+from telepay.api.state import api_state
 from telepay.models.engine import ping
 from telepay.security.guards import IPN, allowlisted, ipn_guarded, signed_ipn, validated
+from telepay.wiring import Services
 from telepay.services.ipn import ACCEPTED, DUPLICATE, IpnDelivery, record_ipns_committed
 
 nowpayments = Blueprint("nowpayments", __name__)
@@ -23,7 +26,7 @@ _ANSWERS = {outcome: json.dumps({"status": outcome}, separators=(",", ":")).enco
             for outcome in (ACCEPTED, DUPLICATE)}
 
 
-def ipn_recorder(services) -> GroupCommit:
+def ipn_recorder(services: Services) -> GroupCommit[IpnDelivery, Any, Connection]:
     def commit(connection: Connection, deliveries: list[IpnDelivery]):
         outcomes = record_ipns_committed(connection, deliveries, services.clock.now())
         services.wake_worker()
@@ -47,5 +50,5 @@ def ipn_recorder(services) -> GroupCommit:
 @validated(IpnIn, source="ipn")
 def ipn():
     raw = request.get_data(cache=True).decode("utf-8")
-    result = current_app.config["TELEPAY_IPN_RECORDER"].submit(IpnDelivery(g.payload, g.ipn, raw))
+    result = api_state().ipn_recorder.submit(IpnDelivery(g.payload, g.ipn, raw))
     return Response(_ANSWERS[result], status=200, content_type="application/json")

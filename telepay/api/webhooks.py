@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from telepay.api.db import services, transaction
+from telepay.api.db import transaction
+from telepay.api.state import services
 from telepay.api.schemas import BroadcastTriggerIn, NotificationIn
 from telepay.security.guards import INTERNAL, allowlisted, rate_limited, signed_internal, validated
 from telepay.services.broadcasts import request_broadcast

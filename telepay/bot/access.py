@@ -10,9 +10,8 @@ from __future__ import annotations
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ChatJoinRequestHandler, ChatMemberHandler
 
-from telepay.bot.common import Context, ack, limits, services, tell_error
+from telepay.bot.common import Context, ack, limits
 from telepay.bot.limits import INVITE, allowed
-from telepay.errors import TelePayError
 from telepay.services.payments import texts
 
 GET_INVITE = r"^invite:[A-Za-z0-9]{6,16}$"
@@ -23,14 +22,14 @@ async def join_request(update: Update, context: Context) -> None:
     """Someone asked to join by a link: approve the subscriber on their own link, decline others."""
     request = update.chat_join_request
     link = request.invite_link.invite_link if request.invite_link else None
-    await services(context).access.on_join_request(context.bot, request.chat.id, request.from_user.id, link)
+    await context.services.access.on_join_request(context.bot, request.chat.id, request.from_user.id, link)
 
 
 async def member_changed(update: Update, context: Context) -> None:
     """Someone joined a chat: if by their own invite, the link is spent and revoked."""
     change = update.chat_member
     if change.new_chat_member.status in _IN and change.old_chat_member.status not in _IN and change.invite_link:
-        await services(context).access.on_member_joined(context.bot, change.chat.id,
+        await context.services.access.on_member_joined(context.bot, change.chat.id,
                                                         change.new_chat_member.user.id,
                                                         change.invite_link.invite_link)
 
@@ -40,11 +39,7 @@ async def get_invite(update: Update, context: Context) -> None:
     key = update.callback_query.data.split(":", 1)[1]
     if not await allowed(update, limits(context), INVITE):
         return
-    try:
-        text, link = await services(context).access.fresh_invite(context.bot, update.effective_user.id, key)
-    except TelePayError as error:
-        await tell_error(update, error)
-        return
+    text, link = await context.services.access.fresh_invite(context.bot, update.effective_user.id, key)
     await ack(update)
     markup = InlineKeyboardMarkup([[InlineKeyboardButton(texts.join_button("the channel"), url=link)]]) if link else None
     await update.effective_chat.send_message(text, reply_markup=markup)
@@ -52,7 +47,7 @@ async def get_invite(update: Update, context: Context) -> None:
 
 async def bot_rights_changed(update: Update, context: Context) -> None:
     """The bot's own rights changed in a chat: check (and pause or resume) the pair it belongs to."""
-    await context.bot_data["rights"].check_chat(update.my_chat_member.chat.id)
+    await context.rights.check_chat(update.my_chat_member.chat.id)
     services(context).wake_worker()  # a resumed pair has invites to send
 
 

@@ -13,20 +13,25 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
 from telegram.ext import (
-    Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes,
-    ConversationHandler, MessageHandler, filters,
+    Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler, filters,
 )
 from telegram.warnings import PTBUserWarning
 
 from telepay.bot import access, buy, channels_menu, donate, register, setup_form, stars, start, support
+from telepay.bot.common import Context, tell_error
+from telepay.bot.context import CONTEXT_TYPES, install, provider_pool
 from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import MessageRateLimiter
 from telepay.bot.updates import PerUserUpdateProcessor
+from telepay.config import Settings
+from telepay.errors import TelePayError
 from telepay.ops.polling import PollWatch, RecordingRequest
 from telepay.services.rights import ChannelRights
+from telepay.wiring import Services
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +41,16 @@ SORRY = "Sorry, something went wrong on our side. Please try again in a moment."
 PROVIDER_THREADS = 32
 
 
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Logs the failure with its stack trace, then tells the user something short and kind."""
+async def on_error(update: object, context: Context) -> None:
+    """The one place failures become answers. A domain error (`TelePayError`: not yours, not
+    found, invalid) is said to the user as it is; anything else is logged with its stack trace
+    and the user gets something short and kind."""
+    if isinstance(context.error, TelePayError) and isinstance(update, Update) and update.effective_chat:
+        try:
+            await tell_error(update, context.error)
+        except Exception:  # noqa: BLE001 - the user may have blocked us
+            logger.warning("could not tell the user about %s", context.error.code, exc_info=True)
+        return
     logger.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat and update.effective_chat.type == "private":
         try:
@@ -46,12 +59,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             logger.warning("could not tell the user about the error", exc_info=True)
 
 
-def build_application(settings: Any, services: Any, session_factory, watch: PollWatch | None = None) -> Application:
+def build_application(settings: Settings, services: Services, session_factory: sessionmaker[Session],
+                      watch: PollWatch | None = None) -> Application[Any, Any, Any, Any, Any, Any]:
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .persistence(SqlPersistence(session_factory))
+        .context_types(CONTEXT_TYPES)
         # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits;
         # 28/s, not 30: at exactly Telegram's rate, timing jitter earns 429s, and each pauses every call.
         .rate_limiter(MessageRateLimiter(overall_max_rate=28, max_retries=3))
@@ -63,20 +78,18 @@ def build_application(settings: Any, services: Any, session_factory, watch: Poll
         builder = (builder.request(RecordingRequest(watch, polls=False, connection_pool_size=256))
                    .get_updates_request(RecordingRequest(watch, polls=True)))
     application = builder.build()
-    application.bot_data["services"] = services
-    application.bot_data["limits"] = UserLimits()
-    application.bot_data["provider_pool"] = ThreadPoolExecutor(PROVIDER_THREADS, thread_name_prefix="provider")
-    application.bot_data["rights"] = ChannelRights(session_factory, services.jobs, services.clock, application.bot)
+    install(application, services, UserLimits(), ThreadPoolExecutor(PROVIDER_THREADS, thread_name_prefix="provider"),
+            ChannelRights(session_factory, services.jobs, services.clock, application.bot))
     add_handlers(application)
     application.add_error_handler(on_error)
     return application
 
 
-async def _close_provider_pool(application: Application) -> None:
-    application.bot_data["provider_pool"].shutdown(wait=False, cancel_futures=True)
+async def _close_provider_pool(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    provider_pool(application).shutdown(wait=False, cancel_futures=True)
 
 
-async def _start_over(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+async def _start_over(update: Update, context: Context) -> int:
     """/start in the middle of the owner's flow: leave the flow and do what /start does."""
     context.user_data.pop("awaiting", None)
     context.user_data.pop("register", None)

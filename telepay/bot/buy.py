@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update, WebAppInfo
 
-from telepay.bot.common import Context, ack, db, keyboard, limits, now, provider, services, show, tell_error
+from telepay.bot.common import Context, ack, db, keyboard, limits, now, provider, show, tell_error
 from telepay.bot.limits import INVOICE, allowed
 from telepay.errors import TelePayError
-from telepay.models import Channel, PaymentMethod, Subscription, SubscriptionStatus
+from telepay.models import PaymentMethod
 from telepay.services.invoices import (
     DONATE, UNKNOWN_LINK, InvoiceView, Offer, InvoiceUnavailable, channel_offers, offer, parse_payload,
 )
 from telepay.services.stars.checkout import TierOptions
 from telepay.services.stars.receipts import RENEWAL_GRACE
+from telepay.services.subscriptions import active_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def open_link(update: Update, context: Context, payload: str) -> None:
         if target == DONATE:
             raise TelePayError(UNKNOWN_LINK)  # donate links are the donation conversation's
         found = await db(context, offer, key, target)
-        options = await db(context, services(context).stars.checkout.options, found)
+        options = await db(context, context.services.stars.checkout.options, found)
     except TelePayError as error:
         await update.effective_message.reply_text(error.message)
         return
@@ -110,7 +110,7 @@ async def pay(update: Update, context: Context) -> None:
         return
     await ack(update, "Creating your invoice…")
     user = update.effective_user
-    invoices = services(context).invoices
+    invoices = context.services.invoices
     await deliver_invoice(update, context,
                           lambda: invoices.open_subscription(user.id, user.username, key, int(number)))
 
@@ -121,20 +121,16 @@ async def retry(update: Update, context: Context) -> None:
     if not await allowed(update, limits(context), INVOICE):
         return
     await ack(update, "Trying again…")
-    invoices = services(context).invoices
+    invoices = context.services.invoices
     await deliver_invoice(update, context, lambda: invoices.retry(invoice_id, update.effective_user.id))
 
 
 async def renew(update: Update, context: Context) -> None:
     """`buy:<key>`: the channel's current tiers, each with a Pay button."""
     key = update.callback_query.data.split(":", 1)[1]
-    checkout = services(context).stars.checkout
-    try:
-        offers = await db(context, channel_offers, key)
-        options = [await db(context, checkout.options, o) for o in offers]
-    except TelePayError as error:
-        await tell_error(update, error)
-        return
+    checkout = context.services.stars.checkout
+    offers = await db(context, channel_offers, key)
+    options = [await db(context, checkout.options, o) for o in offers]
     await ack(update)
     if not offers:
         await show(update, "This channel has no subscription options right now.")
@@ -142,17 +138,6 @@ async def renew(update: Update, context: Context) -> None:
     lines = [f"Renew “{offers[0].closed_title}” — pick a plan:"]
     rows = [row for o, opt in zip(offers, options) for row in pay_buttons(o, opt, plans=True)]
     await update.effective_chat.send_message("\n".join(lines), reply_markup=keyboard(*rows))
-
-
-def _active_subscriptions(session, user_id: int, at):
-    rows = session.execute(
-        select(Subscription.expires_at, Channel.closed_title, Channel.key, Subscription.id,
-               Subscription.star_charge_id, Subscription.star_renews)
-        .join(Channel, Channel.id == Subscription.channel_id)
-        .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE,
-               Subscription.expires_at > at)
-        .order_by(Subscription.expires_at)).all()
-    return [tuple(row) for row in rows]
 
 
 def _subscription_line(expires, title, star_charge_id, star_renews) -> str:
@@ -167,7 +152,7 @@ def _subscription_line(expires, title, star_charge_id, star_renews) -> str:
 async def my_subscriptions(update: Update, context: Context) -> None:
     """/mysubs (or the menu button): active subscriptions with expiry dates and Renew buttons."""
     await ack(update)
-    subs = await db(context, _active_subscriptions, update.effective_user.id, now(context))
+    subs = await db(context, active_subscriptions, update.effective_user.id, now(context))
     if not subs:
         await show(update, "You have no active subscriptions yet. Tap a subscribe button in a channel "
                            "to get one.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from telegram import Update
 
-from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
+from telepay.bot.common import Context, ack, db, keyboard, now, show, tell_error
 from telepay.bot.ownership import admin_owner
 from telepay.bot.setup_view import STATUS
 from telepay.errors import CooldownActive, InvalidInput, TelePayError
@@ -48,13 +48,9 @@ def _view(session, cid: int, user_id: int):
 async def channel_view(update: Update, context: Context) -> None:
     """`ch:<id>`: the pair's status, its links, and what the owner can do."""
     cid = int(update.callback_query.data.split(":")[1])
-    try:
-        key, open_title, closed_title, status, reason = await db(context, _view, cid, update.effective_user.id)
-    except TelePayError as error:
-        await tell_error(update, error)
-        return
+    key, open_title, closed_title, status, reason = await db(context, _view, cid, update.effective_user.id)
     await ack(update)
-    username = services(context).settings.telegram_bot_username
+    username = context.services.settings.telegram_bot_username
     lines = [f"“{open_title}” → “{closed_title}”", f"Status: {STATUS[status]}"]
     if reason:
         lines.append(reason)
@@ -78,11 +74,11 @@ def _post_now(session, jobs, cid: int, user_id: int, at) -> None:
 async def post_now(update: Update, context: Context) -> None:
     """`ch:<id>:post`: queue fresh posts now, unless the channel was posted in the last 5 minutes."""
     cid = int(update.callback_query.data.split(":")[1])
-    svc = services(context)
+    svc = context.services
     try:
         channel = await admin_owner(update, context, cid)
         if channel.status == ChannelStatus.LOST_RIGHTS:
-            await context.bot_data["rights"].check(cid)  # resumes the pair if every right is back
+            await context.rights.check(cid)  # resumes the pair if every right is back
         await db(context, _post_now, svc.jobs, cid, update.effective_user.id, now(context))
     except CooldownActive as cooldown:
         minutes, seconds = divmod(cooldown.retry_after, 60)

@@ -1,4 +1,4 @@
-"""What every handler module shares: the services, database work off the loop, and showing errors.
+"""What every handler module shares: the typed context, database work off the loop, showing errors.
 
 Handlers stay thin: they read the update, call a service through `db` (pg8000 blocks, so the
 work runs in a thread inside one transaction) and render. Domain errors become a short message
@@ -8,25 +8,22 @@ to the user; anything else reaches the application's error handler.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
-
+from telepay.bot.context import TelePayContext
+from telepay.bot.limits import UserLimits
 from telepay.errors import TelePayError
 
 T = TypeVar("T")
-Context = ContextTypes.DEFAULT_TYPE
-
-
-def services(context: Context) -> Any:
-    return context.bot_data["services"]
+Context = TelePayContext
 
 
 async def db(context: Context, fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(session, *args)` in a thread, in one transaction that commits if it returns."""
-    factory = services(context).session_factory
+    factory = context.services.session_factory
 
     def work() -> T:
         with factory.begin() as session:
@@ -37,15 +34,15 @@ async def db(context: Context, fn: Callable[..., T], *args: Any) -> T:
 
 async def provider(context: Context, fn: Callable[[], T]) -> T:
     """Run a blocking call to the payment provider in the provider's own threads."""
-    return await asyncio.get_running_loop().run_in_executor(context.bot_data["provider_pool"], fn)
+    return await asyncio.get_running_loop().run_in_executor(context.provider_pool, fn)
 
 
-def limits(context: Context):
-    return context.bot_data["limits"]
+def limits(context: Context) -> UserLimits:
+    return context.limits
 
 
-def now(context: Context):
-    return services(context).clock.now()
+def now(context: Context) -> datetime:
+    return context.services.clock.now()
 
 
 def keyboard(*rows: list[tuple[str, str]]) -> InlineKeyboardMarkup:

@@ -19,7 +19,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandl
 
 from telepay.bot import stars
 from telepay.bot.buy import deliver_invoice
-from telepay.bot.common import Context, ack, db, keyboard, limits, now, services, show
+from telepay.bot.common import Context, ack, db, keyboard, limits, now, show
 from telepay.bot.limits import CONFIRM, INVOICE, allowed
 from telepay.errors import TelePayError
 from telepay.models import PaymentMethod
@@ -166,7 +166,7 @@ async def confirm(update: Update, context: Context, state: dict) -> int:
     await ack(update, "Creating your invoice…")
     await show(update, f"💙 Donation of ${amount:,.2f} to “{state['title']}” — creating your invoice…")
     user = update.effective_user
-    invoices = services(context).invoices
+    invoices = context.services.invoices
     await deliver_invoice(update, context,
                           lambda: invoices.open_donation(user.id, user.username, state["key"], amount))
     return ConversationHandler.END

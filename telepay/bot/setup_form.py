@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from telegram import Update
 from telegram.error import BadRequest, Forbidden
 
-from telepay.bot.common import Context, ack, db, keyboard, now, services, show, tell_error
+from telepay.bot.common import Context, ack, db, keyboard, now, show, tell_error
 from telepay.bot.ownership import admin_owner
 from telepay.bot.setup_view import (
     FormData, address_confirmation, currency_menu, notify_menu, render_form, strategy_menu, tier_menu,
     tier_values,
 )
 from telepay.errors import InvalidInput, TelePayError
-from telepay.models import PayoutCurrency
 from telepay.services.channels import notification_target_problem, owned_channel, parse_chat_reference
 from telepay.services.setup import (
     MAX_TIERS, PRICE_MAX, PRICE_MIN, REPOST_CHOICES, THRESHOLD_MAX, THRESHOLD_MIN, SetupService, check_donation_text,
@@ -223,17 +221,8 @@ async def answer(update: Update, context: Context) -> str:
 
 async def _checked_address(context: Context, cid: int, user_id: int, draft: dict, address: str) -> str:
     """Format check against the chosen network, then ChangeNOW's check; returns the address."""
-    def local(session):
-        channel = owned_channel(session, cid, user_id)
-        code, network = (draft.get("currency") or f"{channel.payout_currency}:{channel.payout_network}").split(":")
-        option = session.get(PayoutCurrency, (code, network))
-        if option is None or not re.match(option.address_pattern, address):
-            raise InvalidInput(f"“{address[:80]}” is not a valid {option.name if option else ''} address. "
-                               "Please check it for typos.")
-        return network
-
-    network = await db(context, local)
-    await asyncio.to_thread(services(context).setup.check_address_remotely, network, address)
+    network = await db(context, context.services.setup.check_address, cid, user_id, draft, address)
+    await asyncio.to_thread(context.services.setup.check_address_remotely, network, address)
     return address
 
 
@@ -253,7 +242,7 @@ async def _notify_chat(context: Context, text: str, owner_id: int) -> int:
 
 async def save(update: Update, context: Context, cid: int, confirmed: bool) -> str:
     """Validates the whole draft; asks to confirm an address change; re-checks admin; applies it."""
-    setup: SetupService = services(context).setup
+    setup: SetupService = context.services.setup
     user_id = update.effective_user.id
     draft = (context.user_data.get("drafts") or {}).get(str(cid)) or {}
     review = await db(context, setup.review, cid, user_id, draft)
@@ -274,7 +263,7 @@ async def save(update: Update, context: Context, cid: int, confirmed: bool) -> s
     elif applied.reposted:
         note += " I'm updating the posts in your channels."
     if applied.activated or applied.reposted:
-        services(context).wake_worker()
+        context.services.wake_worker()
     await send_form(update, context, cid, note, edit=True)
     if applied.address_change:
         old, new = applied.address_change

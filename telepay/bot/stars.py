@@ -16,7 +16,7 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, MessageHandler, PreCheckoutQueryHandler, filters
 
 from telepay.bot.buy import my_subscriptions
-from telepay.bot.common import Context, ack, db, limits, services, tell_error
+from telepay.bot.common import Context, ack, db, limits, tell_error
 from telepay.bot.limits import INVOICE, allowed
 from telepay.errors import TelePayError
 from telepay.services.stars import texts
@@ -30,7 +30,7 @@ PRE_CHECKOUT_BUDGET = 8.0  # seconds of Telegram's 10 for our check
 
 
 def stars(context: Context):
-    return services(context).stars
+    return context.services.stars
 
 
 async def send_stars_invoice(update: Update, context: Context, invoice: StarsInvoice) -> None:
@@ -101,13 +101,13 @@ async def successful_payment(update: Update, context: Context) -> None:
     user = update.effective_user
     receipt = await asyncio.to_thread(stars(context).receipts.record, user.id, user.username, paid.to_dict())
     if receipt.created:
-        services(context).wake_worker()
+        context.services.wake_worker()
 
 
 async def refunded_payment(update: Update, context: Context) -> None:
     """A `refunded_payment`: whoever refunded it (our command, Telegram), access ends once."""
     refunded = update.effective_message.refunded_payment
-    svc = services(context)
+    svc = context.services
 
     def record(session):
         return apply_refund(session, svc.jobs, refunded.telegram_payment_charge_id, svc.clock.now())

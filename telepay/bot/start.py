@@ -42,7 +42,7 @@ MENU = keyboard(
 
 async def start(update: Update, context: Context) -> None:
     """Shows the menu, or follows a deep link (a tier of a channel, or a return from paying)."""
-    await db(context, touch_owner, update.effective_user.id, context.bot_data["services"].clock.now())
+    await db(context, touch_owner, update.effective_user.id, context.services.clock.now())
     payload = context.args[0] if context.args else None
     if payload == "paid":
         await update.effective_message.reply_text(PAID)

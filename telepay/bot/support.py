@@ -10,7 +10,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler, filters
 
-from telepay.bot.common import Context, ack, db, keyboard, now, services, show
+from telepay.bot.common import Context, ack, db, keyboard, now, show
 from telepay.services.stars.support import legal_text, open_request, recent_payments
 
 PICK, WRITE = range(2)
@@ -47,7 +47,7 @@ async def pick(update: Update, context: Context) -> int:
 async def write(update: Update, context: Context) -> int:
     """The buyer's words: kept, and sent to the operators and the owner."""
     ref = context.user_data.pop("paysupport", None)
-    svc = services(context)
+    svc = context.services
     user = update.effective_user
     text = update.effective_message.text
 

@@ -6,7 +6,7 @@ that an unsigned caller earned, and every refusal is logged, kept and counted (`
 
 Each guard answers a bad request itself with `{"error": code, "message": ...}` and a 4xx, so a
 view only ever runs on a request that passed all of them. What the guards need is built once
-per app (`Guards.from_settings`) and read from `current_app.config` at request time.
+per app (`Guards.from_settings`) and read from the app's TelePay extension at request time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from telepay.config import reveal
+from telepay.config import Settings, reveal
 from telepay.errors import TelePayError
 from telepay.security import nowpayments, signing
 from telepay.security.allowlist import IpAllowlist
@@ -54,6 +54,8 @@ class Guards:
     operator_token: str | None
     now: Callable[[], float]
     ipv6_prefix: int = 64
+    # Told of every IPN refusal (client address, reason, detail): `IpnRefusals.refused`.
+    on_ipn_refused: Callable[[str, str, str], None] | None = None
 
     def __post_init__(self) -> None:
         # Parsing addresses and walking the proxy chain cost more than the rest of the guards;
@@ -64,7 +66,8 @@ class Guards:
         return client_ip(peer, forwarded, self.trusted_proxies)
 
     @classmethod
-    def from_settings(cls, settings, now: Callable[[], float]) -> "Guards":
+    def from_settings(cls, settings: Settings, now: Callable[[], float],
+                      on_ipn_refused: Callable[[str, str, str], None] | None = None) -> "Guards":
         ipn_ips = settings.nowpayments_ipn_ips
         ipn_networks = [] if [v.lower() for v in ipn_ips] == ["any"] else parse_networks(",".join(ipn_ips))
         per_minute, burst = settings.rate_limit_per_minute, settings.rate_limit_burst
@@ -78,11 +81,14 @@ class Guards:
             operator_token=reveal(settings.operator_token),
             now=now,
             ipv6_prefix=settings.rate_limit_ipv6_prefix,
+            on_ipn_refused=on_ipn_refused,
         )
 
 
 def _guards() -> Guards:
-    return current_app.config["TELEPAY_GUARDS"]
+    # The extension is `telepay.api.state.ApiState`; read by attribute so security needs no api import.
+    guards: Guards = current_app.extensions["telepay"].guards
+    return guards
 
 
 def request_ip() -> str:
@@ -160,9 +166,9 @@ def ipn_guarded(view):
 
 
 def _ipn_refused(ip: str, reason: str, detail: str) -> None:
-    refusals = current_app.config["TELEPAY_SERVICES"].ipn_refusals
-    if refusals is not None:
-        refusals.refused(ip, reason, detail)
+    refused = _guards().on_ipn_refused
+    if refused is not None:
+        refused(ip, reason, detail)
 
 
 def allowlisted(which: str):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from telepay.errors import Conflict, NotFound, TelePayError
 from telepay.models import PaymentStatus
+from telepay.services.ipn_schema import IpnIn
 from telepay.services.jobs import insert_jobs_sql
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ ACCEPTED, DUPLICATE = "accepted", "duplicate"
 class IpnDelivery:
     """One IPN as received: the validated fields, the parsed body and the raw text."""
 
-    ipn: Any  # schemas.IpnIn
+    ipn: IpnIn
     body: dict[str, Any]
     raw: str
 

@@ -187,6 +187,13 @@ class Applied:
     network_label: str | None
 
 
+def check_address_format(option: PayoutCurrency | None, address: str) -> None:
+    """The one local address check: the network's pattern (PayoutCurrency.address_pattern)."""
+    if option is None or not re.match(option.address_pattern, address):
+        raise InvalidInput(f"“{address[:80]}” is not a valid {option.name if option else ''} address. "
+                           "Please check it for typos.")
+
+
 class SetupService:
     def __init__(self, jobs: JobQueue, clock: Clock, address_validator: AddressValidator | None):
         self.jobs = jobs
@@ -210,9 +217,8 @@ class SetupService:
             if option is None or not option.active:
                 raise InvalidInput("That payout currency is no longer supported; please pick another.")
             label = option.name
-            if after.address and not re.match(option.address_pattern, after.address):
-                raise InvalidInput(f"“{after.address}” is not a valid {option.name} address. "
-                                   "Please check it and send it again.")
+            if after.address:
+                check_address_format(option, after.address)
         if after.address and not after.currency:
             raise InvalidInput("Please choose the payout currency for this address.")
         if not (after.accept_crypto or after.accept_stars):
@@ -223,6 +229,15 @@ class SetupService:
         if {"payout_address", "payout_currency", "payout_network"} & after.changed and after.address:
             address_change = (channel.payout_address, after.address)
         return Review(sorted(after.changed), address_change, after.network, label)
+
+    @staticmethod
+    def check_address(session: Session, channel_id: int, user_id: int, draft: dict[str, Any], address: str) -> str:
+        """The owner's typed address against the draft's (or else the channel's) payout network, by
+        format; returns the network, for `check_address_remotely`."""
+        channel = owned_channel(session, channel_id, user_id)
+        code, network = (draft.get("currency") or f"{channel.payout_currency}:{channel.payout_network}").split(":")
+        check_address_format(session.get(PayoutCurrency, (code, network)), address)
+        return network
 
     def check_address_remotely(self, network: str, address: str) -> None:
         """ChangeNOW's own check, after the local format check; no session is held meanwhile."""

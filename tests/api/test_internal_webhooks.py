@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from telepay.api.state import api_state
 from telepay.models import Job
 from telepay.security import signing
 from tests.api.conftest import SIGNING_SECRET, make_app, post_signed, signed_headers, snapshot
@@ -63,9 +64,9 @@ def test_broadcast_trigger_has_a_five_minute_cooldown(client, channel, app):
     again = post_signed(client, TRIGGER, {"channel_id": channel.id}, timestamp=int(time.time()) + 1)
     assert again.status_code == 429 and again.json["error"] == "cooldown"
     assert 295 <= int(again.headers["Retry-After"]) <= 300
-    app.config["TELEPAY_SERVICES"].clock.advance(__import__("datetime").timedelta(minutes=5, seconds=1))
+    api_state(app).services.clock.advance(__import__("datetime").timedelta(minutes=5, seconds=1))
     later_headers = signed_headers(json.dumps({"channel_id": channel.id}).encode(), path=TRIGGER,
-                                   timestamp=int(app.config["TELEPAY_SERVICES"].clock.now().timestamp()))
+                                   timestamp=int(api_state(app).services.clock.now().timestamp()))
     later = client.post(TRIGGER, data=json.dumps({"channel_id": channel.id}), headers=later_headers)
     assert later.status_code == 202
 

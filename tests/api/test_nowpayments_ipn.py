@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from telepay.api.state import api_state
 from telepay.api.server import ApiServer
 from telepay.models import Job, Payment, PaymentEvent
 from telepay.security import nowpayments
@@ -114,7 +115,7 @@ def test_fifty_concurrent_deliveries_make_one_payment_and_one_job(engine, sessio
     headers = {"Content-Type": "application/json",
                nowpayments.SIGNATURE_HEADER: nowpayments.nowpayments_signature(IPN_SECRET, body)}
     # Delivered over real HTTP from 127.0.0.1, so this app trusts loopback's IPNs.
-    app.config["TELEPAY_GUARDS"].ipn_allowlist = __import__(
+    api_state(app).guards.ipn_allowlist = __import__(
         "telepay.security.allowlist", fromlist=["IpAllowlist"]).IpAllowlist([])
     barrier = threading.Barrier(50)
     answers = []
@@ -139,7 +140,7 @@ def test_fifty_concurrent_deliveries_make_one_payment_and_one_job(engine, sessio
 
 
 def _kept_backend(app, engine) -> int:
-    [(connection, _)] = app.config["TELEPAY_IPN_RECORDER"]._idle
+    [(connection, _)] = api_state(app).ipn_recorder._idle
     pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     connection.rollback()  # the recorder runs its statement outside any transaction
     return pid
@@ -158,7 +159,7 @@ def test_the_recorder_keeps_its_connection_and_replaces_it_when_it_died_idle(eng
     assert post_ipn(client, ipn_body(invoice.id, status="confirming")).json["status"] == "accepted"
     assert _kept_backend(app, engine) == pid  # the same connection: no checkout, no ping
     _terminate(engine, pid)
-    app.config["TELEPAY_IPN_RECORDER"]._recheck_after = 0  # as if it had sat idle for a while
+    api_state(app).ipn_recorder._recheck_after = 0  # as if it had sat idle for a while
     assert post_ipn(client, ipn_body(invoice.id, status="finished")).json["status"] == "accepted"
     assert _kept_backend(app, engine) != pid
     assert snapshot(engine)["payment_events"] == 3

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from telepay.api.state import api_state
 from telepay.api.nowpayments import ipn_recorder
 from telepay.api.schemas import IpnIn
 from telepay.models import Job, Payment, PaymentEvent, RefusedIpn
@@ -56,7 +57,7 @@ def test_one_poisoned_ipn_never_fails_the_six_good_ones_in_its_batch(engine, ses
     batch, and six genuine IPNs got 500. The schema now refuses it first (see the schema
     violations); here it is forced past the schema, as before the fix, straight into a batch."""
     app = make_app(engine)
-    recorder = ipn_recorder(app.config["TELEPAY_SERVICES"])
+    recorder = ipn_recorder(api_state(app).services)
     recorder._max_leaders = 1  # every IPN queued behind the first joins one batch
     deliveries = []
     for n in range(7):
@@ -115,7 +116,7 @@ def test_refusals_are_logged_with_their_reason_counted_and_a_run_raises_the_aler
     lines = [(r.reason, r.client_ip) for r in caplog.records if r.getMessage().startswith("IPN refused")]
     assert lines == [("address", "203.0.113.9"), ("signature", "51.89.194.21"), ("schema", "51.89.194.21"),
                      ("order", "51.89.194.21")]
-    services = app.config["TELEPAY_SERVICES"]
+    services = api_state(app).services
     with services.session_factory() as session:
         since = services.clock.now() - timedelta(minutes=1)
         assert refused_ipns_since(session, since) == {"address": 1, "signature": 1, "schema": 1, "order": 1}

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from telepay.api.schemas import IpnIn
+from telepay.services.ipn_schema import IpnIn
 from telepay.clients.nowpayments import ProviderFailure
 from telepay.clock import Clock
 from telepay.errors import TelePayError

@@ -130,6 +130,10 @@ class _Run:
                      else f"your donation to “{self.channel.open_title}”")
         self.ref = payment.provider_payment_id
 
+    def for_payment(self, payment: Payment) -> _Run:
+        """The same run's view of another payment of the same invoice (a top-up's parent)."""
+        return _Run(self.p, self.session, payment, self.invoice, self.now)
+
     def act(self, status: PaymentStatus) -> None:
         payment, invoice = self.payment, self.invoice
         if payment.parent_payment_id:

@@ -13,16 +13,38 @@ take turns, and whichever comes last sees every deposit.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from telepay.models import Payment, PaymentStatus
+from telepay.models import Invoice, Payment, PaymentStatus
 from telepay.services.payments import texts
 
-if TYPE_CHECKING:
-    from telepay.services.payments.processor import _Run
+
+class _Tolerance(Protocol):
+    @property
+    def tolerance_percent(self) -> Decimal: ...
+
+
+class _Run(Protocol):
+    """What this module needs of the processor's run (`processor._Run`); a protocol, so the two
+    modules do not import each other."""
+
+    p: _Tolerance
+    session: Session
+    payment: Payment
+    invoice: Invoice
+    now: datetime
+    what: str
+
+    def complete(self) -> None: ...
+
+    def tell(self, topic: str, text: str, *, unless_completed: bool = False) -> None: ...
+
+    def for_payment(self, payment: Payment) -> _Run: ...
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +110,7 @@ def complete(run: _Run) -> bool:
     if completing is run.payment:
         run.complete()
     else:
-        type(run)(run.p, run.session, completing, run.invoice, run.now).complete()
+        run.for_payment(completing).complete()
     return True
 
 
