@@ -16,6 +16,7 @@ from telegram.error import BadRequest
 from telepay.bot.context import TelePayContext
 from telepay.bot.limits import UserLimits
 from telepay.errors import TelePayError
+from telepay.wiring import Services
 
 T = TypeVar("T")
 Context = TelePayContext
@@ -39,6 +40,11 @@ async def provider(context: Context, fn: Callable[[], T]) -> T:
 
 def limits(context: Context) -> UserLimits:
     return context.limits
+
+
+def services(context: Context) -> Services:
+    """The same as `context.services`, for call sites that take the context as an argument."""
+    return context.services
 
 
 def now(context: Context) -> datetime:

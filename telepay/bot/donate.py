@@ -98,7 +98,7 @@ async def begin(update: Update, context: Context) -> int:
         if target != DONATE:
             raise TelePayError("Sorry, I don't recognise this link.")
         found = await db(context, offer, key, DONATE)
-        methods = await db(context, services(context).stars.checkout.methods, found.channel_id)
+        methods = await db(context, context.services.stars.checkout.methods, found.channel_id)
     except TelePayError as error:
         await update.effective_message.reply_text(error.message)
         return ConversationHandler.END
