@@ -6,6 +6,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from telepay.api.state import api_state
 from telepay.models import Job, JobState
 from telepay.ops.metrics import serve_metrics
 from telepay_sandbox.harness import free_port
@@ -14,7 +15,7 @@ from tests.api.conftest import make_app
 
 def test_a_scrape_shows_jobs_dead_jobs_health_and_the_pool(engine, session_factory):
     app = make_app(engine, ADMIN_CHAT_IDS="42")
-    services = app.config["TELEPAY_SERVICES"]
+    services = api_state(app).services
     with session_factory.begin() as session:
         dead = services.jobs.enqueue(session, "access.invite", {"payment_id": 1}, dedupe_key="m1")
         services.jobs.enqueue(session, "payment.process", {"payment_id": 2}, dedupe_key="m2")

@@ -128,7 +128,7 @@ def test_refusals_are_logged_with_their_reason_counted_and_a_run_raises_the_aler
 
 
 def test_refusals_are_kept_thirty_days(engine, client, invoice, session_factory):
-    services = client.application.config["TELEPAY_SERVICES"]
+    services = api_state(client.application).services
     with session_factory.begin() as session:
         session.add(RefusedIpn(refused_at=services.clock.now() - timedelta(days=31), client_ip="192.0.2.1",
                                reason="signature", detail="old"))

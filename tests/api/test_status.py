@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import create_engine, update
 
+from telepay.api.state import api_state
 from telepay.models import Job, JobState, Payment, PaymentStatus, RefusedIpn
 from tests.api.conftest import make_app
 
@@ -36,7 +37,7 @@ def test_alerts_with_nowhere_to_go_degrade(engine, session_factory):
 
 def test_a_dead_invite_job_and_a_payment_in_review_are_named(engine, session_factory, invoice):
     app = make_app(engine, ADMIN_CHAT_IDS="42")
-    services = app.config["TELEPAY_SERVICES"]
+    services = api_state(app).services
     with session_factory.begin() as session:
         job_id = services.jobs.enqueue(session, "access.invite", {"payment_id": 1}, dedupe_key="t")
         session.add(Payment(provider_payment_id=str(uuid.uuid4().int)[:12], invoice_id=invoice.id,
@@ -53,7 +54,7 @@ def test_a_dead_invite_job_and_a_payment_in_review_are_named(engine, session_fac
 
 def test_a_burst_of_refused_ipns_degrades(engine, session_factory):
     app = make_app(engine, ADMIN_CHAT_IDS="42")
-    services = app.config["TELEPAY_SERVICES"]
+    services = api_state(app).services
     now = services.clock.now()
     with session_factory.begin() as session:
         for n in range(12):
@@ -68,7 +69,7 @@ def test_a_database_that_does_not_answer_is_down_with_503_within_the_timeout(eng
     import time
 
     app = make_app(engine, ADMIN_CHAT_IDS="42")
-    services = app.config["TELEPAY_SERVICES"]
+    services = api_state(app).services
     gone = create_engine("postgresql+pg8000://postgres@127.0.0.1:9/none", connect_args={"timeout": 1})
     services.session_factory.configure(bind=gone)
     try:
