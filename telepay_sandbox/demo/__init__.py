@@ -6,7 +6,8 @@ prints a readable timeline and a summary. It needs no accounts and no network.
 
 Modules: `stage` (sandboxes, the shared offset clock, the process), `timeline` (the output),
 `sell` (an owner sets up shop, a buyer pays), `money` (payouts, a donation), `later` (a month
-passes: reminders, removal, renewal).
+passes: reminders, removal, renewal), `stars` (Telegram Stars: a Star subscription, a refund
+through /paysupport, the renewal a month later, the owner's payout after the hold).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from telepay_sandbox.demo.later import buyer_renews, month_passes
 from telepay_sandbox.demo.money import donor_gives, follow_payout
 from telepay_sandbox.demo.sell import buyer_pays, owner_sets_up
 from telepay_sandbox.demo.stage import BOT_USERNAME, DEMO_SETTINGS, Stage
+from telepay_sandbox.demo.stars import month_later, refund_through_paysupport, stars_subscription
 from telepay_sandbox.demo.timeline import Timeline, quote
 
 __all__ = ["main"]
@@ -81,12 +83,19 @@ def _story(stage: Stage, timeline: Timeline) -> bool:
     ended = month_passes(stage, timeline, shop, bob)
     timeline.act("6. The buyer renews")
     buyer_renews(stage, timeline, shop, bob, ended)
+    timeline.act("7. Telegram Stars: a Star subscription, a refund through /paysupport, a month on")
+    carol, charge = stars_subscription(stage, timeline, shop)
+    refund_through_paysupport(stage, timeline, shop)
+    month_later(stage, timeline, shop, carol, charge)
 
     timeline.act("The operator looks and stops")
+    report = stage.telepay("report").splitlines()
     # The crypto table's total row (the report goes on with Telegram Stars below it).
-    total = next(line.split() for line in stage.telepay("report").splitlines() if line.split()[:1] == ["total"])
+    total = next(line.split() for line in report if line.split()[:1] == ["total"])
     timeline.say("operator", f"telepay report -> {total[1]} payments, received ${total[2]}, fees ${total[3]}, "
                              f"paid out ${total[4]}, pending ${total[5]}")
+    stars = report[next(n for n, line in enumerate(report) if line.startswith("Telegram Stars")):]
+    timeline.say("operator", "telepay report, Stars -> " + "; ".join(" ".join(line.split()) for line in stars))
     code, seconds = stage.process.stop()
     timeline.say("operator", f"SIGTERM -> exit code {code} after {seconds:.2f} s")
     timeline.fact("clean stop", f"exit {code} in {seconds:.2f} s")

@@ -51,6 +51,9 @@ class Stage:
         self.chain = stack.enter_context(DevChain())
         self.telegram = stack.enter_context(TelegramSandbox(token=BOT_TOKEN, bot_username=BOT_USERNAME,
                                                             clock=self.clock))
+        # The operator, told of alerts and /paysupport requests (ADMIN_CHAT_IDS).
+        self.operator = self.telegram.create_user("Oscar", username="oscar_ops")
+        self.operator.command("start")
         self.nowpayments = stack.enter_context(NowPaymentsSandbox(
             "sandbox-nowpayments-key", "sandbox-nowpayments-ipn-secret", clock=self.clock))
         self.changenow = stack.enter_context(ChangeNowSandbox("sandbox-changenow-key", self.chain,
@@ -58,7 +61,8 @@ class Stage:
         env = sandbox_env(telegram_base_url=self.telegram.base_url, token=BOT_TOKEN, bot_username=BOT_USERNAME,
                           data_dir=self.data_dir, nowpayments_base_url=self.nowpayments.base_url,
                           changenow_base_url=self.changenow.base_url, chain_env=self.chain.env(),
-                          extra={**DEMO_SETTINGS, "CLOCK_OFFSET_FILE": str(self.offset_file)})
+                          extra={**DEMO_SETTINGS, "CLOCK_OFFSET_FILE": str(self.offset_file),
+                                 "ADMIN_CHAT_IDS": str(self.operator.id)})
         self.process = TelepayProcess(env, self.data_dir / "telepay.log")
         stack.callback(self.process.kill)
         return self

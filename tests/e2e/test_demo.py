@@ -32,6 +32,10 @@ FACTS = [
     ("removal", r"bob removed, told “your access ended” with \[🔄 Renew\]"),
     ("renewal", r"\$25\.00 paid through Renew, fresh invite https://t\.me/\+\S+, bob back in; payout "
                 + _payout(3, "22.50")),
+    ("stars purchase", r"carol ⭐ 1,924 as a Star subscription, in “Olga's VIP”, olga's \$22\.51 held 21 days"),
+    ("paysupport refund", r"dave ⭐ 1,924 back, removed, olga's held share cancelled"),
+    ("stars renewal", r"⭐ 1,924 charged again a month later, carol stays in"),
+    ("stars payout", r"after the hold: " + _payout(4, "22.51")),
     ("clean stop", r"exit 0 in \d+\.\d\d s"),
     ("result", r"OK in (?P<seconds>\d+\.\d) s"),
 ]
@@ -53,15 +57,16 @@ def test_demo_plays_the_whole_story_and_sums_it_up(tmp_path):
         match = re.fullmatch(re.escape(f"  {name:20} ") + pattern, line)
         assert match, f"summary line {line!r} does not say {pattern!r}"
         found.update(match.groupdict())
-    # About 26 s on an idle machine; the bound leaves room for a loaded one, and still catches a
-    # story that only got through by waiting out its timeouts.
-    assert float(found["seconds"]) < 90, out
+    # About 26 s on an idle machine before the Stars act, which adds a month, a refund and a payout
+    # (141 s in all on a machine shared by seven); the bound still catches a story that only got
+    # through by waiting out its timeouts.
+    assert float(found["seconds"]) < 150, out
 
     # Olga's balance on the dev chain, exactly: before and after each payout, nothing lost.
-    paid = [Decimal(found[f"usdt{n}"]) for n in (1, 2, 3)]
+    paid = [Decimal(found[f"usdt{n}"]) for n in (1, 2, 3, 4)]
     balances = re.findall(rf"olga's wallet {found['wallet']}: (\S+) USDT -> (\S+) USDT", out)
     assert [(Decimal(a), Decimal(b)) for a, b in balances] == [
-        (Decimal(0), paid[0]), (paid[0], paid[0] + paid[1]), (paid[0] + paid[1], sum(paid))]
+        (sum(paid[:n]), sum(paid[:n + 1])) for n in range(4)]
     # The timeline tells the story in order.
     for step in ("IPN confirming -> 200 duplicate", "approves bob's join request", "host wallet sends",
                  "-> finished; sent", "presses 1, 5", "ends in 3 days", "ends in 1 day", "has ended",
