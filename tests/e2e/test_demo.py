@@ -57,10 +57,10 @@ def test_demo_plays_the_whole_story_and_sums_it_up(tmp_path):
         match = re.fullmatch(re.escape(f"  {name:20} ") + pattern, line)
         assert match, f"summary line {line!r} does not say {pattern!r}"
         found.update(match.groupdict())
-    # About 26 s on an idle machine before the Stars act, which adds a month, a refund and a payout
-    # (141 s in all on a machine shared by seven); the bound still catches a story that only got
-    # through by waiting out its timeouts.
-    assert float(found["seconds"]) < 150, out
+    # About 26 s on an idle machine before the Stars act, which adds a month, a refund, a payout and
+    # three CLI runs (141 s and 198 s in all on a 2-core machine shared by seven people's tests);
+    # the bound still catches a story that only got through by waiting out many of its timeouts.
+    assert float(found["seconds"]) < 240, out
 
     # Olga's balance on the dev chain, exactly: before and after each payout, nothing lost.
     paid = [Decimal(found[f"usdt{n}"]) for n in (1, 2, 3, 4)]
