@@ -111,17 +111,29 @@ class _LockedProvider(EthereumTesterProvider):
     def __init__(self, tester: EthereumTester, lock: threading.RLock) -> None:
         super().__init__(tester)
         self._lock = lock
+        self.fee_floor_wei: int | None = None  # set by DevChain.hold
+        self.refuse_below_floor = False
 
     def make_request(self, method, params):
         with self._lock:
             if method == "eth_sendRawTransaction" and not self.ethereum_tester.auto_mine_transactions:
-                refused = self._underpriced(params[0])
+                refused = self._below_floor(params[0]) or self._underpriced(params[0])
                 if refused:
                     return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": refused}}
             try:
                 return super().make_request(method, params)
             except EthValidationError as error:
                 return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": _node_message(error)}}
+
+    def _below_floor(self, raw: Any) -> str | None:
+        """A hosted RPC's answer to a fee cap below the base fee: refused, not kept in a pool."""
+        if not self.refuse_below_floor or self.fee_floor_wei is None:
+            return None
+        raw = HexBytes(raw)
+        fee = _fees(TypedTransaction.from_bytes(raw).as_dict() if raw[0] < 0x7F else {})[0]
+        if fee < self.fee_floor_wei:
+            return f"max fee per gas less than block base fee: maxFeePerGas: {fee}, baseFee: {self.fee_floor_wei}"
+        return None
 
     def _underpriced(self, raw: Any) -> str | None:
         """geth's pool rule: a same-nonce replacement must raise both fee caps by 10 %."""
@@ -220,16 +232,20 @@ class DevChain:
     def holding(self) -> bool:
         return not self.tester.auto_mine_transactions
 
-    def hold(self, fee_floor_wei: int | None = None) -> None:
-        """Stop auto-mining: transactions wait in the pool until `mine()` (see the module docstring)."""
+    def hold(self, fee_floor_wei: int | None = None, *, refuse_below_floor: bool = False) -> None:
+        """Stop auto-mining: transactions wait in the pool until `mine()` (see the module docstring).
+        With `refuse_below_floor`, one offering less than the floor is refused outright, as some
+        hosted RPCs do ("max fee per gas less than block base fee"), and nothing is kept."""
         with self.lock:
             self.tester.disable_auto_mine_transactions()
             self.fee_floor_wei = fee_floor_wei
+            self.provider.fee_floor_wei, self.provider.refuse_below_floor = fee_floor_wei, refuse_below_floor
 
     def release(self) -> None:
         """Mine everything waiting and go back to auto-mining."""
         with self.lock:
             self.fee_floor_wei = None
+            self.provider.fee_floor_wei, self.provider.refuse_below_floor = None, False
             if self.holding:
                 self.tester.enable_auto_mine_transactions()
 

@@ -250,11 +250,9 @@ class PayoutRunner:
         self.wallet.send(payout.id, payout.kind.value, payout.funding_asset, to, units, stored)
 
     def _confirm_funding(self, payout: Payout) -> str | None:
-        tx = self.wallet.stored(payout.id)
-        if tx.status == ChainTxStatus.SIGNED:
-            tx = self.wallet.send(payout.id, payout.kind.value, tx.asset, tx.to_address, tx.amount_base_units,
-                                  lambda session: None)
-        status = self.wallet.confirm(tx)
+        # Signed but never accepted by the node (a crash, or a fee it refused) is sent, or replaced
+        # when it has waited too long, by the same path as a transfer waiting in the pool.
+        status = self.wallet.confirm(self.wallet.stored(payout.id))
         if status == ChainTxStatus.BROADCAST:
             return _WAIT
         if status == ChainTxStatus.FAILED:

@@ -54,6 +54,10 @@ _ERC20_ABI = [
 _ALREADY = ("already known", "known transaction", "nonce too low", "already imported",
             "replacement transaction underpriced")
 
+# What a node (hosted RPCs above all) answers for a fee cap below the current base fee: it keeps
+# nothing, so the transfer waits, stored, until it is replaced with fees that are enough.
+_FEE_TOO_LOW = ("less than block base fee", "fee cap less than", "feecap too low", "transaction underpriced")
+
 Checkpoint = Callable[[str], None]
 
 
@@ -229,6 +233,10 @@ class HostWallet:
             self.w3.eth.send_raw_transaction(tx.raw_tx)
         except Web3RPCError as error:
             message = str(error).lower()
+            if any(text in message for text in _FEE_TOO_LOW) and not any(text in message for text in _ALREADY):
+                logger.warning("payout %s: the node refused transfer %s for its fee (%s); it waits to be replaced",
+                               tx.payout_id, tx.tx_hash, error)
+                return
             if not any(text in message for text in _ALREADY):
                 raise
             if "nonce too low" in message and self._mined(tx) is None:
@@ -251,7 +259,13 @@ class HostWallet:
         if mined is None:
             with advisory_lock(self.engine, f"sender:{self.address.lower()}"):
                 tx = self.stored(tx.payout_id)  # a replacement made meanwhile is the version to send
-                if not self._replace_if_stuck(tx):
+                if tx.status == ChainTxStatus.SIGNED:
+                    # Never accepted by a node yet (a crash after signing, or its fee refused): send
+                    # it first; only a version refused for its fee is replaced when it is due.
+                    self._broadcast(tx)
+                    if self.stored(tx.payout_id).status == ChainTxStatus.SIGNED:
+                        self._replace_if_stuck(tx)
+                elif not self._replace_if_stuck(tx):
                     # A node may drop what it never mined; the newest bytes again are always safe.
                     self._broadcast(tx)
             return ChainTxStatus.BROADCAST

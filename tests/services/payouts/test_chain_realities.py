@@ -119,6 +119,21 @@ def test_whichever_version_is_mined_counts(world, held):
     assert transfer.tx_hash == first.tx_hash != second.tx_hash
 
 
+def test_a_transfer_an_rpc_refuses_for_its_fee_is_replaced_until_accepted(world, held, caplog):
+    """Some hosted RPCs refuse a fee cap below the base fee instead of pooling it: nothing is
+    pending anywhere, and the stored transfer must still be replaced, not retried as is for ever."""
+    channel = world.channel("eth", "eth")
+    nonce_before = world.chain.nonce(world.wallet.address)
+    payout = world.payout_of(world.pay(channel, Decimal("60")))
+    base = world.w3.eth.get_block("latest")["baseFeePerGas"]
+    held.hold(fee_floor_wei=bumped(bumped(2 * base + world.wallet.priority_fee_wei)), refuse_below_floor=True)
+    assert world.runner.run(payout.id) == PayoutStatus.FUNDING
+    assert world.chain.pending() == [] and "refused transfer" in caplog.text
+    _until_finished(world, payout.id)
+    _paid_once(world, channel, payout.id, nonce_before)
+    assert len(_attempts(world, payout.id)) == 3  # refused, refused, accepted
+
+
 def test_a_transfer_is_final_only_after_the_confirmations(world):
     world.wallet.confirmations = 3
     channel = world.channel("eth", "eth")
