@@ -26,6 +26,7 @@ from telepay_sandbox.database import scratch_database
 from telepay_sandbox.nowpayments import NowPaymentsSandbox
 from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from telepay.services.fulfilment import INVITE_JOB
+from telepay.services.ipn import PROCESS_JOB
 
 TOKEN = "7100000004:bench-invite-token"
 BOT = "TelePayBenchInviteBot"
@@ -62,16 +63,25 @@ def _buyer_invoice(telegram: TelegramSandbox, session_factory, n: int):
     return buyer, ours, provider_id
 
 
-def _stages(session_factory, measured: list[tuple[str, float, float]]) -> dict[str, list[float]]:
-    """Where the time went, per payment: accepted -> invite job queued (the payment processed and
-    fulfilled) -> invite message sent, from the jobs table and the sandbox's call times."""
+def _stages(session_factory, measured: list[tuple[str, str, float, float]]) -> dict[str, list[float]]:
+    """Where the time went, per payment: accepted -> the payment's processing done by the time
+    the invite job was queued (processing behind earlier statuses' jobs, then fulfilment) ->
+    invite message sent, from the jobs table and the sandbox's call times. `earlier statuses
+    busy` is how long, after the `finished` IPN was accepted, jobs of the payment's earlier
+    statuses were still running (0 when they were all done)."""
     with session_factory() as session:
         jobs = {job.payload["invoice_id"]: job for job in session.scalars(select(Job).where(Job.kind == INVITE_JOB))}
-    stages: dict[str, list[float]] = {"accepted -> invite job queued": [], "invite job queued -> sent": [],
-                                      "retried": []}
-    for invoice_id, accepted, sent in measured:
+        processing: dict[str, list[Job]] = {}
+        for job in session.scalars(select(Job).where(Job.kind == PROCESS_JOB)):
+            processing.setdefault(job.payload["provider_payment_id"], []).append(job)
+    stages: dict[str, list[float]] = {"earlier statuses busy": [], "accepted -> invite job queued": [],
+                                      "invite job queued -> sent": [], "retried": []}
+    for invoice_id, payment_id, accepted, sent in measured:
         job = jobs[invoice_id]
         queued = job.created_at.timestamp()
+        earlier = [j.finished_at.timestamp() for j in processing.get(payment_id, [])
+                   if not j.dedupe_key.endswith(":finished") and j.finished_at is not None]
+        stages["earlier statuses busy"].append(max([0.0] + [(t - accepted) * 1000 for t in earlier]))
         stages["accepted -> invite job queued"].append((queued - accepted) * 1000)
         stages["invite job queued -> sent"].append((sent - queued) * 1000)
         stages["retried"].append(float(job.attempts > 1))
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
                     if n >= args.warmup:
                         round_trips.append((accepted - finished[-1].sent_at) * 1000)
                         latencies.append((invite.time - accepted) * 1000)
-                        measured.append((ours, accepted, invite.time))
+                        measured.append((ours, str(payment_id), accepted, invite.time))
                 load_after = load_average()
             stages = _stages(session_factory, measured)
             errors = telegram.errors

@@ -9,13 +9,13 @@ import contextlib
 import gc
 import logging
 
-from telegram import Update
+from telegram import Bot, Update
 from telegram.ext import Application
 
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
 from telepay.bot.app import build_application
-from telepay.bot.context import rights as bot_rights
+from telepay.roles import ALL_ROLES, API, BOT, WORKER, BotLock, build_sender, describe_roles
 from telepay.config import ConfigError, Settings
 from telepay.models import migrate
 from telepay.models.engine import describe, make_engine
@@ -29,15 +29,15 @@ from telepay.services import lifecycle
 from telepay.services.payments.checker import TIMER_NAME as PAYMENT_CHECK_TIMER
 from telepay.services.payouts.engine import TIMER_NAME as PAYOUT_TIMER
 from telepay.services.posts import TIMER_NAME as REPOST_TIMER, RepostTimer
-from telepay.services.rights import TIMER_NAME as RIGHTS_TIMER
-from telepay.services.timers import TimerLog, schedule
+from telepay.services.rights import TIMER_NAME as RIGHTS_TIMER, ChannelRights
+from telepay.services.timers import TimerLog, Timers
 from telepay.services.payments import reconcile
 from telepay.services.stars.engine import RECONCILE_TIMER, RELEASE_TIMER
 from telepay.services.worker import Handler, Worker
 from telepay.services.payouts.wallet import WrongChain
 from telepay.wiring import Services, build_services, nowpayments_client
 
-__all__ = ["Services", "build_services", "job_handlers", "nowpayments_client", "run", "start_timers"]
+__all__ = ["Services", "build_services", "job_handlers", "nowpayments_client", "run", "build_timers"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +49,28 @@ def job_handlers(services: Services, application: Application) -> dict[str, Hand
     return services.jobs.kinds.handlers(services, application.bot)
 
 
-def start_timers(application: Application, services: Services) -> None:
-    """Periodic work, on PTB's JobQueue; each capability adds its timers here."""
-    log = TimerLog(services.session_factory, services.clock)
+def build_timers(services: Services, bot: Bot) -> Timers:
+    """Periodic work for the worker role; each capability adds its timers here."""
+    timers = Timers(TimerLog(services.session_factory, services.clock))
     repost = RepostTimer(services.session_factory, services.jobs, services.clock)
 
     async def queue_reposts() -> None:
         if await asyncio.to_thread(repost.run_once):
             services.wake_worker()
 
-    schedule(application, log, REPOST_TIMER, 60, queue_reposts)
+    timers.add(REPOST_TIMER, 60, queue_reposts)
 
     async def check_payments() -> None:
         if await asyncio.to_thread(services.payment_checker.run_once):
             services.wake_worker()
 
-    schedule(application, log, PAYMENT_CHECK_TIMER, 60, check_payments)
+    timers.add(PAYMENT_CHECK_TIMER, 60, check_payments)
 
     async def reconcile_payments() -> None:
         if await asyncio.to_thread(services.reconciler.run_once):
             services.wake_worker()
 
-    schedule(application, log, reconcile.TIMER_NAME, reconcile.EVERY_SECONDS, reconcile_payments)
+    timers.add(reconcile.TIMER_NAME, reconcile.EVERY_SECONDS, reconcile_payments)
 
     async def payout_batches() -> None:
         if services.payouts is not None and await services.payouts.tick():
@@ -78,33 +78,33 @@ def start_timers(application: Application, services: Services) -> None:
 
     # First run one interval after start: a process that starts and stops at once touches no provider.
     every = services.settings.payout_batch_interval_seconds
-    schedule(application, log, PAYOUT_TIMER, every, payout_batches, first_seconds=every)
+    timers.add(PAYOUT_TIMER, every, payout_batches, first_seconds=every)
 
     async def sweep_subscriptions() -> None:
         if (await asyncio.to_thread(services.sweep.run_once)).queued:
             services.wake_worker()
 
-    schedule(application, log, lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
+    timers.add(lifecycle.TIMER_NAME, services.settings.sweep_interval_seconds, sweep_subscriptions)
 
     async def prune_jobs() -> None:
         await asyncio.to_thread(services.jobs.prune)
 
-    schedule(application, log, PRUNE_TIMER, 3600, prune_jobs, first_seconds=3600)
+    timers.add(PRUNE_TIMER, 3600, prune_jobs, first_seconds=3600)
 
     async def release_star_shares() -> None:
         if await asyncio.to_thread(services.stars.releaser.run_once):
             services.wake_worker()
 
     # Released shares become payouts: checked as often as payout batches are.
-    schedule(application, log, RELEASE_TIMER, every, release_star_shares, first_seconds=min(every, 60))
+    timers.add(RELEASE_TIMER, every, release_star_shares, first_seconds=min(every, 60))
 
     async def reconcile_stars() -> None:
-        await services.stars.reconciler.run(application.bot)
+        await services.stars.reconciler.run(bot)
         services.wake_worker()
 
-    schedule(application, log, RECONCILE_TIMER, 86400, reconcile_stars, first_seconds=300)
+    timers.add(RECONCILE_TIMER, 86400, reconcile_stars, first_seconds=300)
 
-    checker = bot_rights(application)
+    checker = ChannelRights(services.session_factory, services.jobs, services.clock, bot)
 
     async def check_rights() -> None:
         await checker.check_all()
@@ -112,7 +112,8 @@ def start_timers(application: Application, services: Services) -> None:
         services.wake_worker()
 
     rights_every = services.settings.rights_check_seconds
-    schedule(application, log, RIGHTS_TIMER, rights_every, check_rights, first_seconds=min(rights_every, 30))
+    timers.add(RIGHTS_TIMER, rights_every, check_rights, first_seconds=min(rights_every, 30))
+    return timers
 
 
 def freeze_startup_heap() -> None:
@@ -143,76 +144,108 @@ def check_chain(services: Services) -> None:
                      type(unreachable).__name__, unreachable)
 
 
-def run(settings: Settings, signals: StopSignals | None = None) -> None:
-    """`telepay run`: bot polling on the main loop, worker on the same loop, API in a thread."""
+def run(settings: Settings, signals: StopSignals | None = None, roles: frozenset[str] = frozenset(ALL_ROLES)) -> None:
+    """`telepay run`: the roles asked for (default all): bot polling and the worker on the main
+    loop, the API in a thread. Raises BotLockHeld if another process polls for the token."""
     signals = signals or StopSignals().install()
     settings.require_for_run()
     logger.info("telepay %s starting", version())
     engine = make_engine(settings)
+    bot_lock = BotLock(engine, settings.telegram_bot_token.get_secret_value()) if BOT in roles else None
     try:
         wait_for_database(engine, settings.db_startup_wait_seconds)
         migrate.require_current(engine)
-        logger.info("database: %s", describe(settings))
+        logger.info("database: %s; roles: %s", describe(settings), describe_roles(roles))
+        if bot_lock is not None:
+            bot_lock.acquire()
         services = build_services(settings, engine)
         check_chain(services)
-        asyncio.run(_serve(settings, services, signals))
+        asyncio.run(_serve(settings, services, signals, roles, bot_lock))
     finally:
         signals.detach()
+        if bot_lock is not None:
+            bot_lock.release()
         engine.dispose()
     logger.info("telepay stopped")
 
 
-async def _serve(settings: Settings, services: Services, signals: StopSignals) -> None:
+async def _serve(settings: Settings, services: Services, signals: StopSignals, roles: frozenset[str],
+                 bot_lock: BotLock | None) -> None:
     # Signals only set an event: a SIGTERM that lands while we are still starting lets the
     # start finish, then everything stops in order, instead of tearing start-up apart.
     stop = asyncio.Event()
     signals.attach(asyncio.get_running_loop(), stop)
 
-    api = ApiServer(create_app(settings, services), settings.http_host, settings.http_port)
+    api = ApiServer(create_app(settings, services), settings.http_host, settings.http_port) if API in roles else None
     watch = services.poll_watch
-    application = build_application(settings, services, services.session_factory, watch=watch)
-    async with application:  # initialize: getMe, persisted conversations; on exit: flush them
-        worker = Worker(services.jobs, job_handlers(services, application),
-                        poll_seconds=settings.worker_poll_seconds, beat=lambda: services.beats.mark("worker"))
-        worker.start()
-        services.wake_worker = worker.wake
-        start_timers(application, services)
+    application = (build_application(settings, services, services.session_factory, watch=watch) if BOT in roles
+                   else build_sender(settings) if WORKER in roles else None)
+    async with contextlib.AsyncExitStack() as stack:
+        if application is not None:
+            # initialize: getMe, persisted conversations; on exit: flush them
+            await stack.enter_async_context(application)
+        worker = timers = supervisor = None
+        if WORKER in roles:
+            worker = Worker(services.jobs, job_handlers(services, application),
+                            poll_seconds=settings.worker_poll_seconds, beat=lambda: services.beats.mark("worker"))
+            worker.start()
+            services.wake_worker = worker.wake
+            timers = build_timers(services, application.bot)
+            timers.start()
+        if BOT in roles:
+            async def start_polling() -> None:
+                await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10,
+                                                        error_callback=log_poll_error)
 
-        async def start_polling() -> None:
-            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES, timeout=10,
-                                                    error_callback=log_poll_error)
+            async def restart_polling() -> None:
+                if application.updater.running:
+                    with contextlib.suppress(Exception):  # the dead loop re-raises what ended it
+                        await application.updater.stop()
+                await start_polling()
 
-        async def restart_polling() -> None:
-            if application.updater.running:
-                with contextlib.suppress(Exception):  # the dead loop re-raises what ended it
-                    await application.updater.stop()
             await start_polling()
-
-        await start_polling()
-        await application.start()
-        supervisor = asyncio.create_task(PollSupervisor(
-            watch, restart_polling, beat=lambda: services.beats.mark("poll_supervisor")).run(stop), name="poll-supervisor")
+            await application.start()
+            supervisor = asyncio.create_task(PollSupervisor(
+                watch, restart_polling, beat=lambda: services.beats.mark("poll_supervisor")).run(stop),
+                name="poll-supervisor")
         freeze_startup_heap()
-        api.start()
+        if api is not None:
+            api.start()
+        # Every role serves its metrics (the database-wide figures are the same from any of them);
+        # several processes on one machine need their own METRICS_PORT, or 0 for none.
         metrics = serve_metrics(services, settings.metrics_port)
         watchdog = Watchdog(services.beats)
-        watchdog.notify(f"READY=1\nSTATUS=running as @{application.bot.username}")
+        running_as = f" as @{application.bot.username}" if application is not None else ""
+        watchdog.notify(f"READY=1\nSTATUS=running ({describe_roles(roles)}){running_as}")
         fed = asyncio.create_task(watchdog.run(stop), name="systemd-watchdog")
-        logger.info("telepay is running as @%s (version %s)", application.bot.username, version())
+        logger.info("telepay is running (%s)%s (version %s)", describe_roles(roles), running_as, version())
 
-        await stop.wait()
+        lost = asyncio.create_task(bot_lock.watch(), name="bot-lock") if bot_lock is not None else None
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([t for t in (stopped, lost) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # (the lock lost: everything stops as on SIGTERM)
         logger.info("stopping")
         watchdog.notify("STOPPING=1")
-        await supervisor
+        if supervisor is not None:
+            await supervisor
         await fed
         # Stop taking new work first (updates, webhooks), then let running jobs finish or be
-        # handed back, then stop the application (timers, pending updates) and flush state.
-        if application.updater.running:
+        # handed back, then stop the application (pending updates) and flush state.
+        if BOT in roles and application.updater.running:
             with contextlib.suppress(Exception):  # a poll loop ended by a 401 re-raises it here
                 await application.updater.stop()
-        await asyncio.to_thread(api.stop)
+        if api is not None:
+            await asyncio.to_thread(api.stop)
         if metrics is not None:
             await asyncio.to_thread(metrics.shutdown)
             metrics.server_close()
-        await worker.stop(grace_seconds=5)
-        await application.stop()
+        if timers is not None:
+            await timers.stop()
+        if worker is not None:
+            await worker.stop(grace_seconds=5)
+        if BOT in roles:
+            await application.stop()
+        if lost is not None:
+            if lost.done():
+                lost.result()  # raises BotLockLost: the process exits non-zero, after stopping in order
+            lost.cancel()

@@ -26,8 +26,9 @@ def free_port() -> int:
 class TelepayProcess:
     """`telepay run` as a child process with a given environment; its log goes to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None):
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None, roles: str | None = None):
         self.env = env
+        self.roles = roles  # `--roles`; None: the default, all of them
         self.log_path = Path(log_path)
         # Run from the data directory so a developer's own .env is never picked up.
         self.cwd = cwd or Path(env["TELEPAY_DATA_DIR"])
@@ -46,18 +47,24 @@ class TelepayProcess:
     def start(self, wait_seconds: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=self.env, cwd=self.cwd,
+        roles = ["--roles", self.roles] if self.roles else []
+        started_at = self.log_path.stat().st_size
+        self.proc = subprocess.Popen([sys.executable, "-m", "telepay", "run", *roles], env=self.env, cwd=self.cwd,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        serves_api = self.roles is None or "api" in self.roles
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"telepay exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if serves_api:
+                try:
+                    if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+            elif b"telepay is running" in self.log_path.read_bytes()[started_at:]:
+                return  # no API to ask: its log says when it is up
             time.sleep(0.1)
         self.kill()
         raise TimeoutError(f"telepay did not answer /health within {wait_seconds} s:\n{self.log()}")

@@ -25,7 +25,7 @@ from telepay.bot.common import Context, tell_error
 from telepay.bot.context import CONTEXT_TYPES, install, provider_pool
 from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
-from telepay.bot.ratelimit import MessageRateLimiter
+from telepay.bot.ratelimit import outbound_limiter
 from telepay.bot.updates import PerUserUpdateProcessor
 from telepay.config import Settings
 from telepay.errors import TelePayError
@@ -67,9 +67,8 @@ def build_application(settings: Settings, services: Services, session_factory: s
         .base_url(settings.telegram_api_base_url)
         .persistence(SqlPersistence(session_factory))
         .context_types(CONTEXT_TYPES)
-        # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits;
-        # 28/s, not 30: at exactly Telegram's rate, timing jitter earns 429s, and each pauses every call.
-        .rate_limiter(MessageRateLimiter(overall_max_rate=28, max_retries=3))
+        # Retries 429s after Telegram's retry_after and keeps messages under the overall and group limits.
+        .rate_limiter(outbound_limiter())
         # Different people at once, each person's updates in order (see telepay.bot.updates).
         .concurrent_updates(PerUserUpdateProcessor())
         .post_shutdown(_close_provider_pool)

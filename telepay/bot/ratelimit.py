@@ -45,3 +45,13 @@ class MessageRateLimiter(AIORateLimiter):
             # (the request itself is sent from `args`), so without it only the 429 retries apply.
             data = {key: value for key, value in data.items() if key != "chat_id"}
         return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+
+def outbound_limiter() -> MessageRateLimiter:
+    """The pacing of every `Bot` the process sends through (the poller's and a worker's).
+
+    28/s, not 30: at exactly Telegram's rate, timing jitter earns 429s, and each pauses every call.
+    Each process paces itself: N processes sending at once can together exceed Telegram's limit;
+    then the 429s' `retry_after` is waited out and the call retried (3 times).
+    """
+    return MessageRateLimiter(overall_max_rate=28, max_retries=3)

@@ -23,12 +23,25 @@ def main() -> None:
     """TelePay: paid access to private Telegram channels, donations and automatic payouts."""
 
 
+def _roles(_context, _parameter, value: str) -> frozenset[str]:
+    from telepay.roles import parse_roles
+
+    try:
+        return parse_roles(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error))
+
+
 @main.command()
-def run() -> None:
-    """Run the bot, the job worker and the webhook API in one process."""
+@click.option("--roles", default="bot,api,worker", show_default=True, callback=_roles,
+              help="What this process runs: bot (the one Telegram poller per token), api (webhooks), "
+                   "worker (jobs and timers). Any number of api and worker processes may share a database.")
+def run(roles: frozenset[str]) -> None:
+    """Run the bot, the job worker and the webhook API (or the roles asked for)."""
     import logging
 
     from telepay import runtime
+    from telepay.roles import BotLockHeld, BotLockLost
     from telepay.models.engine import describe
     from telepay.models.migrate import SchemaBehind
     from telepay.ops.signals import StopSignals
@@ -43,10 +56,13 @@ def run() -> None:
     for warning in lookalikes_or_exit():
         log.warning("%s", warning)
     try:
-        runtime.run(settings, signals)
-    except ConfigError as error:
+        runtime.run(settings, signals, roles)
+    except (ConfigError, BotLockHeld) as error:
         log.critical("telepay cannot start: %s", error)
         sys.exit(2)
+    except BotLockLost as error:
+        log.critical("telepay stopped: %s", error)
+        sys.exit(1)
     except SchemaBehind as error:
         # Say which database: on the embedded one, "run db upgrade" may be the wrong advice.
         log.critical("telepay cannot start: %s (database: %s)", error, describe(settings))
