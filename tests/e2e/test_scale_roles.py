@@ -80,7 +80,8 @@ def test_roles_split_over_processes_serve_people(telegram, database_url, session
         body = json.dumps({"channel_id": channel_id, "text": "Hello from the API"}).encode()
         response = httpx.post(front.base_url + "/webhooks/notification", content=body,
                               headers={"Content-Type": "application/json",
-                                       **signature_headers("sandbox-webhook-signing-secret", body)})
+                                       **signature_headers("sandbox-webhook-signing-secret", body, method="POST",
+                                                           path="/webhooks/notification")})
         assert response.status_code == 202, response.text
         owner.wait_for_message(lambda m: "Hello from the API" in m.text, timeout=15)
         for process in (front, worker):
