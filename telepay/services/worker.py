@@ -95,6 +95,8 @@ class Worker:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
         else:
+            # What the handler queued (a payment's invite) may be claimed while this job is marked done.
+            self._wake.set()
             if isinstance(outcome, RunAgain):
                 await asyncio.to_thread(self.queue.reschedule, job, self.worker_id, outcome.at)
             else:

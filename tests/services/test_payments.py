@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from telepay.api.schemas import IpnIn
 from telepay.clock import ManualClock
@@ -17,6 +17,7 @@ from telepay.models import (
     Accumulation, Channel, ChannelStatus, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus,
     Payout, PayoutStrategy, Subscription, Tier,
 )
+from telepay.models import PaymentEvent
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.ipn import PROCESS_JOB, record_ipn
 from telepay.services.jobs import JobQueue
@@ -287,3 +288,82 @@ def test_furthest_ranks_finished_above_failed_and_expired():
     assert furthest([E("expired"), E("failed")]).status == "expired"
     assert furthest([E("finished"), E("refunded")]).status == "refunded"
     assert furthest([E("surprise")]) is None
+
+
+def _event_ids(session_factory, payment_id) -> dict[str, int]:
+    with session_factory() as session:
+        return {e.status: e.id for e in session.scalars(select(PaymentEvent).where(
+            PaymentEvent.provider_payment_id == payment_id))}
+
+
+def test_a_job_whose_event_is_applied_does_not_wait_for_the_payment_lock(session_factory, clock, processor,
+                                                                         channel):
+    invoice_id = _invoice(session_factory, channel)
+    for status in ("confirming", "finished"):
+        _ipn(session_factory, clock, invoice_id, "4901", status)
+    events = _event_ids(session_factory, "4901")
+    assert processor.process("4901", events["finished"]) == PaymentStatus.FINISHED  # applies both
+    with session_factory.begin() as holder:  # another run holds the payment's row
+        holder.scalars(select(Payment).where(Payment.provider_payment_id == "4901").with_for_update()).one()
+        done = []
+        late = threading.Thread(target=lambda: done.append(processor.process("4901", events["confirming"])))
+        late.start()
+        late.join(timeout=10)
+        assert done == [None]  # it returned without waiting for the lock
+    assert len(_jobs(session_factory, INVITE_JOB)) == 1
+
+
+def test_a_job_leaves_its_event_to_a_queued_job_of_a_later_event(session_factory, clock, processor, channel):
+    invoice_id = _invoice(session_factory, channel)
+    for status in ("confirming", "finished"):
+        _ipn(session_factory, clock, invoice_id, "5001", status)
+    events = _event_ids(session_factory, "5001")
+    assert processor.process("5001", events["confirming"]) is None  # the finished job is queued
+    with session_factory() as session:
+        assert session.scalars(select(Payment.fulfilled_at).where(Payment.provider_payment_id == "5001")).one() \
+            is None  # untouched
+    assert processor.process("5001", events["finished"]) == PaymentStatus.FINISHED
+    assert _jobs(session_factory, DIRECT_JOB) == []  # "on its way" never queued: it was already done
+    # Once no later job is queued (it ran), a job of an unapplied event does the work itself.
+    with session_factory.begin() as session:
+        session.execute(update(Job).where(Job.kind == PROCESS_JOB).values(state="done"))
+    _ipn(session_factory, clock, invoice_id, "5001", "refunded")
+    assert processor.process("5001", _event_ids(session_factory, "5001")["refunded"]) == PaymentStatus.REFUNDED
+
+
+def _store_event(session_factory, payment_id, status):
+    body = {"payment_id": payment_id, "payment_status": status, "pay_amount": "0.004", "actually_paid": "0.004",
+            "pay_currency": "eth", "price_amount": "10.00"}
+    with session_factory.begin() as session:
+        session.add(PaymentEvent(provider_payment_id=payment_id, status=status, raw_body=str(body), body=body))
+
+
+def test_an_event_stored_during_a_run_is_left_for_its_own_job(session_factory, engine, clock, processor,
+                                                              channel):
+    """A run marks processed only the events it read: one stored after it read them (injected just
+    before it marks its events) keeps `processed_at` empty, so its own job still applies it."""
+    invoice_id = _invoice(session_factory, channel)
+    _ipn(session_factory, clock, invoice_id, "5101", "confirming")
+
+    injected = []
+
+    def store_a_late_event(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("UPDATE payment_events") and not injected:
+            # Only the event row: recording the whole IPN would wait for this run's payment row.
+            late = threading.Thread(target=_store_event, args=(session_factory, "5101", "finished"))
+            late.start()
+            late.join()  # committed in its own transaction before this run marks its events
+            injected.append(late)
+
+    event.listen(engine, "before_cursor_execute", store_a_late_event)
+    try:
+        confirming = _event_ids(session_factory, "5101")["confirming"]
+        assert processor.process("5101", confirming) == PaymentStatus.CONFIRMING
+    finally:
+        event.remove(engine, "before_cursor_execute", store_a_late_event)
+    assert injected
+    finished = _event_ids(session_factory, "5101")["finished"]
+    with session_factory() as session:
+        assert session.get(PaymentEvent, finished).processed_at is None
+    assert processor.process("5101", finished) == PaymentStatus.FINISHED
+    assert len(_jobs(session_factory, INVITE_JOB)) == 1

@@ -33,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Bot
 
@@ -56,6 +56,16 @@ S = PaymentStatus
 OPEN_INVOICE = (InvoiceStatus.CREATED, InvoiceStatus.PENDING, InvoiceStatus.PARTIALLY_PAID)
 
 
+# Nothing for a job to do: its event is applied, or a due, not yet started job of a later event
+# of the payment will read every event, this one included, when it runs.
+_SUPERSEDED = text("""
+SELECT EXISTS (SELECT 1 FROM payment_events WHERE id = :event_id AND processed_at IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND run_at <= :now AND kind = :kind
+               AND payload->>'provider_payment_id' = :payment_id
+               AND CAST(payload->>'event_id' AS bigint) > :event_id)
+""")
+
+
 class PaymentProcessor:
     """Applies a payment's IPNs. Call `process` in a thread; the instance is the job handler."""
 
@@ -68,12 +78,24 @@ class PaymentProcessor:
         self.tolerance_percent = tolerance_percent
 
     async def __call__(self, job: ClaimedJob) -> None:
-        await asyncio.to_thread(self.process, job.payload["provider_payment_id"])
+        await asyncio.to_thread(self.process, job.payload["provider_payment_id"], job.payload.get("event_id"))
 
-    def process(self, provider_payment_id: str) -> PaymentStatus | None:
-        """Bring the payment up to date with its events; returns its status (None: unknown)."""
+    def process(self, provider_payment_id: str, event_id: int | None = None) -> PaymentStatus | None:
+        """Bring the payment up to date with its events; returns its status (None: unknown, or
+        nothing left to do for `event_id`, the event the job was queued for).
+
+        A payment's IPNs come in a burst (waiting, confirming, ... finished), one job each, and
+        runs for one payment take turns on its row lock. So a job whose event another run has
+        already applied, or that a queued job of a later event will apply, stops at once: the run
+        that brings the final status is not kept waiting behind runs with nothing new to do.
+        """
         now = self.clock.now()
         with self.session_factory.begin() as session:
+            if event_id is not None and session.execute(_SUPERSEDED, {
+                    "event_id": event_id, "payment_id": provider_payment_id, "kind": PROCESS_JOB,
+                    "now": now}).scalar_one():
+                logger.debug("payment %s: event %s applied or left to a later job", provider_payment_id, event_id)
+                return None
             payment = session.scalars(select(Payment).where(Payment.provider_payment_id == provider_payment_id)
                                       .with_for_update()).one_or_none()
             if payment is None:
@@ -81,6 +103,8 @@ class PaymentProcessor:
                 return None
             events = list(session.scalars(select(PaymentEvent).where(
                 PaymentEvent.provider_payment_id == provider_payment_id).order_by(PaymentEvent.id)))
+            if any(e.id == event_id and e.processed_at is not None for e in events):
+                return payment.status  # the run we waited for applied it
             invoice = session.get(Invoice, payment.invoice_id, with_for_update=True)
             strange = unknown(events)
             if strange:
@@ -90,7 +114,7 @@ class PaymentProcessor:
                     f"NOWPayments reported status {statuses!r}; it is stored, nothing was changed.")
             decisive = furthest(events)
             if decisive is None:
-                self._mark_processed(session, provider_payment_id, now)
+                self._mark_processed(session, events, now)
                 return payment.status
             status = S(decisive.status)
             if status != payment.status:
@@ -109,14 +133,16 @@ class PaymentProcessor:
                            f"The IPN says {mismatch}; nothing was granted.")
             else:
                 run.act(status)
-            self._mark_processed(session, provider_payment_id, now)
+            self._mark_processed(session, events, now)
             return status
 
     @staticmethod
-    def _mark_processed(session: Session, provider_payment_id: str, now: datetime) -> None:
-        session.execute(update(PaymentEvent).where(PaymentEvent.provider_payment_id == provider_payment_id,
-                                                   PaymentEvent.processed_at.is_(None))
-                        .values(processed_at=now))
+    def _mark_processed(session: Session, events: list[PaymentEvent], now: datetime) -> None:
+        # Only the events this run read: one stored since is not applied yet, and its own job
+        # must not take it for done.
+        unmarked = [event.id for event in events if event.processed_at is None]
+        if unmarked:
+            session.execute(update(PaymentEvent).where(PaymentEvent.id.in_(unmarked)).values(processed_at=now))
 
 
 class _Run:
