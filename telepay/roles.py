@@ -16,6 +16,7 @@ keeps the bot poller to one process per bot token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 
@@ -106,12 +107,18 @@ class BotLock:
                                   "so that a restart takes the lock again or is refused")
 
     def release(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()  # ends the session: the lock goes with it
-            except Exception:  # noqa: BLE001 - a connection already gone has released the lock too
-                logger.debug("closing the bot lock's connection failed", exc_info=True)
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            # Unlocked before the session ends: the server ends a closed session a moment after
+            # the client has gone, and a successor starting at once must find the lock free.
+            self._one(connection, f"SELECT pg_advisory_unlock({self.key})")
+        except Exception:  # noqa: BLE001 - a session already gone has released the lock too
+            logger.debug("unlocking the bot lock failed", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     @staticmethod
     def _one(connection, sql: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from telepay_sandbox.waiting import until
 from telepay.roles import BotLock, BotLockHeld, lock_key, parse_roles
 
 TOKEN = "123:roles-token"
@@ -39,12 +40,18 @@ def test_a_holder_whose_session_dies_loses_the_lock_and_knows_it(engine):
     holder = BotLock(engine, TOKEN)
     holder.acquire()
     try:
+        held = text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND ((classid::bigint << 32) | objid::bigint) = :key")
+        key = {"key": holder.key}
         with engine.begin() as connection:  # the server ends the session (a failover, an operator)
-            ended = connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND ((classid::bigint << 32) | objid::bigint) = :key"), {"key": holder.key & 0xFFFFFFFFFFFFFFFF}
-            ).scalars().all()
-        assert ended == [True]
+            [pid] = connection.execute(held, key).scalars().all()
+            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+
+        def gone():
+            with engine.connect() as connection:
+                return not connection.execute(held, key).first()
+
+        until(gone, "the ended session's lock released")
         assert not holder.alive()
         successor = BotLock(engine, TOKEN)
         successor.acquire()  # the lock went with the session
