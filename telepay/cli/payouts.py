@@ -60,6 +60,10 @@ def payouts_show(payout_id: int) -> None:
         for tx in view["transactions"]:
             click.echo(f"transfer         {tx.asset} {tx.amount_base_units} base units to {tx.to_address} "
                        f"nonce={tx.nonce} {tx.status.value} {tx.tx_hash}")
+        for attempt in view["attempts"]:
+            click.echo(f"  signed version {attempt.tx_hash} at {attempt.created_at:%Y-%m-%d %H:%M:%S} "
+                       f"maxFeePerGas={attempt.max_fee_per_gas} maxPriorityFeePerGas="
+                       f"{attempt.max_priority_fee_per_gas} gas={attempt.gas}")
         for payment in view["payments"]:
             click.echo(f"payment          {payment.id} ({payment.provider_payment_id}): share "
                        f"{payment.owner_share_usd} USD, fee {payment.platform_fee_usd} USD")

@@ -18,7 +18,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from telepay.models import Accumulation, ChainTransaction, Invoice, Payment, Payout, PayoutKind, PayoutStatus
+from telepay.models import (
+    Accumulation, ChainTransaction, ChainTxAttempt, Invoice, Payment, Payout, PayoutKind, PayoutStatus,
+)
 from telepay.services.jobs import JobQueue
 from telepay.services.payouts.allocation import enqueue_payout
 from telepay.services.payouts.locks import advisory_lock
@@ -85,8 +87,12 @@ def show_payout(session: Session, payout_id: int) -> dict[str, Any]:
         raise LookupError(f"no payout {payout_id}")
     payments = list(session.scalars(select(Payment).where(Payment.payout_id == payout_id).order_by(Payment.id)))
     txs = list(session.scalars(select(ChainTransaction).where(ChainTransaction.payout_id == payout_id)))
+    # Every signed version of the transfer (more than one when a stuck one was replaced).
+    attempts = list(session.scalars(select(ChainTxAttempt).where(
+        ChainTxAttempt.chain_transaction_id.in_([tx.id for tx in txs])).order_by(ChainTxAttempt.id)))
     swept = list(session.scalars(select(Accumulation.id).where(Accumulation.sweep_id == payout_id)))
-    return {"payout": payout, "payments": payments, "transactions": txs, "swept_shares": swept}
+    return {"payout": payout, "payments": payments, "transactions": txs, "attempts": attempts,
+            "swept_shares": swept}
 
 
 def retry_payout(session_factory: sessionmaker[Session], jobs: JobQueue, payout_id: int, now: datetime) -> PayoutStatus:

@@ -23,6 +23,8 @@ def test_operators_list_show_retry_cancel_and_report(world, database_url, tmp_pa
     assert listing.exit_code == 0 and "finished" in listing.output and "carried_over" in listing.output
     shown = runner.invoke(main, ["payouts", "show", str(paid.id)])
     assert shown.exit_code == 0 and "transfer         ETH" in shown.output and "confirmed" in shown.output
+    [stored] = world.chain_txs(paid.id)
+    assert f"signed version {stored.tx_hash}" in shown.output and "maxFeePerGas=" in shown.output
 
     exact = runner.invoke(main, ["report", "--exact"])
     assert exact.exit_code == 0, exact.output

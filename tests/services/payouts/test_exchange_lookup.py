@@ -121,3 +121,20 @@ def test_each_rule_alone_rules_a_listed_exchange_out(repo_root):
     assert not match(dataclasses.replace(item, payin_expected_amount=Decimal("0.0168529")), payout, since)
     assert not match(dataclasses.replace(item, payin_currency="usdt"), payout, since)
     assert not match(dataclasses.replace(item, payout_currency="btc"), payout, since)
+
+
+def test_a_sweep_whose_creation_answer_was_lost_finds_its_reverse_exchange(world):
+    """A sweep is created reverse (the USDT to receive is fixed): matched on the payout side."""
+    from telepay.models import PayoutKind
+    from telepay.models.channels import PayoutStrategy
+
+    world.runner.exchanges.client = ChangeNowClient(world.changenow.base_url, KEY, timeout=0.3, retries=0)
+    world.changenow.fail_next("/v2/exchange", method="POST", delay=1.0)
+    channel = world.channel("eth", "eth", strategy=PayoutStrategy.THRESHOLD, threshold=Decimal("1000"))
+    world.pay(channel, SALE)
+    tick = world.scheduler.run_once()
+    world.drain()
+    sweep = world.payout(tick.sweep_id)
+    assert sweep.kind == PayoutKind.SWEEP and sweep.status == PayoutStatus.FINISHED, sweep.last_error
+    assert _creations(world) == 1
+    assert len(world.host_transfers(sweep.payin_address, "eth")) == 1
