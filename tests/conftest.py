@@ -11,19 +11,32 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings as hypothesis_settings
+from hypothesis import HealthCheck, settings as hypothesis_settings
 from sqlalchemy import create_engine
 
 from telepay.models.engine import make_session_factory
 from telepay_sandbox.database import empty_tables, scratch_database
 
 
-# Two shared cores: a property test's example can be slow for reasons that are not its own.
-# Deadlines would make that a failure; the examples' count and content are what we test.
-# In CI the examples are derandomized, so a landing never hinges on a lucky draw; locally they
-# stay random and keep exploring.
-hypothesis_settings.register_profile("telepay", deadline=None, derandomize=bool(os.environ.get("CI")))
-hypothesis_settings.load_profile("telepay")
+# How hard property tests look is set here, by profile, never in the tests: `ci` (the CI
+# variable is set) tries many examples, derandomized so a landing never hinges on a lucky draw;
+# `dev` (the inner loop) tries a few, at random, and keeps exploring from run to run.
+# HYPOTHESIS_PROFILE picks one by name. Two shared cores: an example can be slow for reasons
+# that are not its own, so there are no deadlines; the examples' count and content are what we test.
+hypothesis_settings.register_profile("ci", max_examples=1000, deadline=None, derandomize=True,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile("dev", max_examples=30, deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e runs `telepay run` or the demo: marked `e2e`."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

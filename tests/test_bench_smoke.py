@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, webhooks
+
+# Each runs a benchmark end to end, small.
+pytestmark = pytest.mark.slow
 
 
 def test_webhooks_benchmark_runs_small(capsys, database_url):

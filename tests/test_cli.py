@@ -46,6 +46,7 @@ def test_db_current(tmp_path, database_url):
     assert result.returncode == 0 and "database: " in result.stdout
 
 
+@pytest.mark.slow  # the CLI as subprocesses, many times
 def test_jobs_list_retry_cancel(tmp_path, database_url, session_factory):
     queue = JobQueue(session_factory)
     with session_factory.begin() as session:

@@ -14,7 +14,9 @@ from sqlalchemy import text
 from telepay.security import nowpayments, signing
 from tests.api.conftest import IPN_SECRET, SIGNING_SECRET, make_app
 
-EXAMPLES = 2000
+# Hundreds of random requests per endpoint (with the `ci` profile).
+pytestmark = pytest.mark.slow
+
 
 # A run of refused IPNs raises its alert on purpose (`ipn-refusals:<window>`); nothing else may change.
 STATE = text("""
@@ -103,7 +105,7 @@ def test_random_requests_never_5xx_and_never_change_state_unsigned(engine, chann
         with engine.connect() as connection:
             return tuple(connection.execute(STATE).one())
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+    @settings(deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=st.data())
     def check(data):

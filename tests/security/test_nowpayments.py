@@ -337,7 +337,7 @@ json_no_floats = st.recursive(
 ipn_like = st.dictionaries(json_keys, json_no_floats, max_size=6)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(ipn_like, st.booleans())
 def test_without_floats_canonical_equals_sorted_compact_json_dumps(body, ascii_on_wire):
     raw = json.dumps(body, ensure_ascii=ascii_on_wire).encode()
@@ -355,7 +355,6 @@ any_json = st.recursive(
 )
 
 
-@settings(max_examples=300)
 @given(st.dictionaries(st.text(max_size=6), any_json, max_size=6))
 def test_canonical_body_is_idempotent(body):
     once = canonical_body(json.dumps(body).encode())
@@ -381,7 +380,6 @@ garbage = (
 headers = st.none() | st.text(max_size=140) | st.just(expected_sig(IPN_CANONICAL))
 
 
-@settings(max_examples=500)
 @given(garbage, headers)
 def test_garbage_only_ever_raises_documented_errors(raw, header):
     try:
@@ -391,7 +389,6 @@ def test_garbage_only_ever_raises_documented_errors(raw, header):
     assert isinstance(body, dict)
 
 
-@settings(max_examples=300)
 @given(st.data())
 def test_any_one_byte_change_fails_or_means_the_same_body(data):
     raw = data.draw(st.sampled_from([IPN_RAW, IPN_CANONICAL, ESCAPES_RAW, NUMBERS_RAW]))
@@ -412,7 +409,7 @@ def test_any_one_byte_change_fails_or_means_the_same_body(data):
 
 # The fast serialiser (C encoder) must give the reference serialiser's bytes, or decline.
 
-@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(max_size=6), any_json, max_size=6), st.booleans())
 def test_the_fast_serialiser_agrees_with_the_reference_or_declines(body, ascii_on_wire):
     raw = json.dumps(body, ensure_ascii=ascii_on_wire).encode("utf-8", "surrogatepass")
@@ -424,7 +421,6 @@ def test_the_fast_serialiser_agrees_with_the_reference_or_declines(body, ascii_o
     assert fast is None or fast == _serialise(parsed)
 
 
-@settings(max_examples=2000)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_a_parsed_number_prints_back_as_javascript_spells_it(value):
     spelled = js_number(value)

@@ -167,7 +167,7 @@ rates = st.sampled_from([1, 5, 10, 30, 60, 600, 7, 13.5])
 gaps = st.lists(st.floats(0, 30, allow_nan=False), min_size=1, max_size=150)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(rate=rates, burst=st.integers(1, 25), gaps=gaps)
 def test_never_more_than_burst_plus_rate_times_t(rate, burst, gaps):
     limiter, clock = make(rate=rate, burst=burst)
@@ -183,7 +183,7 @@ def test_never_more_than_burst_plus_rate_times_t(rate, burst, gaps):
             assert j - i + 1 <= burst + rate / 60 * elapsed + 1e-6
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(rate=rates, burst=st.integers(1, 25), gaps=gaps)
 def test_waiting_retry_after_is_always_enough(rate, burst, gaps):
     limiter, clock = make(rate=rate, burst=burst)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from telepay.models import Invoice, Subscription, SubscriptionStatus
 from telepay.services.access import link_name
 from telepay.services.fulfilment import extend_subscription
-from tests.services.test_payments import _invoice, channel  # noqa: F401 - fixture
+from tests.services.payments_rig import _invoice
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -172,6 +172,7 @@ def test_lost_rights_tell_owner_and_operators_once_and_removals_wait_for_the_rig
         rig.close()
 
 
+@pytest.mark.slow  # waits out real retry_after pauses
 def test_429s_are_waited_out_and_a_removal_that_outlasts_the_retries_runs_again(rig):
     channel_id, _, closed = rig.channel()
     person, _ = rig.member(channel_id, closed, "Patient", expires_in=MINUTE)

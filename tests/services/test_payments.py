@@ -26,69 +26,7 @@ from telepay.services.notifications import NOTIFY_JOB
 from telepay.services.fulfilment import Fulfilment
 from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments.state import furthest
-
-BUYER = 555
-
-
-@pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def jobs(session_factory, clock):
-    return JobQueue(session_factory, clock=clock)
-
-
-@pytest.fixture
-def processor(session_factory, jobs, clock):
-    return PaymentProcessor(session_factory, jobs, clock, fulfilment=Fulfilment(jobs, fee_percent=Decimal(10)),
-                            tolerance_percent=Decimal("0.5"))
-
-
-@pytest.fixture
-def channel(session_factory):
-    with session_factory.begin() as session:
-        channel = Channel(key="chan01key", owner_user_id=77, open_chat_id=-1001, closed_chat_id=-1002,
-                          open_title="News", closed_title="VIP", status=ChannelStatus.ACTIVE,
-                          payout_currency="usdt", payout_network="trx",
-                          payout_address="TJRabPrwbZy45sbavfcjinPJC18kjpRTv8")
-        channel.tiers.append(Tier(number=1, price_usd=Decimal("10.00"), days=30))
-        session.add(channel)
-    return channel
-
-
-def _invoice(session_factory, channel, kind=InvoiceKind.SUBSCRIPTION, price="10.00", now=None) -> str:
-    with session_factory.begin() as session:
-        tier = session.scalars(select(Tier).where(Tier.channel_id == channel.id)).one()
-        invoice = Invoice(id=str(uuid.uuid4()), kind=kind, channel_id=channel.id,
-                          tier_id=tier.id if kind == InvoiceKind.SUBSCRIPTION else None, buyer_user_id=BUYER,
-                          buyer_username="bob", price_usd=Decimal(price),
-                          days=30 if kind == InvoiceKind.SUBSCRIPTION else None, status=InvoiceStatus.PENDING,
-                          created_at=now or datetime.now(timezone.utc))
-        session.add(invoice)
-    return invoice.id
-
-
-def _ipn(session_factory, clock, invoice_id, payment_id, status, *, paid="0.004", pay="0.004",
-         parent=None) -> str:
-    body = {"payment_id": payment_id, "parent_payment_id": parent, "payment_status": status,
-            "order_id": invoice_id, "price_amount": Decimal("10.00"), "price_currency": "usd",
-            "pay_amount": Decimal(pay), "actually_paid": Decimal(paid if status != "waiting" else "0"),
-            "actually_paid_at_fiat": Decimal(paid) * 2500, "pay_currency": "eth"}
-    with session_factory.begin() as session:
-        return record_ipn(session, IpnIn.model_validate(body), body, str(body), clock.now())
-
-
-def _jobs(session_factory, kind):
-    with session_factory() as session:
-        return list(session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)))
-
-
-def _count(session_factory, model):
-    with session_factory() as session:
-        return session.scalar(select(func.count()).select_from(model))
-
+from tests.services.payments_rig import BUYER, _count, _invoice, _ipn, _jobs
 
 FULL = ("waiting", "confirming", "confirmed", "sending", "finished")
 

@@ -15,7 +15,7 @@ from telepay.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Subsc
 from telepay_sandbox.nowpayments import Delivery, NowPaymentsSandbox
 from telepay.services.ipn import record_ipn
 from telepay.services.payments.checker import PaymentChecker
-from tests.services.test_payments import _invoice, channel, clock, jobs, processor  # noqa: F401 - fixtures
+from tests.services.payments_rig import _invoice
 
 KEY, SECRET = "checker-key", "checker-secret"
 LOST = Delivery(retries=0)  # posted to a closed port: every IPN is lost

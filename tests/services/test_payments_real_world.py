@@ -15,9 +15,7 @@ from telepay.models import Invoice, InvoiceStatus, Payment, PaymentEvent, Paymen
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.ipn import record_ipn
 from telepay.services.messages import ALERT_JOB, DIRECT_JOB
-from tests.services.test_payments import (  # noqa: F401 - fixtures
-    BUYER, _count, _invoice, _jobs, channel, clock, jobs, processor,
-)
+from tests.services.payments_rig import BUYER, _count, _invoice, _jobs
 
 
 def _record(session_factory, clock, body) -> str:

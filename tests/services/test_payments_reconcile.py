@@ -20,9 +20,7 @@ from telepay.services.messages import ALERT_JOB
 from telepay.services.payments.reconcile import Reconciler
 from telepay_sandbox.nowpayments import Delivery, NowPaymentsSandbox
 from tests.api.conftest import make_app, refusals
-from tests.services.test_payments import (  # noqa: F401 - fixtures
-    BUYER, _invoice, channel, clock, jobs, processor,
-)
+from tests.services.payments_rig import BUYER, _invoice
 
 KEY = "test-nowpayments-key"  # the API key tests.api.conftest's app is configured with
 ROTATED = "the-secret-before-it-was-rotated"  # NOWPayments signs with it; we no longer accept it

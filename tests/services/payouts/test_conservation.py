@@ -5,6 +5,8 @@ every payout is the sum of the shares traced to it, and the chain agrees with th
 
 from __future__ import annotations
 
+import pytest
+
 import random
 from collections import Counter
 from decimal import Decimal
@@ -31,6 +33,7 @@ OWNERS = [
 ]
 
 
+@pytest.mark.slow  # two hundred payments through the chain
 def test_two_hundred_payments_conserve_every_unit(world):
     rng = random.Random(20261122)
     channels = [world.channel(c, n, strategy=s, threshold=t) for c, n, s, t in OWNERS]

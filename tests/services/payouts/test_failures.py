@@ -16,6 +16,7 @@ from telepay.services.payouts.runner import PayoutRunner
 from telepay.services.payouts.wallet import HostWallet
 
 
+@pytest.mark.slow  # a day of retries
 def test_changenow_down_for_a_day_sends_the_payout_to_review_with_an_alert(world):
     world.changenow.fail_next("/v2/exchange", status=503, count=10_000)  # quotes, creation, status
     payout = world.payout_of(world.pay(world.channel("btc", "btc"), Decimal("40")))
