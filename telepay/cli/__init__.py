@@ -12,6 +12,7 @@ from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, 
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
+from telepay.cli.subscribers import subscribers
 from telepay.cli.stars import stars, texts
 from telepay.logs import configure_logging
 from telepay.ops.version import version
@@ -279,5 +280,6 @@ main.add_command(payments)
 main.add_command(payouts)
 main.add_command(report)
 main.add_command(stars)
+main.add_command(subscribers)
 main.add_command(texts)
 _add_plugin_commands()

@@ -88,6 +88,9 @@ def test_finding_1_no_buyer_pays_for_nothing(world):
     queued = until(lambda: len(world.queue()) == 2 and world.queue(), what="both buyers queued")
     assert {w.user_id for w in queued} == {b.id for b in buyers}
     assert {w.status for w in queued} == {InviteStatus.WAITING} and {w.channel_id for w in queued} == {channel_id}
+    shown = world.process.telepay("subscribers", "waiting")  # what an operator sees
+    assert shown.returncode == 0, shown.stderr
+    assert all(f"user={b.id}" in shown.stdout for b in buyers) and shown.stdout.count("waiting") == 2
     assert world.payout_jobs([i.id for i in invoices]) == []  # zero payouts started
     assert all(b.status_in(closed_chat) == "left" for b in buyers)
 
