@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     ipn_refusal_alert_count: int = _is("a whole number, 1 or more", 10, ge=1)
     ipn_refusal_alert_minutes: int = _is("whole minutes, 1 or more", 10, ge=1)
     admin_chat_ids: ChatIds = _is("comma-separated Telegram chat ids (whole numbers)", ())
+    # Operator alerts (telepay.ops.alerts): a JSON POST to this URL as well as the admin chats;
+    # how often conditions are evaluated, how often one that holds is sent again, and how long
+    # a payout may keep failing before it is one.
+    alert_webhook_url: str | None = _is("an http(s) URL that takes a JSON POST")
+    alert_check_seconds: Seconds = _is("seconds, a number above 0", 60.0)
+    alert_repeat_minutes: int = _is("whole minutes, 1 or more", 60, ge=1)
+    payout_failing_alert_minutes: int = _is("whole minutes, 1 or more", 15, ge=1)
     # Telegram Stars: what a Star is worth when withdrawn (USD), how long Telegram holds Stars
     # before they can be withdrawn (so how long an owner's Stars share is held), and whether
     # only Stars are offered (Telegram's rule for digital goods, applied strictly).
@@ -239,7 +246,7 @@ class Settings(BaseSettings):
             check.duration(offset)
         return value
 
-    @field_validator("telegram_api_base_url", "nowpayments_base_url", "changenow_base_url",
+    @field_validator("telegram_api_base_url", "nowpayments_base_url", "changenow_base_url", "alert_webhook_url",
                      "public_base_url", "eth_rpc_url")
     @classmethod
     def _web_url(cls, value: str | None) -> str | None:

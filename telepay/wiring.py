@@ -22,6 +22,7 @@ from telepay.clients.nowpayments import NowPaymentsClient
 from telepay.clock import Clock, OffsetFileClock, SystemClock
 from telepay.config import Settings, parse_duration, reveal
 from telepay.models.engine import make_engine, make_session_factory
+from telepay.ops.alerts import AlertMonitor
 from telepay.ops.checks import HealthChecks
 from telepay.ops.liveness import Beats
 from telepay.ops.polling import PollWatch
@@ -74,6 +75,8 @@ class Services:
     # What Telegram last answered the poller, and the loops' heartbeats (health, metrics, watchdog).
     poll_watch: PollWatch = field(default_factory=PollWatch)
     beats: Beats = field(default_factory=Beats)
+    # The alert monitor, once `telepay run` has started it (its undelivered sends show in /status).
+    alert_monitor: AlertMonitor | None = None
     # The status checks read the services themselves, so they are made right after them.
     health: HealthChecks = field(init=False)
 

@@ -8,6 +8,7 @@ from importlib import metadata
 import click
 from sqlalchemy import text
 
+from telepay.cli.alerts import alerts
 from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
@@ -277,6 +278,7 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
 
 
 main.add_command(payments)
+main.add_command(alerts)
 main.add_command(payouts)
 main.add_command(report)
 main.add_command(stars)

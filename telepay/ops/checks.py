@@ -181,7 +181,7 @@ class HealthChecks:
         return Check("dead_jobs", OK, None, {"count": 0})
 
     def _payouts(self, session, now: datetime) -> Check:
-        minutes = getattr(self.settings, "payout_failing_alert_minutes", 15)
+        minutes = self.settings.payout_failing_alert_minutes
         failing = session.execute(select(Payout.id, Payout.failing_since, Payout.last_error)
                                   .where(Payout.failing_since.is_not(None),
                                          Payout.failing_since <= now - timedelta(minutes=minutes))).all()
@@ -222,18 +222,25 @@ class HealthChecks:
         return Check("payments_in", DEGRADED if reasons else OK, "; ".join(reasons) or None, data)
 
     def _alert_delivery(self, session) -> Check:
+        """Alerts owed to someone: service alerts' messages still retrying or dead, and the
+        monitor's sends that have not got through (telepay.ops.alerts)."""
         stuck = session.execute(select(Job.id, Job.state, Job.attempts, Job.last_error).where(
-            Job.kind == "message.direct", Job.dedupe_key.like(OPERATOR_MESSAGES),
+            ((Job.kind == "message.direct") & Job.dedupe_key.like(OPERATOR_MESSAGES)) | (Job.kind == "operator.alert"),
             (Job.state == JobState.DEAD) | ((Job.state == JobState.QUEUED) & (Job.attempts > 0)))).all()
-        nowhere = not self.settings.admin_chat_ids and not getattr(self.settings, "alert_webhook_url", None)
-        data = {"undelivered": [{"id": i, "state": str(s), "attempts": a} for i, s, a, _ in stuck]}
+        monitor = getattr(self.services, "alert_monitor", None)
+        owed = monitor.undelivered() if monitor is not None else {}
+        data = {"undelivered_jobs": [{"id": i, "state": str(s), "attempts": a} for i, s, a, _ in stuck],
+                "undelivered_alerts": owed}
+        reasons = []
         if stuck:
-            return Check("alerts", DEGRADED, f"{len(stuck)} operator alert(s) not delivered yet "
-                                             f"({(stuck[0][3] or '').splitlines()[0][:120] if stuck[0][3] else 'retrying'})",
-                         data)
-        if nowhere:
-            return Check("alerts", DEGRADED, "alerts have nowhere to go: set ADMIN_CHAT_IDS or ALERT_WEBHOOK_URL", data)
-        return Check("alerts", OK, None, data)
+            first = (stuck[0][3] or "retrying").splitlines()[0][:120]
+            reasons.append(f"{len(stuck)} operator message(s) not delivered yet ({first})")
+        if owed:
+            reasons.append("alerts not delivered yet: " + "; ".join(
+                f"{key} via {', '.join(f'{c} ({e})' for c, e in channels.items())}" for key, channels in owed.items()))
+        if not self.settings.admin_chat_ids and not self.settings.alert_webhook_url:
+            reasons.append("alerts have nowhere to go: set ADMIN_CHAT_IDS or ALERT_WEBHOOK_URL")
+        return Check("alerts", DEGRADED if reasons else OK, "; ".join(reasons) or None, data)
 
     # ---- the host wallet ------------------------------------------------------------------------
 

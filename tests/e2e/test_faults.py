@@ -7,79 +7,24 @@ up yet at start, a SIGTERM lands while the process is still starting.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
 from telepay.bot.start import WELCOME
-from telepay.models import migrate
-from telepay.models.engine import embedded_url
-from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.harness import TelepayProcess
 from telepay_sandbox.telegram import TelegramSandbox
-
-TOKEN = "111:e2e-faults-token"
+from tests.e2e.faults import TOKEN, env_for, server_pids, signal_all, wait_for_log
 
 
 @pytest.fixture
 def telegram():
     with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as sandbox:
         yield sandbox
-
-
-@pytest.fixture(scope="module")
-def own_server():
-    """A migrated embedded PostgreSQL that only this module uses, so it may be frozen.
-    (Outside pytest's temporary tree, whose 0700 directories the server's own user cannot enter.)"""
-    import pgserver
-
-    data_dir = Path(tempfile.mkdtemp(prefix="telepay-faults-"))
-    data_dir.chmod(0o755)
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
-    url = embedded_url(data_dir)
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url, data_dir / "pg"
-    server.cleanup()
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def server_pids(pg_dir: Path) -> list[int]:
-    postmaster = int((pg_dir / "postmaster.pid").read_text().splitlines()[0])
-    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-    return [postmaster, *map(int, children)]
-
-
-def signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def env_for(telegram, tmp_path, **extra):
-    database_url = extra.pop("database_url", None)
-    return sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
-                       data_dir=tmp_path, database_url=database_url, extra=extra)
-
-
-def wait_for_log(process: TelepayProcess, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in process.log():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not logged within {timeout} s:\n{process.log()}")
 
 
 def test_polling_survives_a_401_and_answers_again(telegram, database_url, session_factory, tmp_path):

@@ -1,0 +1,153 @@
+"""Alerts from a running `telepay run` reach a loopback webhook receiver and the operators'
+Telegram chat within seconds: firing, retried while the receiver fails, resolved when the
+condition ends; "database unreachable" gets out while the database is frozen."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from telepay.models import Job, JobState
+from telepay.services.jobs import JobQueue
+from telepay_sandbox.harness import TelepayProcess
+from telepay_sandbox.telegram import TelegramSandbox
+from tests.e2e.faults import TOKEN, env_for, freeze, signal_all
+
+
+class Receiver:
+    """A webhook endpoint on loopback that can be told to fail its next answers."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    self.send_response(503)
+                else:
+                    receiver.received.append(body)
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, predicate, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in self.received:
+                if predicate(body):
+                    return body
+            time.sleep(0.2)
+        raise AssertionError(f"no matching alert within {timeout} s; got {self.received}")
+
+
+@pytest.fixture
+def telegram():
+    with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def test_a_dead_invite_job_alerts_both_channels_is_retried_and_resolves(telegram, receiver, database_url,
+                                                                         session_factory, tmp_path):
+    operator = telegram.create_user("Olga", username="olga_ops")
+    operator.send("/start")
+    env = env_for(telegram, tmp_path, database_url=database_url, ALERT_WEBHOOK_URL=receiver.url,
+                  ALERT_CHECK_SECONDS="1", ADMIN_CHAT_IDS=str(operator.id), OPERATOR_TOKEN="ops")
+    process = TelepayProcess(env, tmp_path / "run.log")
+    try:
+        process.start()
+        receiver.fail_next = 2  # the receiver is down for a moment: the alert must still arrive
+        jobs = JobQueue(session_factory)
+        with session_factory.begin() as session:
+            # A kind no worker claims, so only the test moves it: dead, as after a day of retries.
+            job_id = jobs.enqueue(session, "ops.test.dead", {}, dedupe_key="x")
+        with session_factory.begin() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(state=JobState.DEAD, last_error="Forbidden"))
+        injected = time.monotonic()
+        firing = receiver.wait_for(lambda b: b["alert"] == "dead_jobs" and b["status"] == "firing", timeout=30)
+        seconds_to_webhook = time.monotonic() - injected
+        assert "telepay jobs retry" in firing["text"] and firing["level"] == "degraded"
+        message = operator.wait_for_message(lambda m: "dead_jobs" in (m.text or ""), timeout=30)
+        assert "dead job" in message.text
+
+        with session_factory.begin() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(state=JobState.CANCELLED))
+        receiver.wait_for(lambda b: b["alert"] == "dead_jobs" and b["status"] == "resolved", timeout=30)
+        operator.wait_for_message(lambda m: "resolved: dead_jobs" in (m.text or ""), timeout=30)
+        assert sum(b["alert"] == "dead_jobs" and b["status"] == "firing" for b in receiver.received) == 1
+        code, _ = process.stop()
+        assert code == 0
+    finally:
+        process.kill()
+    assert seconds_to_webhook < 20
+    assert "could not be sent by webhook, will retry" in process.log()
+    assert TOKEN not in process.log()
+
+
+def test_database_unreachable_gets_out_while_the_database_is_frozen(telegram, receiver, own_server, tmp_path):
+    url, pg_dir = own_server
+    env = env_for(telegram, tmp_path, database_url=url, ALERT_WEBHOOK_URL=receiver.url, ALERT_CHECK_SECONDS="1",
+                  DB_CONNECT_TIMEOUT_SECONDS="1", DB_STATEMENT_TIMEOUT_SECONDS="2", OPERATOR_TOKEN="ops")
+    process = TelepayProcess(env, tmp_path / "run.log")
+    pids = []
+    try:
+        process.start()
+        pids = freeze(pg_dir)
+        frozen = time.monotonic()
+        down = receiver.wait_for(lambda b: b["alert"] == "database" and b["status"] == "firing", timeout=30)
+        seconds_to_alert = time.monotonic() - frozen
+        status = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"}, timeout=10)
+        assert status.status_code == 503 and status.json()["checks"]["database"]["level"] == "down"
+        signal_all(pids, signal.SIGCONT)
+        receiver.wait_for(lambda b: b["alert"] == "database" and b["status"] == "resolved", timeout=60)
+        assert httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"},
+                         timeout=10).status_code == 200
+        code, _ = process.stop()
+        assert code == 0
+    finally:
+        signal_all(pids, signal.SIGCONT)
+        process.kill()
+    assert down["level"] == "down" and seconds_to_alert < 15
+
+
+def test_alerts_test_reports_each_channel(telegram, receiver, tmp_path):
+    operator = telegram.create_user("Olga", username="olga_ops")
+    operator.send("/start")
+    stranger = telegram.create_user("Nobody")  # never started the bot: Telegram refuses to write
+    env = env_for(telegram, tmp_path, ALERT_WEBHOOK_URL=receiver.url, ADMIN_CHAT_IDS=str(operator.id))
+    ok = TelepayProcess(env, tmp_path / "log").telepay("alerts", "test", timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.split() == ["telegram", "OK", "webhook", "OK"]
+    assert receiver.received[-1]["alert"] == "test"
+    assert "test alert" in operator.wait_for_message(timeout=10).text
+
+    env["ADMIN_CHAT_IDS"] = f"{operator.id},{stranger.id}"
+    receiver.fail_next = 1
+    bad = TelepayProcess(env, tmp_path / "log").telepay("alerts", "test", timeout=60)
+    assert bad.returncode == 1
+    lines = bad.stdout.splitlines()
+    assert lines[0].startswith("telegram") and f"chat {stranger.id}" in lines[0] and "FAIL" in lines[0]
+    assert lines[1].startswith("webhook") and "FAIL" in lines[1] and "503" in lines[1]
