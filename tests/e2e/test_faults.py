@@ -7,11 +7,14 @@ up yet at start, a SIGTERM lands while the process is still starting.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,7 +110,10 @@ def test_sigterm_while_waiting_for_the_database_exits_0(telegram, own_server, tm
     assert "Traceback" not in output
 
 
-def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegram, tmp_path):
+def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegram):
+    # Not pytest's 0700 temporary tree: the embedded server runs as its own user and must enter it.
+    tmp_path = Path(tempfile.mkdtemp(prefix="telepay-sigterm-"))
+    tmp_path.chmod(0o755)
     env = env_for(telegram, tmp_path)  # no DATABASE_URL: the embedded server in tmp_path/pg
     proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -122,6 +128,7 @@ def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegr
     postmasters = subprocess.run(["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"],
                                  capture_output=True, text=True).stdout.split()
     assert postmasters == [], output
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(telegram, database_url,
