@@ -10,7 +10,8 @@ released only once access was delivered.
   the pair resumes they are let in (`telepay.services.rights.resume`).
 * Policy (docs/decisions.md): a buyer still waiting after `DELIVERY_DEADLINE` (48 h) is moved to
   review: the operators get an alert naming the invoice and the payment, to refund or credit by
-  hand (crypto refunds are manual), and the buyer is told. Their share stays held meanwhile.
+  hand (crypto refunds are manual), and the buyer is told. Their share stays held meanwhile. A
+  purchase paid in Telegram Stars is refunded at once, automatically (`stars.refund` job).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from telepay.models import Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, Payment, Payout
+from telepay.models import (
+    Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, Payment, Payout, StarPayment, StarPaymentStatus,
+)
 from telepay.models.payouts import PayoutStatus
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import alert_operators, queue_message
 from telepay.services.payouts.allocation import enqueue_payout
+from telepay.services.stars.refunds import queue_refund
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,17 @@ def review_overdue(session: Session, jobs: JobQueue, now: datetime) -> int:
         payment = session.scalars(select(Payment).where(Payment.invoice_id == invite.invoice_id)
                                   .order_by(Payment.id.desc()).limit(1)).first() if invite.invoice_id else None
         named = f"invoice {invite.invoice_id}" + (f", payment {payment.provider_payment_id}" if payment else "")
+        stars = session.scalars(select(StarPayment).where(
+            StarPayment.payment_id == payment.id, StarPayment.status == StarPaymentStatus.FULFILLED)).first() \
+            if payment else None
+        if stars is not None:
+            # Telegram can refund Stars for us: the buyer does not wait for an operator.
+            queue_refund(session, jobs, stars, f"not delivered within {DELIVERY_DEADLINE}")
+            alert_operators(session, jobs, f"Refunded automatically: user {invite.user_id} paid {stars.stars} Stars "
+                            f"({named}) but could not be let into chat {invite.chat_id} within "
+                            f"{DELIVERY_DEADLINE.total_seconds() / 3600:.0f} h.", key=f"refund:{invite.id}")
+            logger.warning("invite %s (%s): not delivered within the deadline; Stars refunded", invite.id, named)
+            continue
         alert_operators(session, jobs,
                         f"Refund due: user {invite.user_id} paid ({named}) but could not be let into chat "
                         f"{invite.chat_id} within {DELIVERY_DEADLINE.total_seconds() / 3600:.0f} h. Refund or "

@@ -10,6 +10,7 @@ from telepay.services import access, lifecycle, messages, notifications, posts
 from telepay.services.jobs import JobRegistry
 from telepay.services.payments import processor
 from telepay.services.payouts import engine as payouts
+from telepay.services.stars import refunds as stars_refunds
 
 JOB_KINDS = JobRegistry([
     *messages.JOB_KINDS,
@@ -19,4 +20,5 @@ JOB_KINDS = JobRegistry([
     *posts.JOB_KINDS,
     *lifecycle.JOB_KINDS,
     *payouts.JOB_KINDS,
+    *stars_refunds.JOB_KINDS,
 ])

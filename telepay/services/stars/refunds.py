@@ -1,4 +1,6 @@
-"""An operator's refund of a Stars payment: Telegram first, then our records.
+"""Refunds of Stars payments: an operator's (`refund`), and the `stars.refund` job that refunds a
+purchase we could not deliver (the delivery queue's deadline, `telepay.services.delivery`).
+Either way, Telegram first, then our records.
 
 Telegram is asked before anything is written: `refundStarPayment` refuses a second refund of a
 charge (CHARGE_ALREADY_REFUNDED), so a rerun after a crash between the two steps simply records
@@ -18,7 +20,7 @@ from telegram.error import BadRequest, TelegramError
 
 from telepay.errors import TelePayError
 from telepay.models import StarPayment, StarPaymentStatus, Subscription
-from telepay.services.jobs import JobQueue
+from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.stars.holds import RefundResult, apply_refund
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ async def refund(session_factory: sessionmaker[Session], jobs: JobQueue, bot, re
         try:
             await bot.refund_star_payment(row.user_id, row.charge_id)
         except BadRequest as error:
-            if "CHARGE_ALREADY_REFUNDED" not in error.message:
+            if "charge_already_refunded" not in error.message.lower():  # PTB rewrites the case
                 raise RefundRefused(f"Telegram refused the refund: {error.message}") from None
             logger.info("star payment %s: Telegram had refunded it already; recording it", row.id)
         if renewing is not None:
@@ -69,3 +71,44 @@ async def refund(session_factory: sessionmaker[Session], jobs: JobQueue, bot, re
             return apply_refund(session, jobs, row.charge_id, now)
 
     return await asyncio.to_thread(record)
+
+
+REFUND_JOB = "stars.refund"
+
+
+def queue_refund(session: Session, jobs: JobQueue, row: StarPayment, reason: str) -> int | None:
+    """Queue Telegram's refund of a fulfilled Stars payment, once per payment."""
+    return jobs.enqueue(session, REFUND_JOB, {"charge_id": row.charge_id, "user_id": row.user_id, "reason": reason},
+                        dedupe_key=f"refund:{row.id}")
+
+
+class StarsRefunder:
+    """The `stars.refund` job: refundStarPayment, then `apply_refund` (idempotent both)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, clock, bot):
+        self.session_factory = session_factory
+        self.jobs = jobs
+        self.clock = clock
+        self.bot = bot
+
+    async def __call__(self, job: ClaimedJob) -> None:
+        charge_id, user_id = job.payload["charge_id"], job.payload["user_id"]
+        try:
+            await self.bot.refund_star_payment(user_id, charge_id)
+        except BadRequest as error:
+            if "charge_already_refunded" not in error.message.lower():  # PTB rewrites the case
+                raise  # retried, then dead and visible to operators
+        logger.info("stars charge %s refunded (%s)", charge_id, job.payload.get("reason"))
+
+        def record() -> RefundResult:
+            with self.session_factory.begin() as session:
+                return apply_refund(session, self.jobs, charge_id, self.clock.now())
+
+        await asyncio.to_thread(record)
+
+
+def _refunder(services, bot) -> StarsRefunder:
+    return StarsRefunder(services.session_factory, services.jobs, services.clock, bot)
+
+
+JOB_KINDS = (JobKind(REFUND_JOB, _refunder),)
