@@ -48,7 +48,7 @@ async def get_invite(update: Update, context: Context) -> None:
 async def bot_rights_changed(update: Update, context: Context) -> None:
     """The bot's own rights changed in a chat: check (and pause or resume) the pair it belongs to."""
     await context.rights.check_chat(update.my_chat_member.chat.id)
-    services(context).wake_worker()  # a resumed pair has invites to send
+    context.services.wake_worker()  # a resumed pair has invites to send
 
 
 def handlers() -> list[BaseHandler]:
