@@ -253,6 +253,8 @@ def test_after_the_hold_the_owner_is_paid_exactly_and_the_books_balance(world, s
     assert money.refunded == PRICE_STARS * RATE and money.review == 501 * RATE
     report = world.process.telepay("report", "--exact")
     assert report.returncode == 0 and "Telegram Stars: 6 payments" in report.stdout
+    reconciled = world.process.telepay("stars", "reconcile")  # against the sandbox's getStarTransactions
+    assert reconciled.returncode == 0 and "agree with Telegram's" in reconciled.stdout, reconciled.stderr
 
 
 def test_paysupport_reaches_the_owner_and_the_operators_and_privacy_answers(world, shop):
