@@ -20,6 +20,7 @@ from typing import Callable
 
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
 
 from telepay.config import Settings, reveal
 from telepay.errors import TelePayError
@@ -153,6 +154,12 @@ def ipn_guarded(view):
         except TelePayError as refused:  # signed and readable, but not ours (unknown order, ...)
             if 400 <= refused.status < 500:
                 _ipn_refused(ip, "order", f"{refused.code}: {refused.message}")
+            raise
+        except HTTPException as refused:  # e.g. a body over the size limit: it was never verified
+            if refused.code is not None and 400 <= refused.code < 500:
+                _ipn_refused(ip, "signature", f"{refused.code} {refused.name}")
+                if not trusted:
+                    guards.limiters[IPN].hit(rate_limit_key(ip, guards.ipv6_prefix))
             raise
         if 400 <= response.status_code < 500 and "refused" in g:
             code, message = g.refused

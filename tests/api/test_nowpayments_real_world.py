@@ -127,6 +127,11 @@ def test_refusals_are_logged_with_their_reason_counted_and_a_run_raises_the_aler
         assert len(session.scalars(select(Job).where(Job.kind == "operator.alert")).all()) == 1
 
 
+def test_an_oversized_body_is_a_counted_refusal(engine, client, invoice):
+    response = post_ipn(client, b'{"pad": "' + b"x" * 70_000 + b'"}')
+    assert response.status_code == 413 and refusals(engine) == [("signature", "51.89.194.21")]
+
+
 def test_refusals_are_kept_thirty_days(engine, client, invoice, session_factory):
     services = api_state(client.application).services
     with session_factory.begin() as session:

@@ -6,7 +6,8 @@ stored is recorded exactly as an IPN would be (`record_ipn`, same dedupe key), s
 money state through the one path IPNs take, and a late real IPN for it is a repeat.
 
 Only payments we have heard of at least once can be asked about: NOWPayments' API finds a
-payment by its id, and a payment whose every IPN was lost is unknown to us.
+payment by its id, and a payment whose every IPN was lost is unknown to us. Those are found in
+NOWPayments' payments list by `reconcile`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the metrics read through `refused_ipns_since`), and an operator alert once
 IPN_REFUSAL_ALERT_COUNT refusals arrive within IPN_REFUSAL_ALERT_MINUTES (at most one per window).
 
 Reasons: `address` (not on the allowlist), `signature` (missing, malformed, wrong, or a body
-that is not JSON), `schema` (signed, but not an IPN we can read), `order` (signed and readable,
+that is not JSON or too large to verify), `schema` (signed, but not an IPN we can read), `order` (signed and readable,
 but naming an order or parent payment we don't have, or another order's payment).
 """
 
