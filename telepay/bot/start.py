@@ -10,8 +10,8 @@ from telepay.services.channels import touch_owner
 
 WELCOME = (
     "Welcome to TelePay! 👋\n\n"
-    "Channel owners: sell access to your private channel and take donations in crypto, "
-    "paid out automatically to your own wallet.\n"
+    "Channel owners: sell access to your private channel and take donations in Telegram Stars "
+    "and crypto, paid out automatically to your own wallet.\n"
     "Subscribers: tap a subscribe button in a channel to get started.\n\n"
     "Send /help to see what I can do."
 )

@@ -51,12 +51,19 @@ def deep_link(bot_username: str, key: str, target: int | str) -> str:
     return f"https://t.me/{bot_username}?start={payload_for(key, target)}"
 
 
+def _ways(channel: Channel) -> str:
+    """How the owner lets buyers pay (the tier card, which also knows STARS_ONLY, has the final word)."""
+    if channel.accept_stars and channel.accept_crypto:
+        return "in Telegram Stars or crypto"
+    return "in Telegram Stars" if channel.accept_stars else "in crypto"
+
+
 def plan_posts(channel: Channel, previous: dict[tuple[int, str], int], bot_username: str) -> list[Post]:
     tiers = [tier for tier in channel.tiers if tier.active]
     subscribe = Post(
         channel.open_chat_id, SUBSCRIBE,
         f"🔒 {channel.closed_title}\n\nGet access to our members-only channel. Pick a plan below; "
-        "you'll pay in crypto and receive your personal invite link right after.",
+        f"you'll pay {_ways(channel)} and receive your personal invite link right after.",
         [(f"${tier.price_usd:,.2f} · {tier.days} days", deep_link(bot_username, channel.key, tier.number))
          for tier in tiers],
         previous.get((channel.open_chat_id, SUBSCRIBE)),
