@@ -9,6 +9,7 @@ import click
 from sqlalchemy import text
 
 from telepay.cli.alerts import alerts
+from telepay.cli.online import wallet
 from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError
 from telepay.cli.payments import payments
@@ -82,7 +83,9 @@ def run(roles: frozenset[str]) -> None:
 
 
 @main.command("check-config")
-def check_config() -> None:
+@click.option("--online", is_flag=True, help="Also ask Telegram, NOWPayments, ChangeNOW and the RPC with the "
+                                             "real credentials (one OK/FAIL line each).")
+def check_config(online: bool) -> None:
     """Print the effective settings (secrets masked) and test the database."""
     from telepay.models import migrate
     from telepay.models.engine import describe
@@ -101,7 +104,6 @@ def check_config() -> None:
             connection.execute(text("SELECT 1"))
         at, want = migrate.current(engine), migrate.head()
         click.echo(f"database: {describe(settings)}: reachable; schema {at or 'empty'} (code needs {want})")
-        engine.dispose()
     except Exception as error:  # noqa: BLE001 - any failure is the answer to "does it work?"
         click.echo(f"database: {describe(settings)}: NOT reachable: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
@@ -109,6 +111,17 @@ def check_config() -> None:
         settings.require_for_run()
     except ConfigError as error:
         fail_config(error)
+    if online:
+        from telepay.cli.online import online_checks
+
+        click.echo("")
+        passed = online_checks(settings, engine)
+        engine.dispose()
+        if not passed:
+            click.echo("telepay: some outside services refused or did not answer (FAIL above)", err=True)
+            sys.exit(1)
+    else:
+        engine.dispose()
     click.echo("configuration OK")
 
 
@@ -279,6 +292,7 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
 
 main.add_command(payments)
 main.add_command(alerts)
+main.add_command(wallet)
 main.add_command(payouts)
 main.add_command(report)
 main.add_command(stars)
