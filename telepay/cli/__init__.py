@@ -144,6 +144,23 @@ def db_upgrade(revision: str) -> None:
     engine.dispose()
 
 
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Undo migrations down to REVISION (with the release that made them; see docs/deploy.md)."""
+    from telepay.models import migrate
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_format, settings.log_level, secrets=secret_values(settings))
+    engine = engine_or_exit(settings)
+    try:
+        migrate.downgrade(engine, revision)
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"database at {migrate.current(engine) or 'nothing'}")
+    engine.dispose()
+
+
 @db.command("current")
 def db_current() -> None:
     """Show the schema revision of the database and of the code."""

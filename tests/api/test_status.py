@@ -81,3 +81,43 @@ def test_a_database_that_does_not_answer_is_down_with_503_within_the_timeout(eng
         gone.dispose()
     assert code == 503 and body["status"] == "down"
     assert body["checks"]["database"]["level"] == "down"
+
+
+def test_a_payout_failing_past_the_setting_is_named_with_its_command(engine, session_factory, channel):
+    from telepay.models import Payout, PayoutKind
+
+    app = make_app(engine, ADMIN_CHAT_IDS="42", PAYOUT_FAILING_ALERT_MINUTES="10")
+    services = api_state(app).services
+    now = services.clock.now()
+    with session_factory.begin() as session:
+        young = Payout(channel_id=channel.id, kind=PayoutKind.INSTANT, amount_usd=Decimal("9"), to_currency="eth",
+                       to_network="eth", to_address="0x" + "1" * 40, failing_since=now - timedelta(minutes=5),
+                       last_error="ChangeNOW 503")
+        old = Payout(channel_id=channel.id, kind=PayoutKind.INSTANT, amount_usd=Decimal("9"), to_currency="eth",
+                     to_network="eth", to_address="0x" + "2" * 40, failing_since=now - timedelta(minutes=11),
+                     last_error="ChangeNOW 503")
+        session.add_all([young, old])
+    code, body = status(app)
+    check = body["checks"]["payouts"]
+    assert check["level"] == "degraded" and [p["id"] for p in check["data"]["failing"]] == [old.id]
+    assert f"payout(s) {old.id} failing for over 10 min" in check["reason"] and "telepay payouts" in check["reason"]
+
+
+def test_invoices_nowpayments_would_not_create_point_at_the_api_key(engine, session_factory, channel):
+    """A wrong NOWPAYMENTS_API_KEY: every sale's invoice stays `created` (the provider refused it)."""
+    from sqlalchemy import select
+
+    from telepay.models import Invoice, InvoiceKind, Tier
+
+    app = make_app(engine, ADMIN_CHAT_IDS="42")
+    services = api_state(app).services
+    now = services.clock.now()
+    with session_factory.begin() as session:
+        tier_id = session.scalar(select(Tier.id).where(Tier.channel_id == channel.id))
+        for n in range(3):
+            session.add(Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.SUBSCRIPTION, channel_id=channel.id,
+                                tier_id=tier_id, buyer_user_id=3000 + n, price_usd=Decimal("15.00"), days=30,
+                                created_at=now - timedelta(minutes=5)))
+    code, body = status(app)
+    assert body["checks"]["payments_in"]["level"] == "degraded"
+    assert "NOWPAYMENTS_API_KEY" in body["checks"]["payments_in"]["reason"]
