@@ -9,6 +9,7 @@ import click
 from sqlalchemy import text
 
 from telepay.cli.alerts import alerts
+from telepay.cli.backup import backup, restore
 from telepay.cli.online import wallet
 from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError
@@ -309,6 +310,8 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
 
 main.add_command(payments)
 main.add_command(alerts)
+main.add_command(backup)
+main.add_command(restore)
 main.add_command(wallet)
 main.add_command(payouts)
 main.add_command(report)
