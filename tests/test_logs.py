@@ -62,3 +62,36 @@ def test_repeated_warnings_are_written_once_per_interval_with_a_count(capture):
     lines = stream.getvalue().splitlines()
     assert lines == ["worker could not claim jobs (attempt 0)", "info lines are never held back",
                      "worker could not claim jobs (attempt 3200) [3199 more like this in the last 60 s]"]
+
+
+def test_a_failing_job_logs_its_ids_as_fields(capture):
+    """The worker's failure line carries the job's and its payload's ids, not only in the text."""
+    import asyncio
+
+    from telepay.services.jobs import ClaimedJob
+    from telepay.services.worker import Worker
+
+    logger, handler, stream = capture
+    handler.setFormatter(JsonFormatter())
+    worker_logger = logging.getLogger("telepay.services.worker")
+    worker_logger.handlers[:] = [handler]
+    worker_logger.propagate = False
+
+    class Queue:
+        def fail(self, *args):
+            return None
+
+    async def explode(job):
+        raise RuntimeError("no such chat")
+
+    job = ClaimedJob.__new__(ClaimedJob)
+    for name, value in {"id": 17, "kind": "access.invite", "payload": {"payment_id": 5, "user_id": 42},
+                        "attempts": 1}.items():
+        object.__setattr__(job, name, value)
+    try:
+        asyncio.run(Worker(Queue(), {"access.invite": explode})._execute(job))
+    finally:
+        worker_logger.handlers[:] = []
+        worker_logger.propagate = True
+    entry = json.loads(stream.getvalue().splitlines()[0])
+    assert (entry["job_id"], entry["job_kind"], entry["payment_id"], entry["user_id"]) == (17, "access.invite", 5, 42)

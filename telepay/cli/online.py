@@ -29,6 +29,29 @@ def _telegram(settings) -> str:
     return asyncio.run(get_me())
 
 
+def _operators(settings) -> str:
+    """Each ADMIN_CHAT_IDS chat the bot can write to: Telegram never lets a bot write first, so an
+    operator who never sent /start (or blocked the bot) would get no alert. Only a real message
+    proves it (getChat answers for people who never started the bot too), so one is sent."""
+    from telegram import Bot
+    from telegram.error import TelegramError
+
+    async def look() -> str:
+        unreachable = []
+        async with Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_base_url) as bot:
+            for chat_id in settings.admin_chat_ids:
+                try:
+                    await bot.send_message(chat_id, "TelePay check-config --online: alerts reach this chat.")
+                except TelegramError as error:
+                    unreachable.append(f"{chat_id} ({error.message})")
+        if unreachable:
+            raise ValueError("the bot cannot write to " + ", ".join(unreachable)
+                             + ": each operator must send /start to the bot (or add it to the group)")
+        return f"{len(settings.admin_chat_ids)} operator chat(s) reachable"
+
+    return asyncio.run(look())
+
+
 def _nowpayments(services) -> str:
     worth = services.invoices.provider.estimate(Decimal("10"), "usd", "btc")
     return f"API key accepted (10 USD is {worth} BTC)"
@@ -78,8 +101,10 @@ def online_checks(settings, engine) -> bool:
     services = build_services(settings, engine)
     mask = MaskingFormatter(logging.Formatter(), secret_values(settings)).mask
     try:
+        operators = [("operators", lambda: _operators(settings))] if settings.admin_chat_ids else []
         return run_checks([
             ("telegram", lambda: _telegram(settings)),
+            *operators,
             ("nowpayments", lambda: _nowpayments(services)),
             ("changenow", lambda: _changenow(services)),
             ("eth_rpc", lambda: _chain(services)),

@@ -24,6 +24,12 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def _ids(payload: dict) -> dict:
+    """The ids a job's payload names, as log fields (telepay.logs.ID_FIELDS)."""
+    return {k: payload[k] for k in ("payment_id", "invoice_id", "payout_id", "user_id", "chat_id")
+            if isinstance(payload, dict) and k in payload}
+
+
 class Worker:
     def __init__(
         self,
@@ -91,7 +97,8 @@ class Worker:
             await asyncio.to_thread(self.queue.release, job, self.worker_id)
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
-            logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True)
+            logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True,
+                           extra={"job_id": job.id, "job_kind": job.kind, **_ids(job.payload)})
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
         else:

@@ -33,11 +33,13 @@ def lines(sandboxes, database_url, tmp_path, **bad):
     return result, status
 
 
-SERVICES = ("telegram", "nowpayments", "changenow", "eth_rpc", "host_wallet")
+SERVICES = ("telegram", "operators", "nowpayments", "changenow", "eth_rpc", "host_wallet")
 
 
 def test_all_good(sandboxes, database_url, session_factory, tmp_path):
-    result, status = lines(sandboxes, database_url, tmp_path)
+    operator = sandboxes[1].create_user("Olga")
+    operator.send("/start")
+    result, status = lines(sandboxes, database_url, tmp_path, ADMIN_CHAT_IDS=str(operator.id))
     assert status == {name: "OK" for name in SERVICES}, result.stdout + result.stderr
     assert result.returncode == 0 and "configuration OK" in result.stdout
     assert "@OnlineBot" in result.stdout
@@ -51,11 +53,25 @@ def test_all_good(sandboxes, database_url, session_factory, tmp_path):
 ])
 def test_one_bad_credential_fails_its_line_only(sandboxes, database_url, session_factory, tmp_path,
                                                 setting, value, failing):
-    result, status = lines(sandboxes, database_url, tmp_path, **{setting: value})
+    operator = sandboxes[1].create_user("Olga")
+    operator.send("/start")
+    extra = {"ADMIN_CHAT_IDS": str(operator.id), setting: value}
+    if setting == "TELEGRAM_BOT_TOKEN":
+        failing = failing | {"operators"}  # asked through the same refused token
+    result, status = lines(sandboxes, database_url, tmp_path, **extra)
     assert {name for name, word in status.items() if word == "FAIL"} == failing, result.stdout + result.stderr
     assert set(status) == set(SERVICES)
     assert result.returncode == 1
     assert value not in result.stdout + result.stderr or setting == "ETH_CHAIN_ID"  # secrets never printed
+
+
+def test_an_operator_who_never_started_the_bot_is_named(sandboxes, database_url, session_factory, tmp_path):
+    started, silent = sandboxes[1].create_user("Olga"), sandboxes[1].create_user("Ivan")
+    started.send("/start")
+    result, status = lines(sandboxes, database_url, tmp_path, ADMIN_CHAT_IDS=f"{started.id},{silent.id}")
+    assert status["operators"] == "FAIL" and result.returncode == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("operators")]
+    assert str(silent.id) in line and str(started.id) not in line and "/start" in line
 
 
 def test_wallet_shows_the_host_address_balances_owed_and_margin(sandboxes, database_url, session_factory, tmp_path):
