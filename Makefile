@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 $(STAMP): requirements.txt requirements-sandbox.txt requirements-dev.txt pyproject.toml telepay_sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# mypy over telepay/ and ruff over everything (settings in pyproject.toml; why in docs/decisions.md).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The inner loop: everything but the slow tests and the end-to-end ones (which run `telepay run`),
 # with the `dev` hypothesis profile (few examples). `make test` and CI still run everything.

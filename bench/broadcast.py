@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
                             queue.enqueue(session, POST_JOB, {"channel_id": channel_id, "reason": "bench"})
                     expected = 2 * args.channels
                     budget = 60 + 3 * expected / args.rate
-                    until(lambda: _unfinished(session_factory) == 0, "every broadcast job finished", timeout=budget, interval=0.2)
+                    until(lambda: _unfinished(session_factory) == 0, "every broadcast job finished",
+                          timeout=budget, interval=0.2)
                     load_after = load_average()
                     log = process.log()
                 calls = [c for c in telegram.calls[mark:] if c.method == "sendMessage"]

@@ -13,7 +13,6 @@ Goal: < 200 MB idle and at the peak.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading

@@ -275,7 +275,7 @@ class Settings(BaseSettings):
     def missing(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> list[str]:
         return [name for name in names if getattr(self, ENV_NAMES[name]) in (None, "")]
 
-    def require(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> "Settings":
+    def require(self, names: tuple[str, ...] = REQUIRED_FOR_RUN) -> Settings:
         missing = self.missing(names)
         if missing:
             raise ConfigError(
@@ -285,11 +285,11 @@ class Settings(BaseSettings):
             )
         return self
 
-    def require_for_run(self) -> "Settings":
+    def require_for_run(self) -> Settings:
         """What `telepay run` needs: the required names, and in production a real database."""
         return self.require_database().require()
 
-    def require_database(self) -> "Settings":
+    def require_database(self) -> Settings:
         """In production the embedded database is never a silent fallback (a misspelt DATABASE_URL)."""
         if self.telepay_env == "production" and not (self.database_url or self.cloud_sql_connection_name):
             raise ConfigError(
@@ -354,7 +354,7 @@ def load_settings(
             client = client or secret_client_factory()
             raw[name] = client.access(value).strip()
     try:
-        return Settings(**raw)
+        return Settings(**raw)  # type: ignore[arg-type]  # text values, parsed and checked by the model
     except ValidationError as error:
         raise _explained(error, raw) from None
 

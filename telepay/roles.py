@@ -21,6 +21,7 @@ import hashlib
 import logging
 
 from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 from telegram.ext import Application, ApplicationBuilder
 
 from telepay.bot.ratelimit import outbound_limiter
@@ -72,7 +73,7 @@ class BotLock:
     def __init__(self, engine: Engine, token: str):
         self.engine = engine
         self.key = lock_key("bot", token)
-        self._connection = None
+        self._connection: PoolProxiedConnection | None = None
 
     def acquire(self) -> None:
         connection = self.engine.raw_connection()
@@ -133,5 +134,6 @@ class BotLock:
 def build_sender(settings) -> Application:
     """A PTB Application that never polls and handles no updates: the worker's `Bot` (with the
     same outbound pacing as the bot's) in a process without the bot role."""
-    return (ApplicationBuilder().token(settings.telegram_bot_token.get_secret_value()).base_url(settings.telegram_api_base_url)
+    return (ApplicationBuilder().token(settings.telegram_bot_token.get_secret_value())
+            .base_url(settings.telegram_api_base_url)
             .rate_limiter(outbound_limiter()).updater(None).build())

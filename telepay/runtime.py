@@ -21,7 +21,7 @@ from telepay.models import migrate
 from telepay.models.engine import describe, make_engine
 from telepay.ops.alerts import AlertMonitor, channels_for
 from telepay.ops.metrics import serve_metrics
-from telepay.ops.polling import PollSupervisor, PollWatch, log_poll_error
+from telepay.ops.polling import PollSupervisor, log_poll_error
 from telepay.ops.signals import StopSignals
 from telepay.ops.startup import wait_for_database
 from telepay.ops.version import version

@@ -125,7 +125,8 @@ class ChangeNowApi:
             raise _bad("Reverse type is available only for the fixed-rate flow")
         return flow, type_
 
-    def _amounts(self, params: dict[str, Any], src: Asset, dst: Asset, flow: str, type_: str) -> tuple[Decimal, Decimal]:
+    def _amounts(self, params: dict[str, Any], src: Asset, dst: Asset, flow: str,
+                 type_: str) -> tuple[Decimal, Decimal]:
         market = self.sandbox.market
         if src == dst:
             raise _bad("Pair is inactive: the same asset on both sides", "pair_is_inactive")

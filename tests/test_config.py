@@ -97,7 +97,8 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
 
 def test_lists_and_words_are_read_leniently():
     settings = load_settings({"ADMIN_CHAT_IDS": "1, -1002", "ALLOWED_IPS": "10.0.0.0/8, ::1", "LOG_LEVEL": "debug",
-                              "LOG_FORMAT": "JSON", "NOWPAYMENTS_IPN_IPS": "any", "USDT_CONTRACT_ADDRESS": USDT.lower()},
+                              "LOG_FORMAT": "JSON", "NOWPAYMENTS_IPN_IPS": "any",
+                              "USDT_CONTRACT_ADDRESS": USDT.lower()},
                              env_file=None)
     assert settings.admin_chat_ids == (1, -1002) and settings.allowed_ips == ("10.0.0.0/8", "::1")
     assert (settings.log_level, settings.log_format, settings.nowpayments_ipn_ips) == ("DEBUG", "json", ("any",))

@@ -102,7 +102,7 @@ class GroupCommit(Generic[T, R, C]):
             outcomes = self._commit(resource, [waiter.item for waiter in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"commit gave {len(outcomes)} outcomes for {len(batch)} items")
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure of the batch: retried item by item
             if len(batch) > 1:
                 resource, outcomes = self._one_by_one(batch, resource, error)
             else:
@@ -151,7 +151,7 @@ class GroupCommit(Generic[T, R, C]):
                     resource = self._open()
                 [outcome] = self._commit(resource, [waiter.item])
                 outcomes.append(outcome)
-            except Exception as alone:  # this item's own failure (or the resource's)
+            except Exception as alone:  # noqa: BLE001 - this item's own failure (or the resource's)
                 outcomes.append(_failed(alone))
                 if resource is not None:
                     self._close_quietly(resource, alone)

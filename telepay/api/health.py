@@ -5,8 +5,11 @@ version, the pool, the queue by kind, the latest dead jobs and the timers."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Blueprint, jsonify
 from sqlalchemy import select
+from sqlalchemy.pool import QueuePool
 
 from telepay.api.db import transaction
 from telepay.api.state import services
@@ -34,7 +37,7 @@ def status():
     svc = services()
     report = svc.health.run()
     body = report.as_dict()
-    pool = svc.engine.pool
+    pool = cast(QueuePool, svc.engine.pool)  # every engine TelePay makes pools its connections
     body.update(
         version=version(),
         pool={"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow(),

@@ -41,7 +41,8 @@ async def get_invite(update: Update, context: Context) -> None:
         return
     text, link = await context.services.access.fresh_invite(context.bot, update.effective_user.id, key)
     await ack(update)
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton(texts.join_button("the channel"), url=link)]]) if link else None
+    markup = (InlineKeyboardMarkup([[InlineKeyboardButton(texts.join_button("the channel"), url=link)]])
+              if link else None)
     await update.effective_chat.send_message(text, reply_markup=markup)
 
 

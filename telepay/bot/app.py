@@ -22,7 +22,7 @@ from telegram.warnings import PTBUserWarning
 
 from telepay.bot import access, buy, channels_menu, donate, register, setup_form, stars, start, support
 from telepay.bot.common import Context, tell_error
-from telepay.bot.context import CONTEXT_TYPES, install, provider_pool
+from telepay.bot.context import CONTEXT_TYPES, TelePayContext, install, provider_pool
 from telepay.bot.limits import UserLimits
 from telepay.bot.persistence import SqlPersistence
 from telepay.bot.ratelimit import outbound_limiter
@@ -96,11 +96,12 @@ async def _start_over(update: Update, context: Context) -> int:
     return ConversationHandler.END
 
 
-def owner_conversation() -> ConversationHandler:
+def owner_conversation() -> ConversationHandler[TelePayContext]:
     private = filters.ChatType.PRIVATE
     typed = private & filters.TEXT & ~filters.COMMAND
     channel = private & ((filters.TEXT & ~filters.COMMAND) | filters.FORWARDED)
-    form_button = CallbackQueryHandler(setup_form.button, pattern=r"^cfg:\d+")
+    form_button: CallbackQueryHandler[TelePayContext, object] = CallbackQueryHandler(
+        setup_form.button, pattern=r"^cfg:\d+")
     return ConversationHandler(
         entry_points=[CallbackQueryHandler(register.begin, pattern=r"^menu:add$"),
                       CommandHandler("add", register.begin), form_button],

@@ -41,7 +41,8 @@ _DIGITS = (
     [("✅ Confirm", "kp:ok")],
 )
 PAD = keyboard(*_DIGITS)
-SWITCH = {USD: ("⭐ Donate in Telegram Stars instead", "kp:unit"), STARS: ("$ Donate in dollars (crypto) instead", "kp:unit")}
+SWITCH = {USD: ("⭐ Donate in Telegram Stars instead", "kp:unit"),
+          STARS: ("$ Donate in dollars (crypto) instead", "kp:unit")}
 
 
 def pad(state: dict):

@@ -37,7 +37,7 @@ class SqlPersistence(BasePersistence):
     def _load(self, kind: str) -> dict[str, Any]:
         with self.session_factory() as session:
             rows = session.execute(select(BotState.key, BotState.data).where(BotState.kind == kind))
-            return {key: data for key, data in rows}
+            return {str(key): data for key, data in rows}
 
     def _save(self, kind: str, key: str, data: Any) -> None:
         json.dumps(data)  # fail here, loudly, rather than store something half-serialisable

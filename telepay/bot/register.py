@@ -9,7 +9,7 @@ someone else registered: it is taken over (`take_over`), both are told and it is
 
 from __future__ import annotations
 
-from telegram import ChatMember, Update
+from telegram import ChatMember, MessageOriginChannel, Update
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ConversationHandler
 
@@ -51,10 +51,10 @@ async def _identify(update: Update, context: Context, role: str) -> ChatInfo | N
     origin = message.forward_origin
     try:
         if origin is not None:
-            if origin.type != "channel":
+            if not isinstance(origin, MessageOriginChannel):
                 raise TelePayError("That post was not forwarded from a channel. Forward a post from "
                                    "the channel itself, or send its @username or id.")
-            reference = origin.chat.id
+            reference: int | str = origin.chat.id
         else:
             reference = parse_chat_reference(message.text or "")
         chat = await identify_chat(context.bot, reference)

@@ -83,7 +83,7 @@ async def pre_checkout(update: Update, context: Context) -> None:
                               query.currency, query.total_amount)
     try:
         refusal = await asyncio.wait_for(check, PRE_CHECKOUT_BUDGET)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         refusal = texts.TRY_AGAIN
     except Exception:  # noqa: BLE001 - a broken check must still answer, or the buyer waits 10 s for nothing
         logger.exception("pre-checkout %s: the check failed", query.id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Hashable
+from typing import Any, Awaitable, Coroutine, Hashable, cast
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
@@ -55,7 +55,8 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         if self._waiting.get(key, 0) >= self.backlog and _droppable(update):
             logger.warning("update %s dropped: %s already has %s updates waiting",
                            getattr(update, "update_id", "?"), key, self.backlog)
-            coroutine.close()  # never awaited: say so, instead of a "never awaited" warning
+            # Never awaited: say so, instead of a "never awaited" warning.
+            cast(Coroutine[Any, Any, Any], coroutine).close()
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._waiting[key] = self._waiting.get(key, 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -25,7 +26,7 @@ def lookalikes_or_exit() -> list[str]:
         fail_config(error)
 
 
-def fail_config(error: ConfigError) -> None:
+def fail_config(error: ConfigError) -> NoReturn:
     click.echo(f"telepay: {error}", err=True)
     sys.exit(2)
 

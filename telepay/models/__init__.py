@@ -4,7 +4,9 @@ Importing this package registers every table on `Base.metadata` (Alembic reads i
 """
 
 from telepay.models.base import Base
-from telepay.models.channels import AuditLog, BroadcastPost, Channel, ChannelStatus, PayoutCurrency, PayoutStrategy, Tier
+from telepay.models.channels import (
+    AuditLog, BroadcastPost, Channel, ChannelStatus, PayoutCurrency, PayoutStrategy, Tier,
+)
 from telepay.models.jobs import Job, JobState
 from telepay.models.lifecycle import ReminderCursor
 from telepay.models.payments import (
@@ -24,7 +26,8 @@ __all__ = [
     "ChainTransaction", "ChainTxAttempt", "ChainTxStatus", "Channel", "ChannelStatus", "Invite", "InviteStatus",
     "Invoice", "InvoiceKind", "InvoiceStatus", "Job", "JobState", "Payment", "PaymentEvent",
     "PaymentMethod", "PaymentStatus", "Payout", "LegalText", "ShareStatus", "StarPayment",
-    "StarPaymentStatus", "StarReconciliation", "SupportRequest", "PayoutCurrency", "PayoutKind", "PayoutStatus", "PayoutStrategy",
+    "StarPaymentStatus", "StarReconciliation", "SupportRequest", "PayoutCurrency", "PayoutKind", "PayoutStatus",
+    "PayoutStrategy",
     "RefusedIpn", "ReminderCursor",
     "Subscription", "SubscriptionStatus", "Tier", "TimerRun",
 ]

@@ -75,7 +75,7 @@ class Channel(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    tiers: Mapped[list["Tier"]] = relationship(
+    tiers: Mapped[list[Tier]] = relationship(
         back_populates="channel", order_by="Tier.number", cascade="all, delete-orphan"
     )
 

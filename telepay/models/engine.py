@@ -69,7 +69,8 @@ def make_engine(settings: Settings) -> Engine:
     # pg8000's `timeout` bounds the connect and, until `_set_up` widens it, every read.
     connect_args = {"timeout": settings.db_connect_timeout_seconds, "tcp_keepalive": True}
     if settings.database_url:
-        engine = create_engine(normalise_url(settings.database_url.get_secret_value()), connect_args=connect_args, **pool)
+        engine = create_engine(normalise_url(settings.database_url.get_secret_value()), connect_args=connect_args,
+                               **pool)
     elif settings.cloud_sql_connection_name:
         engine = _cloud_sql_engine(settings, pool)
     else:
@@ -116,7 +117,7 @@ class Timeouts:
     keepalive: int
 
     @classmethod
-    def of(cls, settings: Settings) -> "Timeouts":
+    def of(cls, settings: Settings) -> Timeouts:
         return cls(settings.db_connect_timeout_seconds, settings.db_statement_timeout_seconds,
                    settings.db_keepalive_seconds)
 

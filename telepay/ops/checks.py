@@ -172,7 +172,8 @@ class HealthChecks:
         rows = session.execute(select(Job.id, Job.kind, Job.last_error).where(Job.state == JobState.DEAD)
                                .order_by(Job.id.desc()).limit(20)).all()
         count = session.scalar(select(func.count()).where(Job.state == JobState.DEAD))
-        latest = [{"id": i, "kind": k, "last_error": (e or "").splitlines()[0][:200] if e else None} for i, k, e in rows]
+        latest = [{"id": i, "kind": k, "last_error": (e or "").splitlines()[0][:200] if e else None}
+                  for i, k, e in rows]
         if count:
             kinds = sorted({r["kind"] for r in latest})
             return Check("dead_jobs", DEGRADED, f"{count} dead job(s) ({', '.join(kinds)}); see `telepay jobs list "

@@ -25,7 +25,7 @@ class StopSignals:
         self._event: asyncio.Event | None = None
         self.received: int | None = None
 
-    def install(self) -> "StopSignals":
+    def install(self) -> StopSignals:
         for sig in SIGNALS:
             signal.signal(sig, self._handle)
         return self

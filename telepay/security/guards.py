@@ -68,7 +68,7 @@ class Guards:
 
     @classmethod
     def from_settings(cls, settings: Settings, now: Callable[[], float],
-                      on_ipn_refused: Callable[[str, str, str], None] | None = None) -> "Guards":
+                      on_ipn_refused: Callable[[str, str, str], None] | None = None) -> Guards:
         ipn_ips = settings.nowpayments_ipn_ips
         ipn_networks = [] if [v.lower() for v in ipn_ips] == ["any"] else parse_networks(",".join(ipn_ips))
         per_minute, burst = settings.rate_limit_per_minute, settings.rate_limit_burst

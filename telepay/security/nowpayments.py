@@ -15,9 +15,9 @@ reproduce JavaScript exactly rather than trusting how the body happened to be sp
   numeric order because that is how JavaScript objects enumerate them.
 
 Unconfirmed: arrays. The usual sample ``sortObject`` turns arrays into objects by accident
-(``typeof [] === "object"``); real IPN bodies carry none, so arrays are kept as arrays here. The parsed body is returned only after the
-signature checks out, with every number as a ``Decimal`` (never a float) holding exactly the value
-that was signed.
+(``typeof [] === "object"``); real IPN bodies carry none, so arrays are kept as arrays here.
+The parsed body is returned only after the signature checks out, with every number as a
+``Decimal`` (never a float) holding exactly the value that was signed.
 """
 
 import hashlib
@@ -74,6 +74,7 @@ def js_number(value: float) -> str:
     # repr() gives the shortest digits that round-trip, ties broken towards the closer value:
     # the same digits ECMAScript asks for ("k as small as possible"). Only the layout differs.
     _, digit_tuple, exponent = Decimal(spelled).as_tuple()
+    assert isinstance(exponent, int)  # finite: only numbers that parsed as JSON numbers come here
     digits = "".join(map(str, digit_tuple))
     stripped = digits.rstrip("0")
     exponent += len(digits) - len(stripped)

@@ -56,7 +56,7 @@ def _request_line(method: str, path: str) -> bytes:
     # signature for "/a" with body "b.c" would also be one for "/a.b" with body "c".
     if not method.isalpha() or not path.startswith("/") or "." in path:
         raise ValueError("sign a method and an absolute path without dots, e.g. POST /webhooks/notification")
-    return f"{method.upper()}.{path}.".encode("utf-8")
+    return f"{method.upper()}.{path}.".encode()
 
 
 def _digest(key: bytes, body: bytes, timestamp: int, line: bytes) -> bytes:

@@ -161,7 +161,7 @@ class AccessService:
         now = self.clock.now()
         with self.session_factory.begin() as session:
             channel = session.scalars(select(Channel).where(Channel.key == channel_key)).one_or_none()
-            subscription = channel and session.scalars(select(Subscription).where(
+            subscription = None if channel is None else session.scalars(select(Subscription).where(
                 Subscription.channel_id == channel.id, Subscription.user_id == user_id)
                 .with_for_update()).one_or_none()
             if subscription is None or not _active(subscription, now):

@@ -64,7 +64,7 @@ class IpnIn(BaseModel):
     outcome_currency: Currency | None = None
 
     @model_validator(mode="after")
-    def names_an_order(self) -> "IpnIn":
+    def names_an_order(self) -> IpnIn:
         if self.order_id is None and self.parent_payment_id is None:
             raise ValueError("an IPN names its order_id, or its parent_payment_id when it is a re-deposit")
         return self

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Generic, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Iterable, TypeVar, cast
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Bot
@@ -124,6 +124,11 @@ def insert_jobs_sql(rows: str, *, returning: bool = False) -> str:
     )
 
 
+def rows_touched(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched (its result is a cursor result; the type says less)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 class JobNotFound(Exception):
     pass
 
@@ -195,7 +200,8 @@ class JobQueue:
                 .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.created_at, Job.locked_until)
                 .execution_options(synchronize_session=False)
             ).all()
-        return [ClaimedJob(*row) for row in sorted(rows, key=lambda r: r[0])]
+        return [ClaimedJob(id=row[0], kind=row[1], payload=row[2], attempts=row[3], created_at=row[4],
+                           locked_until=row[5]) for row in sorted(rows, key=lambda r: r[0])]
 
     def _held(self, job: ClaimedJob, worker_id: str) -> ColumnElement[bool]:
         held = (Job.id == job.id) & (Job.locked_by == worker_id) & (Job.attempts == job.attempts) & (
@@ -212,9 +218,9 @@ class JobQueue:
                 .where(self._held(job, worker_id))
                 .values(state=JobState.DONE, locked_by=None, locked_until=None, finished_at=now, updated_at=now)
             )
-        if result.rowcount == 0:
+        if rows_touched(result) == 0:
             logger.warning("job %s (%s) finished after its lease was taken back", job.id, job.kind)
-        return result.rowcount == 1
+        return rows_touched(result) == 1
 
     def fail(self, job: ClaimedJob, worker_id: str, error: str) -> JobState | None:
         """Schedule a retry by the kind's policy, or mark the job dead once it is out of time."""
@@ -237,7 +243,7 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-        if result.rowcount == 0:
+        if rows_touched(result) == 0:
             return None
         log = logger.error if dead else logger.warning
         log("job %s (%s) attempt %s failed%s: %s", job.id, job.kind, job.attempts,
@@ -255,9 +261,9 @@ class JobQueue:
                 .values(state=JobState.QUEUED, run_at=at, locked_by=None, locked_until=None, attempts=0,
                         created_at=now, last_error=None, updated_at=now)
             )
-        if result.rowcount == 0:
+        if rows_touched(result) == 0:
             logger.warning("job %s (%s) rescheduled after its lease was taken back", job.id, job.kind)
-        return result.rowcount == 1
+        return rows_touched(result) == 1
 
     def release(self, job: ClaimedJob, worker_id: str) -> bool:
         """Hand a claimed job back untouched (shutdown): it runs again at once elsewhere."""
@@ -269,7 +275,7 @@ class JobQueue:
                 .values(state=JobState.QUEUED, locked_by=None, locked_until=None,
                         attempts=Job.attempts - 1, run_at=now, updated_at=now)
             )
-        return result.rowcount == 1
+        return rows_touched(result) == 1
 
     # -- operating ---------------------------------------------------------------------------
 
@@ -281,7 +287,8 @@ class JobQueue:
             if job is None:
                 raise JobNotFound(job_id)
             if job.state not in (JobState.DEAD, JobState.CANCELLED, JobState.QUEUED):
-                raise ValueError(f"job {job_id} is {job.state.value}; only dead, cancelled or queued jobs can be retried")
+                raise ValueError(f"job {job_id} is {job.state.value}; "
+                                 "only dead, cancelled or queued jobs can be retried")
             job.state, job.run_at, job.created_at, job.finished_at = JobState.QUEUED, now, now, None
 
     def cancel(self, job_id: int) -> None:
@@ -314,7 +321,7 @@ class JobQueue:
         with self.session_factory.begin() as session:
             result = session.execute(delete(Job).where(Job.id.in_(expired.scalar_subquery()))
                                      .execution_options(synchronize_session=False))
-        return result.rowcount
+        return rows_touched(result)
 
     def depth(self) -> dict[str, dict[str, int]]:
         """Job counts by kind and state, for /status and the CLI."""

@@ -185,6 +185,7 @@ class _Needs(Protocol):
     session_factory: sessionmaker[Session]
     clock: Clock
     settings: Settings
+    jobs: JobQueue
 
 
 def _poster(services: _Needs, bot: Bot) -> Poster:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -140,9 +140,9 @@ def merge(channel: Channel, draft: dict[str, Any]) -> Effective:
             continue
         if "stars" in edit:
             after.stars[number] = edit["stars"]
-        old = after.tiers.get(number)
-        price = Decimal(edit["price"]) if edit.get("price") else (old[0] if old else None)
-        days = edit.get("days") or (old[1] if old else None)
+        tier = after.tiers.get(number)
+        price = Decimal(edit["price"]) if edit.get("price") else (tier[0] if tier else None)
+        days = edit.get("days") or (tier[1] if tier else None)
         if price is None or days is None:
             raise InvalidInput(f"Tier {number} needs both a price and a duration before it can be saved.")
         after.tiers[number] = (price, int(days))

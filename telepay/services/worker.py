@@ -13,6 +13,8 @@ import os
 import socket
 import traceback
 import uuid
+from typing import Callable
+
 from telepay.services.jobs import ClaimedJob, Handler, JobQueue, RunAgain
 
 logger = logging.getLogger(__name__)

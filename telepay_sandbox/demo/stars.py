@@ -82,7 +82,8 @@ def refund_through_paysupport(stage: Stage, timeline: Timeline, shop: Shop) -> N
     timeline.say("operator", f"telepay payments refund {star_payment} -> {answer}")
     told = dave.wait_for_message(lambda m: "was refunded" in m.text, timeout=15)
     until(lambda: dave.status_in(shop.vip) == "left", "dave's access ended")
-    timeline.say("bot", f"to dave: {quote(told.text)}; dave is now “{dave.status_in(shop.vip)}”, holds ⭐ {dave.stars:,}")
+    timeline.say("bot", f"to dave: {quote(told.text)}; dave is now “{dave.status_in(shop.vip)}”, "
+                        f"holds ⭐ {dave.stars:,}")
     owner = shop.olga.wait_for_message(lambda m: "refunded to the buyer" in m.text, timeout=15)
     timeline.say("bot", "to olga: " + " / ".join(owner.text.splitlines()))
     if dave.stars != 2000 or "cancelled" not in answer:

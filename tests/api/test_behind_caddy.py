@@ -7,7 +7,6 @@ so the app can only tell the two apart through the X-Forwarded-For that Caddy wr
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from telepay.api.server import ApiServer
 from telepay.security import nowpayments

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 # A run of refused IPNs raises its alert on purpose (`ipn-refusals:<window>`); nothing else may change.
 STATE = text("""
-    SELECT (SELECT count(*) FROM jobs WHERE dedupe_key IS NULL OR dedupe_key NOT LIKE 'ipn-refusals:%'), (SELECT count(*) FROM payments), (SELECT count(*) FROM payment_events),
+    SELECT (SELECT count(*) FROM jobs WHERE dedupe_key IS NULL OR dedupe_key NOT LIKE 'ipn-refusals:%'),
+           (SELECT count(*) FROM payments), (SELECT count(*) FROM payment_events),
            (SELECT count(*) FROM accepted_signatures),
            (SELECT count(last_broadcast_requested_at) FROM channels)
 """)

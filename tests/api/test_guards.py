@@ -9,7 +9,7 @@ import httpx
 
 from telepay.api.server import ApiServer
 
-from tests.api.conftest import NOWPAYMENTS_IP, ipn_body, make_app, post_ipn, post_signed, signed_headers, snapshot
+from tests.api.conftest import ipn_body, make_app, post_ipn, signed_headers, snapshot
 
 NOTIFY = "/webhooks/notification"
 

@@ -87,13 +87,16 @@ def _bad_signature_cases(path):
         ("signature too short", {signing.TIMESTAMP_HEADER: str(now), signing.SIGNATURE_HEADER: good[:-2]}, 401,
          "signature_malformed"),
         ("wrong secret", {signing.TIMESTAMP_HEADER: str(now),
-                          signing.SIGNATURE_HEADER: signing.sign("other", body, now, **line)}, 401, "signature_mismatch"),
+                          signing.SIGNATURE_HEADER: signing.sign("other", body, now, **line)},
+         401, "signature_mismatch"),
         ("body signed with another timestamp", {signing.TIMESTAMP_HEADER: str(now + 1),
                                                 signing.SIGNATURE_HEADER: good}, 401, "signature_mismatch"),
         ("stale", {signing.TIMESTAMP_HEADER: str(now - 310),
-                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 310, **line)}, 401, "signature_stale"),
+                   signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now - 310, **line)},
+         401, "signature_stale"),
         ("future", {signing.TIMESTAMP_HEADER: str(now + 310),
-                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 310, **line)}, 401, "signature_future"),
+                    signing.SIGNATURE_HEADER: signing.sign(SIGNING_SECRET, body, now + 310, **line)},
+         401, "signature_future"),
     ], body
 
 

@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select

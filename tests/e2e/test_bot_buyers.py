@@ -153,7 +153,7 @@ def test_a_donation_survives_a_restart_and_respects_the_limits(world, live):
 
 
 def test_mysubs_lists_active_subscriptions_with_renew_buttons(world, live):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     from telepay.models import Subscription
 

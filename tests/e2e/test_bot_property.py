@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from telepay.models import AuditLog, Channel, ChannelStatus, Invite, InviteStatus, Invoice, InvoiceStatus, Job, JobState, Tier
+from telepay.models import (
+    AuditLog, Channel, ChannelStatus, Invite, InviteStatus, Invoice, InvoiceStatus, Job, JobState, Tier,
+)
 from telepay.services.delivery import delivery_queue
 from tests.bot.world import BOT, GOOD_TRX, TIMEOUT, until
 from tests.e2e.test_authority import AuthorityWorld

@@ -80,7 +80,8 @@ def test_erc20_transfer_credits_the_recipient_and_is_listed(chain):
 def test_failed_transfer_is_a_receipt_with_status_zero_and_moves_nothing(chain):
     poor = chain.new_account(eth=Decimal("0.01"))
     data = chain.usdt.encode_abi("transfer", [chain.host_wallet.address, 1])
-    _, receipt = _sign_and_send(chain.w3, poor.key.to_0x_hex(), {"to": chain.usdt_address, "data": data, "gas": 100_000})
+    _, receipt = _sign_and_send(chain.w3, poor.key.to_0x_hex(),
+                                {"to": chain.usdt_address, "data": data, "gas": 100_000})
     assert receipt["status"] == 0
     failed = receipt["transactionHash"].to_0x_hex()
     assert all(t.tx_hash != failed for t in chain.transfers_to(chain.host_wallet.address))

@@ -156,7 +156,7 @@ def test_lost_rights_tell_owner_and_operators_once_and_removals_wait_for_the_rig
         alerts = [j for j in rig.jobs_of(DIRECT_JOB) if j.payload["chat_id"] == 424242]
         assert len(alerts) == 1 and "paused" in alerts[0].payload["text"]
         # Nobody was removed or told, and nothing was dropped: both jobs wait for a retry.
-        for person, subscription_id in stuck:
+        for person, _ in stuck:
             assert person.status_in(lost_closed) == "member" and person.messages() == []
         waiting = rig.jobs_of(lifecycle.EXPIRE_JOB)
         assert sorted(j.state for j in waiting) == [JobState.DONE, JobState.QUEUED, JobState.QUEUED]

@@ -4,27 +4,21 @@ the `payment.process` job run directly (concurrently where it matters)."""
 from __future__ import annotations
 
 import threading
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, func, select, update
 
-from telepay.api.schemas import IpnIn
-from telepay.clock import ManualClock
 from telepay.models import (
-    Accumulation, Channel, ChannelStatus, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus,
-    Payout, PayoutStrategy, Subscription, Tier,
+    Accumulation, Channel, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus,
+    Payout, PayoutStrategy, Subscription,
 )
 from telepay.models import PaymentEvent
 from telepay.services.fulfilment import INVITE_JOB
-from telepay.services.ipn import PROCESS_JOB, record_ipn
-from telepay.services.jobs import JobQueue
+from telepay.services.ipn import PROCESS_JOB
 from telepay.services.messages import ALERT_JOB, DIRECT_JOB
 from telepay.services.notifications import NOTIFY_JOB
-from telepay.services.fulfilment import Fulfilment
-from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payments.state import furthest
 from tests.services.payments_rig import BUYER, _count, _invoice, _ipn, _jobs
 

@@ -5,7 +5,6 @@ not our invoice's. IPNs recorded as the webhook records them, the job run direct
 from __future__ import annotations
 
 import json
-import threading
 from decimal import Decimal
 
 from sqlalchemy import select

@@ -96,7 +96,8 @@ def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_aler
     channel_id, _, closed = rig.channel("Hope")
     with rig.session_factory.begin() as session:
         session.get(Channel, channel_id).status = ChannelStatus.LOST_RIGHTS
-    old, old_invoice = waiting_buyer(rig, channel_id, closed.id, rig.clock.now() - DELIVERY_DEADLINE - timedelta(minutes=1))
+    old, old_invoice = waiting_buyer(rig, channel_id, closed.id,
+                                     rig.clock.now() - DELIVERY_DEADLINE - timedelta(minutes=1))
     new, _ = waiting_buyer(rig, channel_id, closed.id, rig.clock.now() - timedelta(hours=1))
 
     async def run() -> None:

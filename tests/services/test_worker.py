@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import timedelta
 
 from telepay.clock import ManualClock
 from telepay.models import JobState

@@ -33,7 +33,9 @@ class _Run(Protocol):
     """What this module needs of the processor's run (`processor._Run`); a protocol, so the two
     modules do not import each other."""
 
-    p: _Tolerance
+    @property
+    def p(self) -> _Tolerance: ...
+
     session: Session
     payment: Payment
     invoice: Invoice

@@ -21,7 +21,9 @@ from decimal import ROUND_DOWN, Decimal
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from telepay.models import Accumulation, Channel, Invoice, InvoiceKind, Payment, PaymentStatus, Payout, PayoutKind, PayoutStatus
+from telepay.models import (
+    Accumulation, Channel, Invoice, InvoiceKind, Payment, PaymentStatus, Payout, PayoutKind, PayoutStatus,
+)
 from telepay.models.channels import PayoutStrategy
 from telepay.services.jobs import JobQueue
 

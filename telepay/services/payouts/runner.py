@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clients.changenow import ProviderError
 from telepay.clock import Clock
 from telepay.models import Accumulation, ChainTxStatus, Payout, PayoutKind, PayoutStatus
-from telepay.services.jobs import ClaimedJob, JobQueue, RetryPolicy, RunAgain
+from telepay.services.jobs import rows_touched, ClaimedJob, JobQueue, RetryPolicy, RunAgain
 from telepay.services.messages import alert_operators
 from telepay.services.delivery import payout_hold
 from telepay.services.payouts.exchanges import FUNDING, BelowMinimum, PayoutExchanges, base_units, user_id
@@ -197,7 +197,7 @@ class PayoutRunner:
         currency, network = FUNDING[payout.funding_asset][:2]
         sweep = payout.kind == PayoutKind.SWEEP
         try:
-            exchange = self.exchanges.client.create_exchange(
+            created = self.exchanges.client.create_exchange(
                 from_currency=currency, from_network=network, to_currency=payout.to_currency,
                 to_network=payout.to_network, address=payout.to_address,
                 from_amount=None if sweep else payout.from_amount, to_amount=payout.to_amount if sweep else None,
@@ -211,8 +211,8 @@ class PayoutRunner:
                 return
             raise
         self.checkpoint("after_exchange_created")
-        logger.info("payout %s: exchange %s created, pay-in %s", payout.id, exchange.id, exchange.payin_address)
-        self._record_exchange(payout, exchange.id, exchange.payin_address, exchange.from_amount, exchange.to_amount)
+        logger.info("payout %s: exchange %s created, pay-in %s", payout.id, created.id, created.payin_address)
+        self._record_exchange(payout, created.id, created.payin_address, created.from_amount, created.to_amount)
 
     def _record_exchange(self, payout: Payout, exchange_id: str, payin: str | None, from_amount, to_amount) -> None:
         if not self._move(payout.id, PayoutStatus.EXCHANGE_REQUESTED, status=PayoutStatus.EXCHANGE_CREATED,
@@ -244,7 +244,7 @@ class PayoutRunner:
                 status=PayoutStatus.FUNDING, from_amount=amount,
                 to_amount=amount if is_direct(payout) else payout.to_amount, failing_since=None,
                 updated_at=self.clock.now()))
-            if moved.rowcount != 1:
+            if rows_touched(moved) != 1:
                 raise RuntimeError(f"payout {payout.id} left {expected.value} while its transfer was signed")
 
         self.wallet.send(payout.id, payout.kind.value, payout.funding_asset, to, units, stored)
@@ -252,11 +252,12 @@ class PayoutRunner:
     def _confirm_funding(self, payout: Payout) -> str | None:
         # Signed but never accepted by the node (a crash, or a fee it refused) is sent, or replaced
         # when it has waited too long, by the same path as a transfer waiting in the pool.
-        status = self.wallet.confirm(self.wallet.stored(payout.id))
+        signed = self.wallet.stored(payout.id)
+        status = self.wallet.confirm(signed)
         if status == ChainTxStatus.BROADCAST:
             return _WAIT
         if status == ChainTxStatus.FAILED:
-            raise NeedsReview(f"funding transfer {tx.tx_hash} reverted")
+            raise NeedsReview(f"funding transfer {signed.tx_hash} reverted")
         tx = self.wallet.stored(payout.id)  # the version mined, which need not be the newest signed
         if is_direct(payout):
             self._move(payout.id, PayoutStatus.FUNDING, status=PayoutStatus.FINISHED, payout_hash=tx.tx_hash,
@@ -275,8 +276,8 @@ class PayoutRunner:
                         state.amount_to, payout.to_currency, state.payout_hash)
             return None
         if state.terminal:
-            raise NeedsReview(f"exchange {payout.exchange_id} ended {state.status}"
-                              + (f" (refund {state.refund_amount} in {state.refund_hash})" if state.refund_hash else ""))
+            refund = f" (refund {state.refund_amount} in {state.refund_hash})" if state.refund_hash else ""
+            raise NeedsReview(f"exchange {payout.exchange_id} ended {state.status}{refund}")
         return _WAIT
 
     # ---- recording -------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class PayoutRunner:
         with self.session_factory.begin() as session:
             result = session.execute(update(Payout).where(Payout.id == payout_id, Payout.status == expected)
                                      .values(updated_at=self.clock.now(), **values))
-        return result.rowcount == 1
+        return rows_touched(result) == 1
 
     def _held_elsewhere(self, exchange_id: str, payout_id: int) -> bool:
         with self.session_factory() as session:

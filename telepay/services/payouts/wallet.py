@@ -26,13 +26,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
+from typing import Any, Callable, cast
 
 from eth_account import Account
+from eth_typing import ChecksumAddress, HexStr
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.types import TxParams
 
 from telepay.clock import Clock
 from telepay.models import ChainTransaction, ChainTxAttempt, ChainTxStatus
@@ -104,7 +106,7 @@ class HostWallet:
             raise ValueError("a transfer needs at least its own block")
         self.w3 = w3
         self._account = Account.from_key(private_key)
-        self.address: str = self._account.address
+        self.address: ChecksumAddress = self._account.address
         self.usdt = w3.eth.contract(address=Web3.to_checksum_address(usdt_address), abi=_ERC20_ABI)
         self.session_factory = session_factory
         self.engine: Engine = session_factory.kw["bind"]
@@ -171,12 +173,14 @@ class HostWallet:
         # Before estimating: a token shortfall reverts estimation, and the ETH must at least cover
         # the value and a plain transfer's gas.
         self._require_funds(asset, amount, fees.PLAIN_TRANSFER_GAS * max_fee)
-        tx = {"chainId": self.chain_id, "from": self.address, "maxPriorityFeePerGas": tip, "maxFeePerGas": max_fee}
+        tx: dict[str, Any] = {"chainId": self.chain_id, "from": self.address, "maxPriorityFeePerGas": tip,
+                              "maxFeePerGas": max_fee}
         if asset == ETH:
             tx.update(to=to, value=amount)  # a contract wallet's fallback needs more than 21,000
         else:
             tx.update(to=self.usdt.address, value=0, data=self.usdt.encode_abi("transfer", [to, amount]))
-        tx["gas"] = fees.with_margin(self.w3.eth.estimate_gas(tx))  # estimated without a nonce: any will do
+        # Estimated without a nonce: any will do.
+        tx["gas"] = fees.with_margin(self.w3.eth.estimate_gas(cast(TxParams, tx)))
         self._require_funds(asset, amount, tx["gas"] * max_fee)
         tx["nonce"] = nonce
         return tx, amount
@@ -300,7 +304,7 @@ class HostWallet:
         with self.session_factory() as session:
             newest = session.scalars(select(ChainTxAttempt).where(ChainTxAttempt.chain_transaction_id == tx.id)
                                      .order_by(ChainTxAttempt.id.desc()).limit(1)).one()
-            signed_at, gas = newest.created_at, newest.gas
+            signed_at = newest.created_at
         if self.clock.now() - signed_at < self.replace_after:
             return False
         if self.w3.eth.get_transaction_count(self.address, "latest") > tx.nonce:
@@ -325,7 +329,7 @@ class HostWallet:
 
     def _receipt(self, tx_hash: str):
         try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
+            return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
 

@@ -86,7 +86,9 @@ def recent_payments(session: Session, user_id: int, limit: int = 8) -> list[Paym
 def _what(invoice: Invoice | None, channel: Channel | None) -> str:
     if invoice is None or channel is None:
         return "unmatched payment"
-    return channel.closed_title[:24] if invoice.kind == InvoiceKind.SUBSCRIPTION else f"donation {channel.open_title[:16]}"
+    if invoice.kind == InvoiceKind.SUBSCRIPTION:
+        return channel.closed_title[:24]
+    return f"donation {channel.open_title[:16]}"
 
 
 def open_request(session: Session, jobs: JobQueue, user_id: int, username: str | None, ref: str | None,

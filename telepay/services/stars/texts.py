@@ -6,11 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 
 DONATION_LIMITS = "Donations in Stars can be from 1 to 10,000 Stars."
-UNKNOWN_INVOICE = "This invoice isn't one of ours (or was made for someone else). Please tap the channel's button again."
+UNKNOWN_INVOICE = ("This invoice isn't one of ours (or was made for someone else). "
+                   "Please tap the channel's button again.")
 INVOICE_CLOSED = "This invoice has already been paid or closed. Please tap the channel's button again."
 PRICE_CHANGED = ("The price of this plan changed since this invoice was made, so nothing was charged. "
                  "Please tap the channel's button again to see the current price.")
-TIER_GONE = "This subscription option doesn't exist any more, so nothing was charged. Please tap a current button in the channel."
+TIER_GONE = ("This subscription option doesn't exist any more, so nothing was charged. "
+             "Please tap a current button in the channel.")
 TRY_AGAIN = "We couldn't check this payment in time, so nothing was charged. Please try again in a moment."
 
 

@@ -39,7 +39,7 @@ def test_every_star_is_accounted_for_exactly(session_factory, seed):
     stars = Stars(session_factory)
     keys = _channels(stars)
     charges: list[str] = []
-    for step in range(60):
+    for _ in range(60):
         roll = rng.random()
         if roll < 0.55:
             key = rng.choice(keys)
