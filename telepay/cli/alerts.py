@@ -31,7 +31,7 @@ def alerts_test() -> None:
         if not channels:
             return []
         alert = Alert("test", "ok", "a test alert from `telepay alerts test`: if you read this, alerts reach you")
-        results = []
+        results: list[tuple[str, str | None]] = []
         try:
             if bot is not None:
                 await bot.initialize()
