@@ -37,7 +37,8 @@ def _conninfo(settings) -> tuple[list[str], dict[str, str]]:
                                    "DATABASE_URL at the Cloud SQL Auth Proxy and run this again")
     url = make_url(normalise_url(settings.database_url.get_secret_value()) if settings.database_url
                    else embedded_url(settings.data_dir))
-    socket = url.query.get("unix_sock")
+    sock = url.query.get("unix_sock")
+    socket = sock if isinstance(sock, str) or sock is None else sock[0]  # a query value may repeat
     host = str(Path(socket).parent) if socket else (url.host or "localhost")
     port = socket.rsplit(".", 1)[-1] if socket else str(url.port or 5432)
     env = dict(os.environ)
