@@ -91,7 +91,9 @@ class AccessService:
             await self._dm(bot, target, texts.already_member(target.title, target.expires_at), None)
             return InviteStatus.USED
         if target.paused:
-            return await asyncio.to_thread(self._wait, target, None)
+            status = await asyncio.to_thread(self._wait, target, None)
+            if status != InviteStatus.CREATED:
+                return status  # queued (or handled by another run); the pair's resumption sends it
         try:
             link = target.link or await self._create_link(bot, target)
         except (BadRequest, Forbidden) as refused:
@@ -123,11 +125,18 @@ class AccessService:
             return self._target(session, invite, subscription, renewed)
 
     def _wait(self, target: Target, pause_reason: str | None) -> InviteStatus:
-        """Put the buyer in the delivery queue (and pause the pair for `pause_reason`); tell them once."""
+        """Put the buyer in the delivery queue (and pause the pair for `pause_reason`); tell them once.
+        `created` if the pair resumed meanwhile: the caller sends the invite now."""
         now = self.clock.now()
         with self.session_factory.begin() as session:
+            # The pair's row lock orders this against `rights.resume`: either the pair resumed
+            # first (the invite is sent now, not queued behind a resumption that already ran),
+            # or the resumption comes after this commit and finds the invite waiting.
+            channel = session.get(Channel, target.channel_id, with_for_update=True)
             if pause_reason:
                 rights.pause(session, self.jobs, target.channel_id, pause_reason, now)
+            elif channel.status != ChannelStatus.LOST_RIGHTS:
+                return InviteStatus.CREATED
             invite = session.get(Invite, target.invite_id, with_for_update=True)
             if invite.status != InviteStatus.CREATED:
                 return invite.status
