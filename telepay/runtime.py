@@ -215,11 +215,15 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals, r
         # Every role serves its metrics (the database-wide figures are the same from any of them);
         # several processes on one machine need their own METRICS_PORT, or 0 for none.
         metrics = serve_metrics(services, settings.metrics_port)
-        services.alert_monitor = AlertMonitor(
-            services.health.run, channels_for(settings, application.bot.send_message),
-            repeat_seconds=settings.alert_repeat_minutes * 60)
-        alerting = asyncio.create_task(services.alert_monitor.run(stop, settings.alert_check_seconds),
-                                       name="alert-monitor")
+        alerting = None
+        if BOT in roles:
+            # One alerting process across all of them (there is one bot process per token): the
+            # monitor's de-duplication lives in its memory, and N monitors would alert N times.
+            services.alert_monitor = AlertMonitor(
+                services.health.run, channels_for(settings, application.bot.send_message),
+                repeat_seconds=settings.alert_repeat_minutes * 60)
+            alerting = asyncio.create_task(services.alert_monitor.run(stop, settings.alert_check_seconds),
+                                           name="alert-monitor")
         watchdog = Watchdog(services.beats)
         running_as = f" as @{application.bot.username}" if application is not None else ""
         watchdog.notify(f"READY=1\nSTATUS=running ({describe_roles(roles)}){running_as}")
@@ -235,7 +239,8 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals, r
         if supervisor is not None:
             await supervisor
         await fed
-        await alerting
+        if alerting is not None:
+            await alerting
         # Stop taking new work first (updates, webhooks), then let running jobs finish or be
         # handed back, then stop the application (pending updates) and flush state.
         if BOT in roles and application.updater.running:

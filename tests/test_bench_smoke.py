@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 def test_webhooks_benchmark_runs_small(capsys, database_url):
     figures = webhooks.main(["--requests", "100", "--concurrency", "4", "--rounds", "2"])
     assert figures["errors"] == 0 and figures["full_rps"] > 0 and figures["ratio"] > 0
-    assert "ratio full/bare throughput" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ratio full/bare throughput" in out and "goal >= 300 IPN/s with p99 < 50 ms" in out
 
 
 def test_expiry_benchmark_runs_small(capsys, database_url):
