@@ -65,10 +65,11 @@ class Services:
     sweep: lifecycle.ExpirySweep
     # Telegram Stars: checkout, receipts, held shares, reconciliation.
     stars: StarsServices
+    # NOWPayments' client (the invoices and the status checks use it), closed by `close`.
+    nowpayments: NowPaymentsClient
     # Money out: payout jobs, the batch timer and the host wallet; None without their settings.
     payouts: PayoutEngine | None = None
-    # Outside clients, closed by `close`.
-    nowpayments: NowPaymentsClient | None = None
+    # ChangeNOW's client (None without its key), closed by `close` with NOWPayments'.
     changenow: ChangeNowClient | None = None
     # Set once the worker runs; the API calls it after committing jobs so they start at once.
     wake_worker: Callable[[], None] = field(default=lambda: None)
@@ -85,9 +86,9 @@ class Services:
 
     def close(self) -> None:
         """Close the outside clients' connections (shutdown). The engine is its owner's to dispose."""
-        for client in (self.nowpayments, self.changenow):
-            if client is not None:
-                client.close()
+        self.nowpayments.close()
+        if self.changenow is not None:
+            self.changenow.close()
 
 
 def nowpayments_client(settings: Settings) -> NowPaymentsClient:
