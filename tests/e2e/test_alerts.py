@@ -151,3 +151,30 @@ def test_alerts_test_reports_each_channel(telegram, receiver, tmp_path):
     lines = bad.stdout.splitlines()
     assert lines[0].startswith("telegram") and f"chat {stranger.id}" in lines[0] and "FAIL" in lines[0]
     assert lines[1].startswith("webhook") and "FAIL" in lines[1] and "503" in lines[1]
+
+
+def test_a_host_wallet_below_the_margin_is_alerted_and_shown(receiver, database_url, session_factory, tmp_path):
+    from telepay_sandbox.chain import DevChain
+    from telepay_sandbox.changenow import ChangeNowSandbox
+    from telepay_sandbox.harness import sandbox_env
+
+    empty_key = "0x31b69b129d5abc293150727133d1516b2187153907fb53ddc8159a8c30dd0b4f"  # holds nothing
+    with DevChain() as chain, TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as telegram, \
+            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None) as changenow:
+        env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
+                          data_dir=tmp_path, database_url=database_url, changenow_base_url=changenow.base_url,
+                          chain_env={**chain.env(), "HOST_WALLET_PRIVATE_KEY": empty_key},
+                          extra={"ALERT_WEBHOOK_URL": receiver.url, "ALERT_CHECK_SECONDS": "1",
+                                 "OPERATOR_TOKEN": "ops", "ADMIN_CHAT_IDS": "1"})
+        process = TelepayProcess(env, tmp_path / "run.log")
+        try:
+            process.start()
+            low = receiver.wait_for(lambda b: b["alert"] == "host_wallet" and b["status"] == "firing", timeout=60)
+            assert "low on ETH" in low["text"] and "telepay wallet" in low["text"]
+            body = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"}, timeout=10).json()
+            wallet = body["checks"]["host_wallet"]
+            assert wallet["level"] == "degraded" and wallet["data"]["eth_usd"] == "0.00"
+            code, _ = process.stop()
+            assert code == 0
+        finally:
+            process.kill()
