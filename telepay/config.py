@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     metrics_port: int = _is("a TCP port, 1 to 65535, or 0 for no metrics endpoint", 9464, ge=0, le=65535)
     public_base_url: str | None = _is("the public http(s) URL of this service")
     webhook_signing_secret: SecretStr | None = _is("a shared secret")
+    # During a rotation: the value being replaced, still accepted until every caller has the new one.
+    webhook_signing_secret_previous: SecretStr | None = _is("the previous shared secret (during a rotation)")
     operator_token: SecretStr | None = _is("a bearer token")
     allowed_ips: Networks = _is("comma-separated IP addresses or CIDR networks", ())
     trusted_proxies: Networks = _is("comma-separated IP addresses or CIDR networks", ("127.0.0.1", "::1"))
@@ -138,6 +140,7 @@ class Settings(BaseSettings):
     rate_limit_ipv6_prefix: int = _is("a prefix length from 1 to 128", 64, ge=1, le=128)
     nowpayments_api_key: SecretStr | None = _is("the NOWPayments API key")
     nowpayments_ipn_secret: SecretStr | None = _is("the NOWPayments IPN secret")
+    nowpayments_ipn_secret_previous: SecretStr | None = _is("the previous IPN secret (during a rotation)")
     nowpayments_base_url: str = _is("an http(s) URL", "https://api.nowpayments.io/v1")
     # The dashboard login, for the JWT NOWPayments' payments list may want besides the API key
     # (unconfirmed which it needs; with both set, both are sent). Used to recover lost IPNs.

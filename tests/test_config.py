@@ -75,7 +75,8 @@ def test_no_secret_client_is_made_when_nothing_names_a_secret():
 def test_secrets_are_secret_types():
     assert SECRET_NAMES == {"TELEGRAM_BOT_TOKEN", "DATABASE_URL", "DATABASE_PASSWORD", "WEBHOOK_SIGNING_SECRET",
                             "NOWPAYMENTS_API_KEY", "NOWPAYMENTS_IPN_SECRET", "CHANGENOW_API_KEY",
-                            "HOST_WALLET_PRIVATE_KEY", "OPERATOR_TOKEN", "NOWPAYMENTS_PASSWORD"}
+                            "HOST_WALLET_PRIVATE_KEY", "OPERATOR_TOKEN", "NOWPAYMENTS_PASSWORD",
+                            "WEBHOOK_SIGNING_SECRET_PREVIOUS", "NOWPAYMENTS_IPN_SECRET_PREVIOUS"}
     settings = load_settings({name: "postgresql://u:p@h/db" if name == "DATABASE_URL" else
                               "0x" + "11" * 32 if name == "HOST_WALLET_PRIVATE_KEY" else "x"
                               for name in SECRET_NAMES}, env_file=None)

@@ -16,7 +16,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable
+from typing import Any, Callable
 
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -57,6 +57,9 @@ class Guards:
     ipv6_prefix: int = 64
     # Told of every IPN refusal (client address, reason, detail): `IpnRefusals.refused`.
     on_ipn_refused: Callable[[str, str, str], None] | None = None
+    # During a secret's rotation, the previous value is accepted too (`*_PREVIOUS` settings).
+    signing_secret_previous: str | None = None
+    ipn_secret_previous: str | None = None
 
     def __post_init__(self) -> None:
         # Parsing addresses and walking the proxy chain cost more than the rest of the guards;
@@ -83,6 +86,8 @@ class Guards:
             now=now,
             ipv6_prefix=settings.rate_limit_ipv6_prefix,
             on_ipn_refused=on_ipn_refused,
+            signing_secret_previous=reveal(settings.webhook_signing_secret_previous),
+            ipn_secret_previous=reveal(settings.nowpayments_ipn_secret_previous),
         )
 
 
@@ -193,15 +198,26 @@ def allowlisted(which: str):
     return decorate
 
 
+def _with_previous(current: str, previous: str | None, verify: Callable[[str], Any]) -> Any:
+    """Verify with the current secret; on a mismatch, with the previous one (a rotation under way).
+    Any other refusal (stale, malformed, missing) is the same whichever secret signed."""
+    try:
+        return verify(current)
+    except SignatureError as failure:
+        if previous is None or failure.code != "signature_mismatch":
+            raise
+        return verify(previous)
+
+
 def _check_internal_signature() -> Response | None:
     guards = _guards()
     body = request.get_data(cache=True)
     try:
-        signing.verify(
-            guards.signing_secret, body,
+        _with_previous(guards.signing_secret, guards.signing_secret_previous, lambda secret: signing.verify(
+            secret, body,
             request.headers.get(signing.TIMESTAMP_HEADER), request.headers.get(signing.SIGNATURE_HEADER),
             now=guards.now(), method=request.method, path=request.path,
-        )
+        ))
     except SignatureError as failure:
         return error(401, failure.code, str(failure))
     # Recorded by the view's transaction (`telepay.api.db.transaction`), so a request refused
@@ -245,10 +261,10 @@ def signed_ipn(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         try:
-            g.ipn = nowpayments.verify_ipn(
-                _guards().ipn_secret, request.get_data(cache=True),
-                request.headers.get(nowpayments.SIGNATURE_HEADER),
-            )
+            guards = _guards()
+            g.ipn = _with_previous(guards.ipn_secret, guards.ipn_secret_previous, lambda secret: nowpayments.verify_ipn(
+                secret, request.get_data(cache=True), request.headers.get(nowpayments.SIGNATURE_HEADER),
+            ))
         except SignatureError as failure:
             return error(401 if failure.code != "body_malformed" else 400, failure.code, str(failure))
         return view(*args, **kwargs)
