@@ -57,7 +57,8 @@ def _buy(telegram, session_factory, n: int):
     buyer.press(card, text=f"💳 Pay ${PRICE}")
     buyer.wait_for_message(lambda m: "Your invoice" in m.text, timeout=60)
     with session_factory() as session:
-        return buyer, session.scalars(select(Invoice.provider_invoice_id).where(Invoice.buyer_user_id == buyer.id)).one()
+        return buyer, session.scalars(select(Invoice.provider_invoice_id)
+                                      .where(Invoice.buyer_user_id == buyer.id)).one()
 
 
 def _finished_payouts(session_factory) -> int:

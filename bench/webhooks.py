@@ -7,9 +7,10 @@ payment + job; concurrent IPNs share a statement and its commit). Goal: intake o
 300 IPN/s with p99 under 50 ms (the median round of the full stack). The bare endpoint's rate is
 printed beside it as context, no longer as the goal: what separates the two is one durable commit
 per batch, and ~300 IPN/s is already some twenty times the ~14 sales/s that Telegram's ~30
-messages/s let one bot complete (each sale sends about two messages). Rounds alternate between the two servers and their medians are compared,
-since a shared machine's slow spells come and go. `--skip-database` is a diagnostic only: it
-shows what the full stack does when recording costs nothing.
+messages/s let one bot complete (each sale sends about two messages). Rounds alternate between
+the two servers and their medians are compared, since a shared machine's slow spells come and go.
+`--skip-database` is a diagnostic only: it shows what the full stack does when recording costs
+nothing.
 """
 
 from __future__ import annotations
