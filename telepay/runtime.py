@@ -145,7 +145,8 @@ def check_chain(services: Services) -> None:
                      type(unreachable).__name__, unreachable)
 
 
-def run(settings: Settings, signals: StopSignals | None = None, roles: frozenset[str] = frozenset(ALL_ROLES)) -> None:
+def run(settings: Settings, signals: StopSignals | None = None, roles: frozenset[str] = frozenset(ALL_ROLES),
+        payouts: bool = True) -> None:
     """`telepay run`: the roles asked for (default all): bot polling and the worker on the main
     loop, the API in a thread. Raises BotLockHeld if another process polls for the token."""
     signals = signals or StopSignals().install()
@@ -160,6 +161,11 @@ def run(settings: Settings, signals: StopSignals | None = None, roles: frozenset
         if bot_lock is not None:
             bot_lock.acquire()
         services = build_services(settings, engine)
+        if not payouts:
+            # After a restore, until `telepay payouts reconcile` has put every payout in flight in
+            # its true state: payout jobs stay queued and no batch starts; everything else runs.
+            services.payouts = None
+            logger.warning("payouts paused (--no-payouts): payout jobs wait in the queue")
         check_chain(services)
         asyncio.run(_serve(settings, services, signals, roles, bot_lock))
     finally:

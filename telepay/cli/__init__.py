@@ -40,7 +40,9 @@ def _roles(_context, _parameter, value: str) -> frozenset[str]:
 @click.option("--roles", default="bot,api,worker", show_default=True, callback=_roles,
               help="What this process runs: bot (the one Telegram poller per token), api (webhooks), "
                    "worker (jobs and timers). Any number of api and worker processes may share a database.")
-def run(roles: frozenset[str]) -> None:
+@click.option("--no-payouts", is_flag=True, help="Run everything but payouts (payout jobs wait queued, no batch "
+                                                 "starts): after a restore, until payouts are reconciled.")
+def run(roles: frozenset[str], no_payouts: bool) -> None:
     """Run the bot, the job worker and the webhook API (or the roles asked for)."""
     import logging
 
@@ -60,7 +62,7 @@ def run(roles: frozenset[str]) -> None:
     for warning in lookalikes_or_exit():
         log.warning("%s", warning)
     try:
-        runtime.run(settings, signals, roles)
+        runtime.run(settings, signals, roles, payouts=not no_payouts)
     except (ConfigError, BotLockHeld) as error:
         log.critical("telepay cannot start: %s", error)
         sys.exit(2)

@@ -181,3 +181,40 @@ def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(
     finally:
         process.kill()
         notify.close()
+
+
+def test_no_payouts_leaves_payout_jobs_queued_and_the_rest_running(telegram, database_url, session_factory, tmp_path):
+    import httpx
+
+    from telepay.models import Job, JobState
+    from telepay.services.jobs import JobQueue
+    from telepay.services.payouts.engine import PAYOUT_JOB
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session_factory).enqueue(session, PAYOUT_JOB, {"payout_id": 1, "step": "start"},
+                                                   dedupe_key="no-payouts")
+    env = env_for(telegram, tmp_path, database_url=database_url)
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "telepay", "run", "--no-payouts"], env=env, cwd=tmp_path,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{env['HTTP_PORT']}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        alice = telegram.create_user("Alice")
+        alice.send("/start")
+        assert alice.wait_for_message(timeout=20).text == WELCOME  # the bot works
+        time.sleep(2)  # several worker turns
+        with session_factory() as session:
+            assert session.get(Job, job_id).state == JobState.QUEUED  # the payout waits
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    assert "payouts paused (--no-payouts)" in log_path.read_text()
