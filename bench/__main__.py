@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, webhooks
+from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, money_path, webhooks
 
 
 def main() -> None:
@@ -24,6 +24,7 @@ def main() -> None:
     ipn_to_invite.main(["--payments", "20"] if args.quick else [])
     expiry.main(["--subscriptions", "20000", "--due", "200"] if args.quick else [])
     concurrency.main(["--buyers", "4", "--starts", "3", "--delay", "1"] if args.quick else [])
+    money_path.main(["--payments", "3", "--workers", "1"] if args.quick else [])
 
 
 if __name__ == "__main__":

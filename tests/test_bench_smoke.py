@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, webhooks
+from bench import broadcast, concurrency, expiry, ipn_to_invite, keypad, memory, money_path, webhooks
 
 # Each runs a benchmark end to end, small.
 pytestmark = pytest.mark.slow
@@ -53,3 +53,9 @@ def test_concurrency_benchmark_runs_small(capsys, database_url):
     figures = concurrency.main(["--buyers", "3", "--users", "2", "--starts", "2", "--delay", "1"])
     assert figures["sandbox_errors"] == [] and figures["fast"]["p99_ms"] > 0 and figures["slow"]["p99_ms"] > 0
     assert "ratio slow/fast /start p99" in capsys.readouterr().out
+
+
+def test_money_path_benchmark_runs_small(capsys, database_url):
+    [figures] = money_path.main(["--payments", "2", "--workers", "1"])
+    assert figures["payments"] == 2 and figures["invites_s"] > 0 and figures["payouts_s"] > 0
+    assert "1 worker(s): all invites in" in capsys.readouterr().out
