@@ -4,7 +4,8 @@ Every ALERT_CHECK_SECONDS the monitor runs `/status`'s checks; each check that i
 a condition (a dead job, a payout failing for PAYOUT_FAILING_ALERT_MINUTES, a payment in
 review, a burst of refused IPNs, polling stopped, the host wallet low, the database
 unreachable, a queue not draining, the disk filling). A new condition is sent at once, sent
-again every ALERT_REPEAT_MINUTES while it holds, and a "resolved" is sent when it ends.
+again at once if it worsens (degraded -> down) and every ALERT_REPEAT_MINUTES while it holds,
+and a "resolved" is sent when it ends.
 
 Delivery goes straight out from this process, to the operators' Telegram chats (ADMIN_CHAT_IDS;
 a group id works) and to ALERT_WEBHOOK_URL as a JSON POST, without passing through the
@@ -25,7 +26,7 @@ from typing import Awaitable, Callable, Protocol
 
 import httpx
 
-from telepay.ops.checks import OK, Report
+from telepay.ops.checks import _RANK, OK, Report
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,9 @@ class AlertMonitor:
                 state = self.active[name] = _State(Alert(name, check.level, text))
                 self.resolved.pop(name, None)
                 logger.warning("alert %s firing: %s", name, text, extra={"alert": name})
+            worse = _RANK[check.level] > _RANK[state.alert.level]  # degraded -> down: say so now
             state.alert.text, state.alert.level = text, check.level
-            if state.last_sent is None or now - state.last_sent >= self.repeat_seconds:
+            if state.last_sent is None or worse or now - state.last_sent >= self.repeat_seconds:
                 state.pending = {c.name for c in self.channels}
                 state.last_sent = now
         for name in [n for n in self.active if n not in firing]:

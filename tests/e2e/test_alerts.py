@@ -5,6 +5,7 @@ condition ends; "database unreachable" gets out while the database is frozen."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -178,3 +179,55 @@ def test_a_host_wallet_below_the_margin_is_alerted_and_shown(receiver, database_
             assert code == 0
         finally:
             process.kill()
+
+
+def test_a_filling_disk_under_the_embedded_database_is_down_alerted_and_resolves(receiver, tmp_path):
+    """The embedded database on a small filesystem of its own (a 300 MiB tmpfs); a file fills it
+    to under 100 MiB free: /status says down (503), the webhook hears the alert escalate from
+    degraded to down at once; freed: back to degraded and 200."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    mount = Path(tempfile.mkdtemp(prefix="telepay-disk-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m,mode=0755", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        mount.rmdir()
+        pytest.skip("cannot mount a tmpfs here (needs root); the full-disk fault is not injected")
+    try:
+        with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as telegram:
+            env = env_for(telegram, mount, ALERT_WEBHOOK_URL=receiver.url, ALERT_CHECK_SECONDS="1",
+                          OPERATOR_TOKEN="ops")  # no DATABASE_URL: the embedded server in mount/pg
+            process = TelepayProcess(env, tmp_path / "run.log", cwd=tmp_path)
+            try:
+                migrated = process.telepay("db", "upgrade", timeout=120)
+                assert migrated.returncode == 0, migrated.stderr
+                process.start(wait_seconds=120)
+                free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+                filler = mount / "filler"
+                with filler.open("wb") as f:
+                    f.truncate(0)
+                    f.write(b"\0" * (free - (60 << 20)))  # leave 60 MiB
+                # 300 MiB is already under the 1 GiB of `degraded`; the alert escalates at once to down.
+                down = receiver.wait_for(lambda b: b["alert"] == "disk" and b["status"] == "firing"
+                                         and b["level"] == "down", timeout=30)
+                assert "MiB free" in down["text"]
+                status = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"}, timeout=10)
+                assert status.status_code == 503 and status.json()["checks"]["disk"]["level"] == "down"
+                filler.unlink()
+                # Freed: no longer down (a 300 MiB filesystem stays under the 1 GiB of `degraded`).
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    status = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"},
+                                       timeout=10)
+                    if status.status_code == 200:
+                        break
+                    time.sleep(0.5)
+                assert status.status_code == 200 and status.json()["checks"]["disk"]["level"] == "degraded"
+                code, _ = process.stop()
+                assert code == 0
+            finally:
+                process.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        mount.rmdir()
