@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,8 @@ def test_the_product_never_imports_the_sandbox():
 
 
 def test_the_product_distribution_does_not_package_the_sandbox():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert 'include = ["telepay", "telepay.*"]' in text
-    assert "telepay_sandbox" not in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["telepay", "telepay.*"]
+    assert "telepay.commands" not in project["project"].get("entry-points", {})
+    sandbox = tomllib.loads((ROOT / "telepay_sandbox" / "pyproject.toml").read_text())
+    assert "demo" in sandbox["project"]["entry-points"]["telepay.commands"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 
 HASH = r"0x[0-9a-f]{64}"
@@ -41,10 +42,14 @@ FACTS = [
 ]
 
 
-def test_demo_plays_the_whole_story_and_sums_it_up(tmp_path):
-    result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo import main; "
-                             f"sys.exit(main({str(tmp_path)!r}))"],
-                            capture_output=True, text=True, timeout=240)
+def test_demo_plays_the_whole_story_and_sums_it_up():
+    # Not under pytest's tmp_path: running as root, the embedded server runs as its own user and
+    # needs to traverse the folders above its data, and every new pytest session resets
+    # pytest's root to 0700 (see telepay_sandbox/database.py).
+    with tempfile.TemporaryDirectory(prefix="telepay-demo-test-", ignore_cleanup_errors=True) as root:
+        result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo import main; "
+                                 f"sys.exit(main({root!r}))"],
+                                capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "welcome received     yes" in out
