@@ -9,7 +9,6 @@ exchange, 429 over the rate limit. Amounts are JSON numbers written from Decimal
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -17,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from telepay.clients import jsontext
 from telepay_sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
 from telepay_sandbox.changenow_market import Asset, validate_address
-from telepay_sandbox.loopback import Call, Request, Response
+from telepay_sandbox.loopback import ProviderApi, ProviderError, Request, Response
 
 if TYPE_CHECKING:
     from telepay_sandbox.changenow import ChangeNowSandbox
 
 
-class ApiError(Exception):
+class ApiError(ProviderError):
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
@@ -48,30 +47,16 @@ def _amount(value: Any, name: str) -> Decimal | None:
     return amount
 
 
-class ChangeNowApi:
+class ChangeNowApi(ProviderApi):
     def __init__(self, sandbox: ChangeNowSandbox) -> None:
+        super().__init__(sandbox)
         self.sandbox = sandbox
 
-    def __call__(self, request: Request) -> Response:
-        sandbox = self.sandbox
-        fault = sandbox.faults.take(request.method, request.path)
-        if fault is not None and fault.status is not None:
-            error = "too_many_requests" if fault.status == 429 else "internal_error"
-            response = ApiError(fault.status, error, "Injected failure").response()
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = str(fault.retry_after)
-        else:
-            try:
-                response = self._route(request)
-            except ApiError as error:
-                response = error.response()
-        if fault is not None:
-            response.delay = fault.delay
-        with sandbox.lock:
-            sandbox.calls.append(Call(request.method, request.path, request.query, response.status, time.time()))
-        return response
+    def injected(self, status: int) -> Response:
+        error = "too_many_requests" if status == 429 else "internal_error"
+        return ApiError(status, error, "Injected failure").response()
 
-    def _route(self, request: Request) -> Response:
+    def route(self, request: Request) -> Response:
         path, method = request.path.rstrip("/"), request.method
         if method == "GET" and path == "/v2/validate/address":
             return self._validate(request.query)  # open to anyone, as on ChangeNOW

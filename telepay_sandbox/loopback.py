@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -240,3 +240,50 @@ class Call:
     query: dict[str, str]
     status: int
     time: float
+
+
+class ProviderError(Exception):
+    """An error an emulated provider answers with, in that provider's own JSON shape."""
+
+    def response(self) -> Response:
+        raise NotImplementedError
+
+
+class CallLog(Protocol):
+    """What a provider's API needs of its sandbox to inject faults and log calls."""
+
+    faults: Faults
+    lock: threading.RLock
+    calls: list[Call]
+
+
+class ProviderApi:
+    """The one entry point of every emulated provider: a queued fault answers first (or holds
+    the real answer back), else the provider's `route`; every call is logged for tests."""
+
+    def __init__(self, log: CallLog) -> None:
+        self._log = log
+
+    def route(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def injected(self, status: int) -> Response:
+        """The provider's answer for an injected failure with `status`."""
+        raise NotImplementedError
+
+    def __call__(self, request: Request) -> Response:
+        fault = self._log.faults.take(request.method, request.path)
+        if fault is not None and fault.status is not None:
+            response = self.injected(fault.status)
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = str(fault.retry_after)
+        else:
+            try:
+                response = self.route(request)
+            except ProviderError as error:
+                response = error.response()
+        if fault is not None:
+            response.delay = fault.delay
+        with self._log.lock:
+            self._log.calls.append(Call(request.method, request.path, request.query, response.status, time.time()))
+        return response

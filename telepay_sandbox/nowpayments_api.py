@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from decimal import ROUND_UP, Decimal
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from telepay.clients import jsontext
-from telepay_sandbox.loopback import Call, Request, Response
+from telepay_sandbox.loopback import ProviderApi, ProviderError, Request, Response
 from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, SandboxError, iso_millis, precision
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def _date(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-class ApiError(Exception):
+class ApiError(ProviderError):
     def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code or _STOCK.get(status, "ERROR")
@@ -76,29 +75,15 @@ def _number(body: dict[str, Any], name: str, *, required: bool) -> Decimal | Non
     return number
 
 
-class NowPaymentsApi:
+class NowPaymentsApi(ProviderApi):
     def __init__(self, sandbox: NowPaymentsSandbox) -> None:
+        super().__init__(sandbox)
         self.sandbox = sandbox
 
-    def __call__(self, request: Request) -> Response:
-        fault = self.sandbox.faults.take(request.method, request.path)
-        if fault is not None and fault.status is not None:
-            response = ApiError(fault.status, "Injected failure" if fault.status < 500 else
-                                "Internal server error").response()
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = str(fault.retry_after)
-        else:
-            try:
-                response = self._route(request)
-            except ApiError as error:
-                response = error.response()
-        if fault is not None:
-            response.delay = fault.delay
-        with self.sandbox.lock:
-            self.sandbox.calls.append(Call(request.method, request.path, request.query, response.status, time.time()))
-        return response
+    def injected(self, status: int) -> Response:
+        return ApiError(status, "Injected failure" if status < 500 else "Internal server error").response()
 
-    def _route(self, request: Request) -> Response:
+    def route(self, request: Request) -> Response:
         path, method = request.path, request.method
         if path.startswith("/v1/"):
             if method == "GET" and path.rstrip("/") == "/v1/status":
