@@ -24,7 +24,10 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from telepay.models import Invoice, InvoiceStatus, Job, JobState, Payment, Payout, PayoutStatus, RefusedIpn
+from telepay.models import (
+    InviteStatus, Invoice, InvoiceStatus, Job, JobState, Payment, Payout, PayoutStatus, RefusedIpn,
+)
+from telepay.services.delivery import delivery_queue
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,7 @@ class HealthChecks:
             checks.append(self._dead_jobs(session))
             checks.append(self._payouts(session, now))
             checks.append(self._reviews(session))
+            checks.append(self._delivery(session, now))
             checks.append(self._ipns(session, now))
             checks.append(self._alert_delivery(session))
             session.rollback()
@@ -204,6 +208,21 @@ class HealthChecks:
             return Check("payments_review", DEGRADED, f"{len(ids)} payment(s) need review: "
                                                       f"{', '.join(map(str, ids))}", {"ids": list(ids)})
         return Check("payments_review", OK, None, {"ids": []})
+
+    def _delivery(self, session, now: datetime) -> Check:
+        """Buyers who paid and are not let in: waiting on a paused pair (degraded), or past the
+        delivery deadline and in review (an operator must act: down is too loud, degraded names them)."""
+        queue = delivery_queue(session)
+        data = {"waiting": sum(w.status == InviteStatus.WAITING for w in queue),
+                "review": sum(w.status == InviteStatus.REVIEW for w in queue),
+                "oldest_seconds": int((now - queue[0].since).total_seconds()) if queue else 0}
+        if not queue:
+            return Check("delivery_queue", OK, None, data)
+        channels = sorted({w.channel_title for w in queue})
+        return Check("delivery_queue", DEGRADED,
+                     f"{len(queue)} paying buyer(s) not let in yet ({data['waiting']} waiting, {data['review']} "
+                     f"in review, oldest {data['oldest_seconds'] // 60} min) in {', '.join(channels[:5])}; "
+                     "see `telepay subscribers waiting`", data)
 
     def _ipns(self, session, now: datetime) -> Check:
         hour_ago = now - timedelta(hours=1)

@@ -20,9 +20,11 @@ from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import func, select
 
 from telepay.models import (
-    Job, JobState, Payment, PaymentEvent, Payout, PayoutStatus, RefusedIpn, Subscription, SubscriptionStatus,
+    InviteStatus, Job, JobState, Payment, PaymentEvent, Payout, PayoutStatus, RefusedIpn, Subscription,
+    SubscriptionStatus,
 )
 from telepay.ops.checks import _RANK
+from telepay.services.delivery import delivery_queue
 from telepay.ops.version import version
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,15 @@ class TelePayCollector:
             review = _gauge("telepay_payments_in_review", "Payments waiting for an operator's decision.")
             review.add_metric([], session.scalar(select(func.count()).where(Payment.needs_review.is_not(None))))
             yield review
+            queue = delivery_queue(session)
+            waiting = _gauge("telepay_delivery_queue", "Paying buyers not let in yet, by state (waiting on a paused "
+                                                       "channel, or in review past the deadline).", ["state"])
+            for state in (InviteStatus.WAITING, InviteStatus.REVIEW):
+                waiting.add_metric([str(state)], sum(w.status == state for w in queue))
+            yield waiting
+            oldest_wait = _gauge("telepay_delivery_queue_oldest_seconds", "Age of the oldest wait (0: none).")
+            oldest_wait.add_metric([], (now - queue[0].since).total_seconds() if queue else 0)
+            yield oldest_wait
             active = _gauge("telepay_subscriptions_active", "Active subscriptions.")
             active.add_metric([], session.scalar(select(func.count()).where(
                 Subscription.status == SubscriptionStatus.ACTIVE)))

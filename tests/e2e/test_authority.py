@@ -5,6 +5,7 @@ tests/services/test_delivery.py.)"""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -91,6 +92,15 @@ def test_finding_1_no_buyer_pays_for_nothing(world):
     shown = world.process.telepay("subscribers", "waiting")  # what an operator sees
     assert shown.returncode == 0, shown.stderr
     assert all(f"user={b.id}" in shown.stdout for b in buyers) and shown.stdout.count("waiting") == 2
+    # ... and so do status (as a check) and the metrics an alert rule reads.
+    scrape = f"http://127.0.0.1:{world.process.env['METRICS_PORT']}/metrics"
+
+    def scraped_with_queue() -> str | None:
+        text = httpx.get(scrape, timeout=10).text
+        return text if 'telepay_delivery_queue{state="waiting"} 2.0' in text else None
+
+    metrics = until(scraped_with_queue, what="queue in metrics")
+    assert 'telepay_check_level{check="delivery_queue"} 1.0' in metrics
     assert world.payout_jobs([i.id for i in invoices]) == []  # zero payouts started
     assert all(b.status_in(closed_chat) == "left" for b in buyers)
 
