@@ -51,19 +51,22 @@ def deep_link(bot_username: str, key: str, target: int | str) -> str:
     return f"https://t.me/{bot_username}?start={payload_for(key, target)}"
 
 
-def _ways(channel: Channel) -> str:
-    """How the owner lets buyers pay (the tier card, which also knows STARS_ONLY, has the final word)."""
+def _ways(channel: Channel, stars_only: bool) -> str:
+    """How buyers may pay: the owner's switches, and only Stars when the operator runs STARS_ONLY."""
+    if stars_only:
+        return "in Telegram Stars"
     if channel.accept_stars and channel.accept_crypto:
         return "in Telegram Stars or crypto"
     return "in Telegram Stars" if channel.accept_stars else "in crypto"
 
 
-def plan_posts(channel: Channel, previous: dict[tuple[int, str], int], bot_username: str) -> list[Post]:
+def plan_posts(channel: Channel, previous: dict[tuple[int, str], int], bot_username: str,
+               stars_only: bool = False) -> list[Post]:
     tiers = [tier for tier in channel.tiers if tier.active]
     subscribe = Post(
         channel.open_chat_id, SUBSCRIBE,
         f"🔒 {channel.closed_title}\n\nGet access to our members-only channel. Pick a plan below; "
-        f"you'll pay {_ways(channel)} and receive your personal invite link right after.",
+        f"you'll pay {_ways(channel, stars_only)} and receive your personal invite link right after.",
         [(f"${tier.price_usd:,.2f} · {tier.days} days", deep_link(bot_username, channel.key, tier.number))
          for tier in tiers],
         previous.get((channel.open_chat_id, SUBSCRIBE)),
@@ -80,7 +83,8 @@ class Poster:
     """The `broadcast.post` job handler: posts a channel's two posts, replacing the old ones."""
 
     def __init__(self, session_factory: sessionmaker[Session], bot: Bot, clock: Clock, bot_username: str,
-                 jobs: JobQueue):
+                 jobs: JobQueue, stars_only: bool = False):
+        self.stars_only = stars_only
         self.session_factory = session_factory
         self.bot = bot
         self.clock = clock
@@ -94,7 +98,7 @@ class Poster:
                 return None  # a paused pair posts nothing: it could not deliver what the post sells
             rows = session.scalars(select(BroadcastPost).where(BroadcastPost.channel_id == channel_id))
             previous = {(row.chat_id, row.kind): row.message_id for row in rows}
-            return plan_posts(channel, previous, self.bot_username), channel.owner_user_id, channel.open_title
+            return plan_posts(channel, previous, self.bot_username, self.stars_only), channel.owner_user_id, channel.open_title
 
     def _record(self, channel_id: int, post: Post, message_id: int) -> None:
         now = self.clock.now()
@@ -190,7 +194,7 @@ class _Needs(Protocol):
 
 def _poster(services: _Needs, bot: Bot) -> Poster:
     return Poster(services.session_factory, bot, services.clock, services.settings.telegram_bot_username,
-                  services.jobs)
+                  services.jobs, stars_only=services.settings.stars_only)
 
 
 JOB_KINDS = (JobKind(POST_JOB, _poster),)
