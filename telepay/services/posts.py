@@ -98,7 +98,8 @@ class Poster:
                 return None  # a paused pair posts nothing: it could not deliver what the post sells
             rows = session.scalars(select(BroadcastPost).where(BroadcastPost.channel_id == channel_id))
             previous = {(row.chat_id, row.kind): row.message_id for row in rows}
-            return plan_posts(channel, previous, self.bot_username, self.stars_only), channel.owner_user_id, channel.open_title
+            posts = plan_posts(channel, previous, self.bot_username, self.stars_only)
+            return posts, channel.owner_user_id, channel.open_title
 
     def _record(self, channel_id: int, post: Post, message_id: int) -> None:
         now = self.clock.now()
