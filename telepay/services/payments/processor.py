@@ -145,6 +145,18 @@ class PaymentProcessor:
             session.execute(update(PaymentEvent).where(PaymentEvent.id.in_(unmarked)).values(processed_at=now))
 
 
+def complete_invoice(session: Session, fulfilment: Fulfilment, invoice: Invoice, payment: Payment,
+                     now: datetime) -> None:
+    """Complete the invoice through this payment and fulfil it: what a finished payment gets, and
+    what an operator's `payments resolve --action fulfil` gives a payment in review."""
+    invoice.status, invoice.completed_at = InvoiceStatus.COMPLETED, now
+    payment.fulfilled_at = now
+    session.flush()
+    allocation = fulfilment.fulfil(session, invoice, payment, now)
+    logger.info("payment %s (%s): invoice %s completed; share %s USD", payment.id, payment.provider_payment_id,
+                invoice.id, allocation.owner_share_usd if allocation else None)
+
+
 class _Run:
     """One processing run's view of one payment; every effect is deduplicated or state-guarded."""
 
@@ -218,13 +230,7 @@ class _Run:
 
     def complete(self) -> None:
         """Complete the invoice through this (finished) payment and fulfil it."""
-        payment, invoice = self.payment, self.invoice
-        invoice.status, invoice.completed_at = InvoiceStatus.COMPLETED, self.now
-        payment.fulfilled_at = self.now
-        self.session.flush()
-        allocation = self.p.fulfilment.fulfil(self.session, invoice, payment, self.now)
-        logger.info("payment %s (%s): invoice %s completed; share %s USD", payment.id, self.ref, invoice.id,
-                    allocation.owner_share_usd)
+        complete_invoice(self.session, self.p.fulfilment, self.invoice, self.payment, self.now)
 
     def refunded(self) -> None:
         payment, invoice = self.payment, self.invoice

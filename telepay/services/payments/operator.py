@@ -1,0 +1,118 @@
+"""The operator's view of payments in (`telepay payments list|show|resolve`).
+
+Queries read one snapshot; `resolve` settles a payment in review (`needs_review`): fulfil it the
+way a finished payment is fulfilled (`processor.complete_invoice`), mark it refunded (nothing
+granted, no share), or dismiss the review keeping its state. Each resolution writes an
+`AuditLog` row with the operator's reason. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from telepay.errors import Conflict, NotFound
+from telepay.models import (
+    Accumulation, AuditLog, Invite, Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Payout, Subscription,
+)
+from telepay.services.fulfilment import Fulfilment
+from telepay.services.payments.processor import OPEN_INVOICE, complete_invoice
+
+logger = logging.getLogger(__name__)
+
+# Audit rows need an actor; a command-line resolution has no Telegram user behind it.
+CLI_ACTOR = 0
+
+
+class Action(enum.StrEnum):
+    FULFIL = "fulfil"
+    REFUNDED = "refunded"
+    DISMISS = "dismiss"
+
+
+@dataclass(frozen=True)
+class PaymentDetail:
+    """A payment with everything it touched."""
+
+    payment: Payment
+    invoice: Invoice
+    events: list[PaymentEvent]
+    subscription: Subscription | None
+    invites: list[Invite]
+    payout: Payout | None
+
+
+def list_payments(session: Session, *, review_only: bool = False, limit: int = 50) -> list[tuple[Payment, Invoice]]:
+    """Recent payments, newest first, each with its invoice."""
+    query = select(Payment, Invoice).join(Invoice, Invoice.id == Payment.invoice_id)
+    if review_only:
+        query = query.where(Payment.needs_review.is_not(None))
+    return [(p, i) for p, i in session.execute(query.order_by(Payment.created_at.desc(), Payment.id.desc())
+                                               .limit(limit))]
+
+
+def find_payment(session: Session, ref: str, *, for_update: bool = False) -> Payment:
+    """A payment by our id or the provider's payment id; `NotFound` otherwise."""
+    match = Payment.provider_payment_id == ref
+    if ref.isdigit():
+        match = or_(match, Payment.id == int(ref))
+    query = select(Payment).where(match).order_by(Payment.id)
+    if for_update:
+        query = query.with_for_update()
+    payment = session.scalars(query).first()
+    if payment is None:
+        raise NotFound(f"no payment {ref!r} (neither our id nor NOWPayments' payment id)")
+    return payment
+
+
+def show_payment(session: Session, ref: str) -> PaymentDetail:
+    payment = find_payment(session, ref)
+    invoice = session.get_one(Invoice, payment.invoice_id)
+    events = list(session.scalars(select(PaymentEvent).where(
+        PaymentEvent.provider_payment_id == payment.provider_payment_id).order_by(PaymentEvent.id)))
+    subscription, invites = None, []
+    if payment.fulfilled_at is not None:
+        subscription = session.scalars(select(Subscription).where(
+            Subscription.channel_id == invoice.channel_id, Subscription.user_id == invoice.buyer_user_id)).first()
+        invites = list(session.scalars(select(Invite).where(Invite.invoice_id == invoice.id).order_by(Invite.id)))
+    payout_id = payment.payout_id or session.scalar(  # a batched share feeds its accumulation's payout
+        select(Accumulation.payout_id).where(Accumulation.payment_id == payment.id))
+    payout = session.get(Payout, payout_id) if payout_id else None
+    return PaymentDetail(payment, invoice, events, subscription, invites, payout)
+
+
+def resolve_payment(session: Session, fulfilment: Fulfilment, ref: str, action: Action, reason: str,
+                    now: datetime) -> Payment:
+    """Settle a payment in review; `NotFound` for an unknown one, `Conflict` if it is not in review
+    or the action does not fit it."""
+    payment = find_payment(session, ref, for_update=True)
+    if payment.needs_review is None:
+        raise Conflict(f"payment {payment.id} ({payment.provider_payment_id}) is not in review")
+    invoice = session.get_one(Invoice, payment.invoice_id, with_for_update=True)
+    before = {"status": payment.status.value, "invoice_status": invoice.status.value,
+              "needs_review": payment.needs_review, "fulfilled": payment.fulfilled_at is not None}
+    if action == Action.FULFIL:
+        if payment.fulfilled_at is not None:
+            raise Conflict(f"payment {payment.id} is fulfilled already")
+        if invoice.status == InvoiceStatus.COMPLETED:
+            raise Conflict(f"invoice {invoice.id} was completed by another payment; dismiss or mark refunded")
+        complete_invoice(session, fulfilment, invoice, payment, now)
+    elif action == Action.REFUNDED:
+        payment.status = PaymentStatus.REFUNDED
+        if invoice.status in OPEN_INVOICE:
+            invoice.status = InvoiceStatus.REFUNDED
+    payment.needs_review = None
+    payment.updated_at = now
+    session.add(AuditLog(channel_id=invoice.channel_id, actor_user_id=CLI_ACTOR, action=f"payment.{action.value}",
+                         before={"payment_id": payment.id, **before},
+                         after={"payment_id": payment.id, "status": payment.status.value,
+                                "invoice_status": invoice.status.value, "reason": reason}, created_at=now))
+    session.flush()
+    logger.info("payment %s (%s), invoice %s: review resolved by the operator: %s (%s)", payment.id,
+                payment.provider_payment_id, invoice.id, action.value, reason)
+    return payment
