@@ -145,7 +145,8 @@ def test_commands(session_factory, clock, processor, channel, cli):
 
     shown = cli("show", "5501")
     assert shown.exit_code == 0, shown.output
-    assert "payment" in shown.output and "finished" in shown.output and "subscription" in shown.output and "instant pending" in shown.output
+    assert "payment" in shown.output and "finished" in shown.output and "subscription" in shown.output
+    assert "payout 1: instant pending" in shown.output
     assert shown.output.count("IPN events:") == 1 and "confirming" in shown.output
     missing = cli("show", "nope")
     assert missing.exit_code == 2 and "no payment" in missing.output
