@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from telepay.api.health import health
 from telepay.api.nowpayments import ipn_recorder, nowpayments
-from telepay.api.state import ApiState, api_state
+from telepay.api.state import EXTENSION, ApiState
 from telepay.api.webhooks import webhooks
 from telepay.errors import CooldownActive, TelePayError
 from telepay.security.guards import Guards
@@ -62,5 +62,9 @@ def create_app(settings: Settings, services: Services, test_config: dict[str, ob
 
 
 def close_app(app: Flask) -> None:
-    """The extension's teardown when the server stops: the IPN recorder's kept connections."""
-    api_state(app).close()
+    """The extension's teardown when the server stops: the IPN recorder's kept connections.
+
+    A plain Flask app (the benchmark's bare baseline) has no TelePay state to close."""
+    state: ApiState | None = app.extensions.get(EXTENSION)
+    if state is not None:
+        state.close()

@@ -39,6 +39,10 @@ class MoneyWorld(World):
             return not session.scalar(select(func.count()).select_from(Job).where(
                 Job.state.in_([JobState.QUEUED, JobState.RUNNING]), Job.kind != "payout.run"))
 
+    def invite_of(self, buyer) -> Invite:
+        with self.session_factory() as session:
+            return session.scalars(select(Invite).where(Invite.user_id == buyer.id)).one()
+
     def invoice_for(self, buyer, key: str) -> Invoice:
         """The buyer opens the tier link and presses Pay; our invoice row."""
         buyer.open_deep_link(f"https://t.me/{BOT}?start={key}-1")
@@ -104,6 +108,8 @@ def test_a_paid_invoice_admits_the_buyer_alone_and_tells_the_owner(world, shop):
     note = owner.wait_for_message(lambda m: "New subscription" in m.text, timeout=TIMEOUT)
     assert "Paula VIP" in note.text and "$7.50" in note.text and "@bob" in note.text
     until(world.jobs_idle, what="jobs done")
+    # The join handler revokes at Telegram first and records it after: wait for the record.
+    until(lambda: world.invite_of(buyer).status == InviteStatus.USED, what="invite recorded as used")
     with world.session_factory() as session:
         payment = session.scalars(select(Payment).where(Payment.provider_payment_id == str(payment_id))).one()
         invite = session.scalars(select(Invite).where(Invite.user_id == buyer.id)).one()
