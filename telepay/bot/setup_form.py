@@ -89,6 +89,10 @@ async def button(update: Update, context: Context) -> str:
         await ack(update, "This button has expired. Send /start to begin again.")
         return FORM
     try:
+        if not action:
+            # Opening the form shows the payout address and prices: Telegram must still list
+            # this user as admin of both chats (sub-menus are drafts; saving asks again).
+            await admin_owner(update, context, cid)
         data = await db(context, _form_data, cid, update.effective_user.id)
         if action[:1] == ["save"] or action[:1] == ["confirm"]:
             return await save(update, context, cid, confirmed=action[0] == "confirm")

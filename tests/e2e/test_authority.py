@@ -221,7 +221,7 @@ def test_finding_2_ownership_follows_telegram_and_the_creator_takes_over(world):
     view = world.menu(mallory)
     view = world.press(mallory, view, "📋 My channels", expect="Your channels")
     view = world.press(mallory, view, world.button(view, "✅"), expect="Status")
-    for button in ("📣 Post now", "📊 Summary"):
+    for button in ("📣 Post now", "📊 Summary", "⚙️ Setup"):
         answer = mallory.press(view, text=button).wait_for_answer(timeout=TIMEOUT)
         assert "no longer lists you" in answer["text"]
     world.operator.wait_for_message(lambda m: "no longer an admin" in m.text and f"Channel {channel.id}" in m.text,
