@@ -96,6 +96,22 @@ def nowpayments_client(settings: Settings) -> NowPaymentsClient:
                              email=settings.nowpayments_email, password=reveal(settings.nowpayments_password))
 
 
+def payout_engine(settings: Settings, session_factory: sessionmaker[Session], jobs: JobQueue, clock: Clock,
+                  changenow: ChangeNowClient | None) -> PayoutEngine | None:
+    """The payout engine from its settings (ChangeNOW, an RPC endpoint, the host wallet); None without them."""
+    if not (changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address):
+        return None
+    return PayoutEngine.build(
+        session_factory, jobs, clock, changenow=changenow,
+        w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
+        private_key=settings.host_wallet_private_key.get_secret_value(),
+        usdt_address=settings.usdt_contract_address,
+        chain_id=settings.eth_chain_id, confirmations=settings.eth_confirmations,
+        replace_after_seconds=settings.eth_replace_after_seconds,
+        eth_min_fee_multiple=settings.eth_payout_min_fee_multiple,
+        poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
+
+
 def build_services(settings: Settings, engine: Engine | None = None, clock: Clock | None = None) -> Services:
     engine = engine or make_engine(settings)
     session_factory = make_session_factory(engine)
@@ -112,17 +128,7 @@ def build_services(settings: Settings, engine: Engine | None = None, clock: Cloc
         ipn_callback_url=(settings.public_base_url.rstrip("/") + "/webhooks/nowpayments"
                           if settings.public_base_url else None),
         success_url=bot_link + "?start=paid", cancel_url=bot_link, stars_only=settings.stars_only)
-    payouts = None
-    if changenow and settings.eth_rpc_url and settings.host_wallet_private_key and settings.usdt_contract_address:
-        payouts = PayoutEngine.build(
-            session_factory, jobs, clock, changenow=changenow,
-            w3=Web3(HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 20})),
-            private_key=settings.host_wallet_private_key.get_secret_value(),
-            usdt_address=settings.usdt_contract_address,
-            chain_id=settings.eth_chain_id, confirmations=settings.eth_confirmations,
-            replace_after_seconds=settings.eth_replace_after_seconds,
-            eth_min_fee_multiple=settings.eth_payout_min_fee_multiple,
-            poll_seconds=settings.payout_poll_seconds, low_balance_usd=settings.host_wallet_low_balance_usd)
+    payouts = payout_engine(settings, session_factory, jobs, clock, changenow)
     return Services(
         settings=settings,
         engine=engine,

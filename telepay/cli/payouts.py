@@ -1,11 +1,14 @@
-"""`telepay payouts list|show|retry|cancel` and `telepay report`: the operator's view of money out.
+"""`telepay payouts list|show|retry|cancel|reconcile` and `telepay report`: the operator's view of
+money out.
 
-Registered on the main group by `telepay.cli`. Every command talks to the database only; a
-retried payout is picked up by the running process's worker.
+Registered on the main group by `telepay.cli`. Every command but `reconcile` talks to the
+database only (reconcile also asks the chain and ChangeNOW); a retried payout is picked up by
+the running process's worker.
 """
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 
 import click
@@ -20,7 +23,7 @@ def _usd(value: Decimal | None) -> str:
 
 @click.group()
 def payouts() -> None:
-    """Payouts to owners and host sweeps: list, show, retry, cancel."""
+    """Payouts to owners and host sweeps: list, show, retry, cancel, reconcile."""
 
 
 @payouts.command("list")
@@ -100,6 +103,60 @@ def payouts_cancel(payout_id: int, reason: str) -> None:
     except (LookupError, PayoutRefused) as error:
         raise click.ClickException(str(error))
     click.echo(f"payout {payout_id} cancelled")
+
+
+@payouts.command("reconcile")
+@click.option("--apply", "apply_", is_flag=True, help="Put each payout into its true state (never sends money).")
+@click.option("--from-nonce", type=int, help="Look for unrecorded host-wallet transfers from this nonce on "
+              "(default: after the newest recorded one).")
+def payouts_reconcile(apply_: bool, from_nonce: int | None) -> None:
+    """After a database restore: every payout in flight against the chain and ChangeNOW. Exit 0 when
+    all are consistent, 1 when anything needed fixing or needs an operator."""
+    from telepay.cli.common import engine_or_exit, settings_or_exit
+    from telepay.clients.changenow import ChangeNowClient
+    from telepay.clock import SystemClock
+    from telepay.models.engine import make_session_factory
+    from telepay.services.jobs import JobQueue
+    from telepay.services.payouts.reconcile import PayoutReconciler, Verdict
+    from telepay.services.registry import JOB_KINDS
+    from telepay.wiring import payout_engine
+
+    settings = settings_or_exit()
+    engine = engine_or_exit(settings)
+    factory, clock = make_session_factory(engine), SystemClock()
+    jobs = JobQueue(factory, clock=clock, kinds=JOB_KINDS)
+    changenow = (ChangeNowClient(settings.changenow_base_url, settings.changenow_api_key.get_secret_value())
+                 if settings.changenow_api_key else None)
+    try:
+        payouts = payout_engine(settings, factory, jobs, clock, changenow)
+        if payouts is None:
+            click.echo("telepay: payouts reconcile needs CHANGENOW_API_KEY, ETH_RPC_URL, HOST_WALLET_PRIVATE_KEY and "
+                       "USDT_CONTRACT_ADDRESS", err=True)
+            sys.exit(2)
+        reconciler = PayoutReconciler(factory, jobs, payouts.runner, clock, from_nonce=from_nonce)
+        findings = reconciler.survey()
+        for f in findings:
+            click.echo(f"payout {f.payout_id}" if f.payout_id is not None else "host wallet")
+            click.echo(f"  records  {f.recorded}")
+            click.echo(f"  world    {f.world}")
+            click.echo(f"  true     {f.truth}")
+            click.echo(f"  verdict  {f.verdict.value}")
+        done = reconciler.apply(findings) if apply_ else []
+    finally:
+        if changenow is not None:
+            changenow.close()
+        engine.dispose()
+    for line in done:
+        click.echo(f"applied  {line}")
+    counts = {v: sum(f.verdict == v for f in findings) for v in Verdict}
+    fixable = counts[Verdict.FIX] + counts[Verdict.REVIEW]
+    click.echo(f"{len(findings)} finding(s): {counts[Verdict.CONSISTENT]} consistent, {counts[Verdict.FIX]} to fix, "
+               f"{counts[Verdict.REVIEW]} to review, {counts[Verdict.ATTENTION]} need an operator")
+    if fixable and not apply_:
+        click.echo("nothing was changed: run `telepay payouts reconcile --apply` to put them in their true state")
+    if counts[Verdict.ATTENTION]:
+        click.echo("an operator must look at the findings marked attention before payouts resume")
+    sys.exit(0 if fixable + counts[Verdict.ATTENTION] == 0 else 1)
 
 
 @click.command()
