@@ -40,12 +40,14 @@ class SeenTransfer:
     gas: int
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
+    contested: tuple[int, ...] = ()  # payouts in flight that each could own it (reconcile's finding)
 
     def describe(self) -> str:
         what = f"{self.amount_base_units} {self.asset} base units" if self.asset else "a contract call"
         where = f"mined in block {self.block_number}" if self.block_number is not None else "not mined"
         outcome = "" if self.succeeded is not False else ", reverted"
-        return f"nonce {self.nonce} {self.tx_hash}: {what} to {self.to_address}, {where}{outcome}"
+        shared = f" (payouts {list(self.contested)} all pay there)" if self.contested else ""
+        return f"nonce {self.nonce} {self.tx_hash}: {what} to {self.to_address}, {where}{outcome}{shared}"
 
 
 class ChainLook:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable
 
@@ -113,10 +113,10 @@ class PayoutReconciler:
         for t in lost:
             owners = [pid for pid, dests in destinations.items()
                       if any(d.asset == t.asset and same_address(d.address, t.to_address) for d in dests)]
-            if len(owners) == 1:
-                claimed.setdefault(owners[0], []).append(t)
-            else:
-                findings.append(self._unclaimed(t, owners))
+            if not owners:
+                findings.append(self._unclaimed(t))
+            for pid in owners:  # several: each is judged ambiguous (and parked) below
+                claimed.setdefault(pid, []).append(t if len(owners) == 1 else _contested(t, owners))
         for p in payouts:
             findings.append(self._judge(p, stored[p.id], claimed.get(p.id, []), destinations.get(p.id, []), latest))
         return findings
@@ -177,9 +177,7 @@ class PayoutReconciler:
                     found.append(_Found(exchange_id, item.status, item.payin_address, item.payout_expected_amount))
         return found
 
-    def _unclaimed(self, t: SeenTransfer, owners: list[int]) -> Finding:
-        if owners:
-            return Finding(None, f"payouts {owners} could each own it", t.describe(), "ambiguous", Verdict.ATTENTION)
+    def _unclaimed(self, t: SeenTransfer) -> Finding:
         with self.session_factory() as session:
             to = t.to_address.lower()
             same = list(session.scalars(select(Payout.id).where(
@@ -201,8 +199,8 @@ class PayoutReconciler:
         if p.status == PayoutStatus.CARRIED_OVER:
             return Finding(p.id, recorded, "nothing to look at: nothing is sent before more shares come",
                            "carried_over", Verdict.CONSISTENT)
-        if len(claimed) > 1:
-            why = "several lost transfers paid its destination: " + "; ".join(t.describe() for t in claimed)
+        if len(claimed) > 1 or any(t.contested for t in claimed):
+            why = "cannot tell whose these lost transfers are: " + "; ".join(t.describe() for t in claimed)
             return Finding(p.id, recorded, why, "needs_review", Verdict.REVIEW, fixes.park(p, why))
         if claimed:
             return self._lost(p, recorded, claimed[0], dests, fixes)
@@ -290,6 +288,10 @@ class PayoutReconciler:
 
     def queue(self, session: Session, payout_id: int, why: str) -> None:
         enqueue_payout(session, self.jobs, payout_id, f"reconcile:{why}")
+
+
+def _contested(t: SeenTransfer, owners: list[int]) -> SeenTransfer:
+    return replace(t, contested=tuple(owners))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from telepay.models import Base, ChainTxStatus, Payout, PayoutStatus
 from telepay.services.payouts.reconcile import PayoutReconciler, Verdict
 from telepay_sandbox.chain import HOST_WALLET_PRIVATE_KEY
 from tests.services.payouts.conftest import KEY, Crash
+from tests.services.payouts.test_chain_realities import _stuck_payout, _until_finished
 
 TABLES = ("chain_tx_attempts", "chain_transactions", "jobs")
 
@@ -143,14 +144,19 @@ def test_c_a_consistent_set_exits_0_and_changes_nothing(world, database_url, tmp
     world.drain()
     waiting = world.payout_of(world.pay(world.channel("usdt", "eth"), Decimal("60")))
     assert world.runner.run(waiting.id) == PayoutStatus.FUNDED  # exchange waits for the deposit
+    unsent = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("50")))
+    world.crasher.armed.add("after_sign")  # signed and stored, never broadcast: the runner sends it
+    with pytest.raises(Crash):
+        world.runner.run(unsent.id)
     queued = world.payout_of(world.pay(world.channel("eth", "eth"), Decimal("40")))  # not run yet
     assert world.payout(carried.id).status == PayoutStatus.CARRIED_OVER
     before = _backup(world)
 
     looked = _cli(world, database_url, "--apply")
     assert looked.exit_code == 0, looked.output
-    assert "3 finding(s): 3 consistent, 0 to fix, 0 to review, 0 need an operator" in looked.output
-    for payout in (carried, waiting, queued):
+    assert "4 finding(s): 4 consistent, 0 to fix, 0 to review, 0 need an operator" in looked.output
+    assert "re-broadcasts these same bytes" in looked.output
+    for payout in (carried, waiting, unsent, queued):
         assert f"payout {payout.id}" in looked.output
     assert _backup(world) == before
 
@@ -181,3 +187,85 @@ def test_control_without_reconcile_the_restored_worker_pays_again(world):
     _restore(world, backup)
     world.drain()
     assert len(world.host_transfers(channel.payout_address, "eth")) == 2
+
+
+@pytest.fixture
+def held(chain):
+    yield chain
+    chain.release()
+
+
+def test_a_replacement_the_backup_lacks_is_recognised_as_the_transfer(world, held):
+    """The backup holds the first version of a stuck transfer; a higher-fee replacement (same
+    nonce) was mined after it. Without reconcile the runner would call the transfer displaced."""
+    _settled_before(world)
+    channel, payout, _ = _stuck_payout(world, held, floor_bumps=1)
+    [first] = world.chain_txs(payout.id)
+    backup = _backup(world)
+    _until_finished(world, payout.id)
+    [sent] = world.host_transfers(channel.payout_address, "eth")
+    assert sent.tx_hash != first.tx_hash
+    _restore(world, backup)
+
+    reconciler = _reconciler(world)
+    [finding] = reconciler.survey()
+    assert finding.verdict == Verdict.FIX and "a version the records lost was mined" in finding.world, finding
+    reconciler.apply([finding])
+    fixed = world.payout(payout.id)
+    assert fixed.status == PayoutStatus.FINISHED and fixed.payout_hash == sent.tx_hash, fixed.last_error
+    world.drain()
+    assert len(world.host_transfers(channel.payout_address, "eth")) == 1
+    assert reconciler.survey() == []
+
+
+def test_a_deposit_no_transfer_explains_goes_to_review(world):
+    """ChangeNOW shows the exchange funded and finished, but no transfer of the host wallet that
+    reconcile looks at explains it (the operator said older nonces are known): ambiguous, so
+    --apply parks the payout in needs_review with the reason, and a second run changes nothing."""
+    _settled_before(world)
+    payout = world.payout_of(world.pay(world.channel("usdt", "eth"), Decimal("60")))
+    world.crasher.armed.add("after_exchange_created")
+    with pytest.raises(Crash):
+        world.runner.run(payout.id)
+    backup = _backup(world)
+    world.drain()
+    _restore(world, backup)
+
+    reconciler = PayoutReconciler(world.session_factory, world.jobs, world.runner, world.clock,
+                                  from_nonce=world.chain.nonce(world.wallet.address))
+    [finding] = reconciler.survey()
+    assert finding.verdict == Verdict.REVIEW and "no transfer of the host wallet explains" in finding.world
+    reconciler.apply([finding])
+    parked = world.payout(payout.id)
+    assert parked.status == PayoutStatus.NEEDS_REVIEW and parked.last_error.startswith("reconcile: ChangeNOW")
+    assert any(f"Payout {payout.id}" in text and "needs review" in text for text in world.alerts())
+    before = _backup(world)
+    [again] = reconciler.survey()
+    assert again.verdict == Verdict.ATTENTION and again.fix is None
+    assert _backup(world) == before
+
+
+def test_lost_transfers_two_payouts_could_own_go_to_review(world):
+    """Two instant payouts to one owner's address, both paid after the backup: which transfer is
+    whose cannot be told, so both are parked for an operator; nothing is sent again."""
+    _settled_before(world)
+    channel = world.channel("eth", "eth")
+    first, second = (world.payout_of(world.pay(channel, Decimal(usd))) for usd in ("40", "45"))
+    backup = _backup(world)
+    world.drain()
+    _restore(world, backup)
+
+    reconciler = _reconciler(world)
+    findings = reconciler.survey()
+    assert [(f.payout_id, f.verdict) for f in findings] == [(first.id, Verdict.REVIEW), (second.id, Verdict.REVIEW)]
+    assert "all pay there" in findings[0].world
+    reconciler.apply(findings)
+    assert {world.payout(p.id).status for p in (first, second)} == {PayoutStatus.NEEDS_REVIEW}
+    world.drain()
+    assert len(world.host_transfers(channel.payout_address, "eth")) == 2
+
+
+def test_without_the_payout_settings_it_exits_2_naming_them(database_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner(env={"DATABASE_URL": database_url}).invoke(main, ["payouts", "reconcile"])
+    assert result.exit_code == 2 and "CHANGENOW_API_KEY, ETH_RPC_URL" in result.output
