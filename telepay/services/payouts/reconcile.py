@@ -28,7 +28,7 @@ import enum
 import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -274,7 +274,7 @@ class PayoutReconciler:
             return list(session.scalars(select(ChainTxAttempt.tx_hash).where(
                 ChainTxAttempt.chain_transaction_id == tx.id).order_by(ChainTxAttempt.id.desc()))) or [tx.tx_hash]
 
-    def mined(self, tx: StoredTx):
+    def mined(self, tx: StoredTx) -> tuple[str, Any] | None:
         """(hash, receipt) of whichever recorded version of the transfer is mined, if one is."""
         for tx_hash in self._hashes(tx):
             if (receipt := self.look.receipt(tx_hash)) is not None:

@@ -14,17 +14,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from telepay.clock import Clock
 from telepay.models import ChainTransaction, ChainTxAttempt, ChainTxStatus, Payout, PayoutStatus
 from telepay.services.payouts.chainlook import SeenTransfer
 from telepay.services.payouts.exchanges import FUNDING
-from telepay.services.payouts.runner import is_direct
-
-if TYPE_CHECKING:
-    from telepay.services.payouts.reconcile import PayoutReconciler
+from telepay.services.payouts.runner import PayoutRunner, is_direct
+from telepay.services.payouts.wallet import HostWallet, StoredTx
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,23 @@ class Destination:
     expected_to: Decimal | None = None
 
 
+class Reconciler(Protocol):
+    """What the fixes use of `reconcile.PayoutReconciler`."""
+
+    session_factory: sessionmaker[Session]
+    runner: PayoutRunner
+    wallet: HostWallet
+    clock: Clock
+
+    def review(self, payout_id: int, reason: str) -> PayoutStatus: ...
+
+    def queue(self, session: Session, payout_id: int, why: str) -> None: ...
+
+    def mined(self, tx: StoredTx) -> tuple[str, Any] | None: ...
+
+
 class Fixes:
-    def __init__(self, reconciler: PayoutReconciler):
+    def __init__(self, reconciler: Reconciler):
         self.r = reconciler
 
     def park(self, p: Payout, why: str) -> Fix:
