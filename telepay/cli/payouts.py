@@ -134,7 +134,11 @@ def payouts_reconcile(apply_: bool, from_nonce: int | None) -> None:
                        "USDT_CONTRACT_ADDRESS", err=True)
             sys.exit(2)
         reconciler = PayoutReconciler(factory, jobs, payouts.runner, clock, from_nonce=from_nonce)
-        findings = reconciler.survey()
+        try:
+            findings = reconciler.survey()
+        except Exception as error:  # noqa: BLE001 - the chain unreachable: nothing can be compared
+            click.echo(f"telepay: cannot compare with the chain: {type(error).__name__}: {error}", err=True)
+            sys.exit(1)
         for f in findings:
             click.echo(f"payout {f.payout_id}" if f.payout_id is not None else "host wallet")
             click.echo(f"  records  {f.recorded}")

@@ -108,7 +108,13 @@ class PayoutReconciler:
         lost = self._lost_transfers(latest, pending, findings)
         open_ = [p for p in payouts if stored[p.id] is None and p.status in (
             PayoutStatus.PENDING, PayoutStatus.EXCHANGE_REQUESTED, PayoutStatus.EXCHANGE_CREATED)]
-        destinations = {p.id: self._destinations(p) for p in open_}
+        destinations: dict[int, list[Destination]] = {}
+        unread: dict[int, str] = {}
+        for p in open_:
+            try:
+                destinations[p.id] = self._destinations(p)
+            except Exception as error:  # noqa: BLE001 - ChangeNOW down: this payout cannot be judged now
+                unread[p.id] = f"cannot read its exchange: {type(error).__name__}: {error}"
         claimed: dict[int, list[SeenTransfer]] = {}
         for t in lost:
             owners = [pid for pid, dests in destinations.items()
@@ -118,7 +124,14 @@ class PayoutReconciler:
             for pid in owners:  # several: each is judged ambiguous (and parked) below
                 claimed.setdefault(pid, []).append(t if len(owners) == 1 else _contested(t, owners))
         for p in payouts:
-            findings.append(self._judge(p, stored[p.id], claimed.get(p.id, []), destinations.get(p.id, []), latest))
+            try:
+                if p.id in unread:
+                    raise LookupError(unread[p.id])
+                findings.append(self._judge(p, stored[p.id], claimed.get(p.id, []), destinations.get(p.id, []),
+                                            latest))
+            except Exception as error:  # noqa: BLE001 - one payout unreadable: the others are still judged
+                findings.append(Finding(p.id, p.status.value, f"{type(error).__name__}: {error}",
+                                        "unknown: run reconcile again", Verdict.ATTENTION))
         return findings
 
     def _lost_transfers(self, latest: int, pending: int, findings: list[Finding]) -> list[SeenTransfer]:

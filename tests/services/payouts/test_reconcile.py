@@ -269,3 +269,21 @@ def test_without_the_payout_settings_it_exits_2_naming_them(database_url, tmp_pa
     monkeypatch.chdir(tmp_path)
     result = CliRunner(env={"DATABASE_URL": database_url}).invoke(main, ["payouts", "reconcile"])
     assert result.exit_code == 2 and "CHANGENOW_API_KEY, ETH_RPC_URL" in result.output
+
+
+def test_changenow_down_leaves_the_payout_as_it_is_and_says_so(world):
+    _settled_before(world)
+    payout = world.payout_of(world.pay(world.channel("usdt", "eth"), Decimal("60")))
+    assert world.runner.run(payout.id) == PayoutStatus.FUNDED
+    backup = _backup(world)
+    world.drain()
+    _restore(world, backup)
+
+    reconciler = _reconciler(world)
+    world.changenow.fail_next("/v2/exchange", status=503, count=2)  # the client's try and its one retry
+    [finding] = reconciler.survey()
+    assert finding.verdict == Verdict.ATTENTION and "503" in finding.world, finding
+    reconciler.apply([finding])
+    assert world.payout(payout.id).status == PayoutStatus.FUNDED
+    [finding] = reconciler.survey()
+    assert finding.verdict == Verdict.FIX and finding.truth == "finished"
