@@ -27,7 +27,6 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any, Callable
 
 from sqlalchemy import func, or_, select
@@ -39,8 +38,9 @@ from telepay.services.jobs import JobQueue
 from telepay.services.payouts import review
 from telepay.services.payouts.allocation import enqueue_payout
 from telepay.services.payouts.chainlook import ChainLook, SeenTransfer
-from telepay.services.payouts.exchanges import FUNDING, CLOCK_SKEW, same_address, user_id
-from telepay.services.payouts.reconcile_fix import Destination, Fixes
+from telepay.services.payouts import destinations as where
+from telepay.services.payouts.exchanges import same_address
+from telepay.services.payouts.reconcile_fix import Fixes
 from telepay.services.payouts.runner import PayoutRunner, is_direct
 from telepay.services.payouts.wallet import StoredTx
 
@@ -108,11 +108,11 @@ class PayoutReconciler:
         lost = self._lost_transfers(latest, pending, findings)
         open_ = [p for p in payouts if stored[p.id] is None and p.status in (
             PayoutStatus.PENDING, PayoutStatus.EXCHANGE_REQUESTED, PayoutStatus.EXCHANGE_CREATED)]
-        destinations: dict[int, list[Destination]] = {}
+        destinations: dict[int, list[where.Destination]] = {}
         unread: dict[int, str] = {}
         for p in open_:
             try:
-                destinations[p.id] = self._destinations(p)
+                destinations[p.id] = where.destinations(p, self.exchanges)
             except Exception as error:  # noqa: BLE001 - ChangeNOW down: this payout cannot be judged now
                 unread[p.id] = f"cannot read its exchange: {type(error).__name__}: {error}"
         claimed: dict[int, list[SeenTransfer]] = {}
@@ -159,37 +159,6 @@ class PayoutReconciler:
                                     "unknown until mined: run reconcile again then", Verdict.ATTENTION))
         return lost
 
-    def _destinations(self, payout: Payout) -> list[Destination]:
-        """Where a transfer for this payout would have gone (its exchange looked up as the runner does)."""
-        asset = payout.funding_asset
-        if is_direct(payout):
-            return [Destination(asset, payout.to_address)]
-        if payout.exchange_id:
-            state = self.exchanges.status(payout.exchange_id)
-            return [Destination(asset, state.payin_address or payout.payin_address or "", payout.exchange_id,
-                                state.status, state.expected_amount_to)]
-        return [Destination(asset, f.payin_address, f.exchange_id, f.status, f.expected_to)
-                for f in self._exchanges_for(payout)]
-
-    def _exchanges_for(self, payout: Payout):
-        """Exchanges made for the payout since its intent: ours by tag, or (tags dropped) paying its
-        address in its currencies. Looser than the runner's lookup, which also needs the quoted
-        amount: a restored `pending` payout has no quote recorded."""
-        if payout.from_amount is not None:
-            return self.exchanges.find(payout)
-        since = (payout.exchange_requested_at or payout.created_at) - CLOCK_SKEW
-        currency = FUNDING[payout.funding_asset][0]
-        found = []
-        for item in self.exchanges._window(since):
-            mine = item.user_id == user_id(payout.id) or item.user_id is None and same_address(
-                item.payout_address, payout.to_address) and item.payin_currency == currency and (
-                item.payout_currency or "") == payout.to_currency.lower()
-            if mine and item.created_at is not None and item.created_at >= since and item.payin_address:
-                exchange_id = self.exchanges._by_id_name(item)
-                if exchange_id is not None:
-                    found.append(_Found(exchange_id, item.status, item.payin_address, item.payout_expected_amount))
-        return found
-
     def _unclaimed(self, t: SeenTransfer) -> Finding:
         with self.session_factory() as session:
             to = t.to_address.lower()
@@ -202,7 +171,7 @@ class PayoutReconciler:
 
     # ---- judging -----------------------------------------------------------------------------------
 
-    def _judge(self, p: Payout, tx: StoredTx | None, claimed: list[SeenTransfer], dests: list[Destination],
+    def _judge(self, p: Payout, tx: StoredTx | None, claimed: list[SeenTransfer], dests: list[where.Destination],
                latest: int) -> Finding:
         fixes = Fixes(self)
         recorded = p.status.value + (f" (transfer {tx.tx_hash}, nonce {tx.nonce}, {tx.status.value})" if tx else "")
@@ -228,7 +197,7 @@ class PayoutReconciler:
             "no transfer from the host wallet to its destination"
         return Finding(p.id, recorded, world, p.status.value, Verdict.CONSISTENT)
 
-    def _lost(self, p: Payout, recorded: str, t: SeenTransfer, dests: list[Destination], fixes: Fixes) -> Finding:
+    def _lost(self, p: Payout, recorded: str, t: SeenTransfer, dests: list[where.Destination], fixes: Fixes) -> Finding:
         dest = next(d for d in dests if same_address(d.address, t.to_address))
         world = "sent " + t.describe() + (f"; exchange {dest.exchange_id} {dest.exchange_status}"
                                           if dest.exchange_id else "")
@@ -305,11 +274,3 @@ class PayoutReconciler:
 
 def _contested(t: SeenTransfer, owners: list[int]) -> SeenTransfer:
     return replace(t, contested=tuple(owners))
-
-
-@dataclass(frozen=True)
-class _Found:
-    exchange_id: str
-    status: str
-    payin_address: str
-    expected_to: Decimal | None

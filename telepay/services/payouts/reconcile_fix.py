@@ -12,7 +12,6 @@ had the database never gone back.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clock import Clock
 from telepay.models import ChainTransaction, ChainTxAttempt, ChainTxStatus, Payout, PayoutStatus
 from telepay.services.payouts.chainlook import SeenTransfer
+from telepay.services.payouts.destinations import Destination
 from telepay.services.payouts.exchanges import FUNDING
 from telepay.services.payouts.runner import PayoutRunner, is_direct
 from telepay.services.payouts.wallet import HostWallet, StoredTx
@@ -29,17 +29,6 @@ from telepay.services.payouts.wallet import HostWallet, StoredTx
 logger = logging.getLogger(__name__)
 
 Fix = Callable[[], str]
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where a transfer for a payout would have gone, and the exchange behind it, if any."""
-
-    asset: str
-    address: str
-    exchange_id: str | None = None
-    exchange_status: str | None = None
-    expected_to: Decimal | None = None
 
 
 class Reconciler(Protocol):

@@ -1,0 +1,55 @@
+"""Where a payout's funding transfer goes: the owner's address for a direct payout, else the
+pay-in address of its exchange, looked up at ChangeNOW. `payouts reconcile` matches transfers
+the records lost against these.
+
+A payout whose exchange was not recorded (the database was restored from before it) is matched
+with the exchanges created since its intent: by our tag, or, where ChangeNOW dropped the tag,
+by its payout address and currencies. That is looser than the runner's own lookup, which also
+compares the quoted amount: a restored `pending` payout has no quote recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from telepay.models import Payout
+from telepay.services.payouts.exchanges import CLOCK_SKEW, FUNDING, PayoutExchanges, same_address, user_id
+from telepay.services.payouts.runner import is_direct
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a transfer for a payout would have gone, and the exchange behind it, if any."""
+
+    asset: str
+    address: str
+    exchange_id: str | None = None
+    exchange_status: str | None = None
+    expected_to: Decimal | None = None
+
+
+def destinations(payout: Payout, exchanges: PayoutExchanges) -> list[Destination]:
+    asset = payout.funding_asset
+    if is_direct(payout):
+        return [Destination(asset, payout.to_address)]
+    if payout.exchange_id:
+        state = exchanges.status(payout.exchange_id)
+        return [Destination(asset, state.payin_address or payout.payin_address or "", payout.exchange_id,
+                            state.status, state.expected_amount_to)]
+    if payout.from_amount is not None:
+        return [Destination(asset, f.payin_address, f.exchange_id, f.status, f.expected_to)
+                for f in exchanges.find(payout)]
+    since = (payout.exchange_requested_at or payout.created_at) - CLOCK_SKEW
+    currency = FUNDING[asset][0]
+    found = []
+    for item in exchanges._window(since):
+        tagged = item.user_id == user_id(payout.id)
+        alike = item.user_id is None and same_address(item.payout_address, payout.to_address) and \
+            item.payin_currency == currency and (item.payout_currency or "") == payout.to_currency.lower()
+        if (tagged or alike) and item.created_at is not None and item.created_at >= since and item.payin_address:
+            exchange_id = exchanges._by_id_name(item)
+            if exchange_id is not None:
+                found.append(Destination(asset, item.payin_address, exchange_id, item.status,
+                                         item.payout_expected_amount))
+    return found
