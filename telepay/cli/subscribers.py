@@ -61,6 +61,8 @@ def subscribers_show(user: str, links: bool) -> None:
             raise click.ClickException(error.message)
     names = ", ".join("@" + n for n in view.usernames) or "-"
     click.echo(f"user {view.user_id}  usernames on invoices: {names}")
+    for c in view.owned:
+        click.echo(f"owns channel {c.id} “{c.title}” ({c.status})")
     click.echo(f"subscriptions ({len(view.subscriptions)}):")
     for s in view.subscriptions:
         renews = "" if s.star_renews is None else f"  Stars, auto-renew {'on' if s.star_renews else 'off'}"

@@ -3,7 +3,8 @@
 Everything the database knows about the person, as plain rows: the subscriptions they hold, the
 invites made for them, their invoices, what they paid (crypto and Stars), the payouts their
 payments feed, where they wait in the delivery queue, /paysupport requests, and the jobs about
-them (direct messages, invites, reminders, removals, Stars refunds).
+them (direct messages, invites, reminders, removals, Stars refunds); for an owner, the channels
+they registered and the sale notices sent to them.
 
 TelePay keeps no user table: a user is known by the rows that name their Telegram id. An
 @username is only what the buyer was called when they made an invoice, and Telegram lets names
@@ -27,6 +28,7 @@ from telepay.models import (
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.lifecycle.sweep import EXPIRE_JOB, REMIND_JOB
 from telepay.services.messages import DIRECT_JOB
+from telepay.services.notifications import NOTIFY_JOB
 from telepay.services.stars.refunds import REFUND_JOB
 
 
@@ -116,10 +118,18 @@ class JobLine:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class OwnedChannel:
+    id: int
+    title: str
+    status: str
+
+
 @dataclass
 class UserView:
     user_id: int
     usernames: list[str] = field(default_factory=list)
+    owned: list[OwnedChannel] = field(default_factory=list)  # channels they registered (owners are users too)
     subscriptions: list[SubscriptionLine] = field(default_factory=list)
     invites: list[InviteLine] = field(default_factory=list)
     invoices: list[InvoiceLine] = field(default_factory=list)
@@ -132,7 +142,7 @@ class UserView:
     @property
     def known(self) -> bool:
         return bool(self.subscriptions or self.invites or self.invoices or self.payments or self.support
-                    or self.jobs)
+                    or self.jobs or self.owned)
 
 
 def resolve_user(session: Session, ref: str) -> int:
@@ -178,7 +188,10 @@ def show_user(session: Session, user_id: int) -> UserView:
     view.payouts = _payouts(session, [p.id for p in payments])
     view.support = list(session.scalars(select(SupportRequest).where(SupportRequest.user_id == user_id)
                                         .order_by(SupportRequest.created_at)))
-    view.jobs = _jobs(session, user_id, list(by_invoice), [s.id for s in view.subscriptions])
+    view.owned = [OwnedChannel(c.id, c.closed_title, c.status.value) for c in session.scalars(
+        select(Channel).where(Channel.owner_user_id == user_id).order_by(Channel.id))]
+    view.jobs = _jobs(session, user_id, list(by_invoice), [s.id for s in view.subscriptions],
+                      [c.id for c in view.owned])
     if not view.known:
         raise NotFound(f"no such user {user_id}: no invoice, subscription, invite, payment or message names them")
     return view
@@ -240,7 +253,8 @@ def _payouts(session: Session, payment_ids: list[int]) -> list[PayoutLine]:
     return [PayoutLine(p.id, p.kind.value, p.status.value, p.amount_usd, tuple(sorted(fed[p.id]))) for p in payouts]
 
 
-def _jobs(session: Session, user_id: int, invoice_ids: list[str], subscription_ids: list[int]) -> list[JobLine]:
+def _jobs(session: Session, user_id: int, invoice_ids: list[str], subscription_ids: list[int],
+          owned_ids: list[int]) -> list[JobLine]:
     """Jobs about the user. The payload is JSON: matched by the key each kind names its subject with."""
     payload = Job.payload
     about = [(Job.kind == DIRECT_JOB) & (payload["chat_id"].astext == str(user_id)),
@@ -250,6 +264,8 @@ def _jobs(session: Session, user_id: int, invoice_ids: list[str], subscription_i
     if subscription_ids:
         about.append(Job.kind.in_([EXPIRE_JOB, REMIND_JOB])
                      & payload["subscription_id"].astext.cast(Integer).in_(subscription_ids))
+    if owned_ids:  # an owner's sale notices go to the channel's owner
+        about.append((Job.kind == NOTIFY_JOB) & payload["channel_id"].astext.cast(Integer).in_(owned_ids))
     rows = session.scalars(select(Job).where(or_(*about)).order_by(Job.created_at, Job.id))
     return [JobLine(j.id, j.kind, j.state.value, j.created_at, j.finished_at,
                     (j.payload.get("text") or "").splitlines()[0][:100] if j.payload.get("text") else None,

@@ -20,6 +20,7 @@ from telepay.models import (
 )
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.messages import DIRECT_JOB, queue_message
+from telepay.services.notifications import NOTIFY_JOB
 from telepay.services.subscribers import AmbiguousUser, resolve_user, show_user
 from tests.services.payments_rig import BUYER, _invoice, _ipn
 
@@ -104,3 +105,13 @@ def test_the_command(session_factory, clock, processor, channel, jobs, database_
                             buyer_user_id=OTHER, buyer_username="bob", price_usd=Decimal("5.00")))
     several = run("@bob")
     assert several.exit_code == 1 and str(OTHER) in several.output and str(BUYER) in several.output
+
+
+def test_an_owner_sees_their_channels_and_the_sale_notices_sent_to_them(session_factory, clock, processor, channel,
+                                                                         jobs):
+    _sale(session_factory, clock, processor, channel, jobs)
+    with session_factory() as session:
+        view = show_user(session, channel.owner_user_id)
+    assert [(c.id, c.title) for c in view.owned] == [(channel.id, "VIP")]
+    assert view.jobs and {j.kind for j in view.jobs} == {NOTIFY_JOB}
+    assert view.payments == [] and view.subscriptions == []
