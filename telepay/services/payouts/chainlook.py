@@ -13,6 +13,7 @@ if they hash to the transaction's hash, so what is recorded is exactly what was 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from eth_account.typed_transactions import TypedTransaction
@@ -35,6 +36,7 @@ class SeenTransfer:
     to_address: str              # the recipient (for USDT, the token's recipient, not the contract)
     amount_base_units: int
     block_number: int | None
+    mined_at: datetime | None    # the block's time
     succeeded: bool | None       # None: not mined
     raw_tx: bytes | None         # the signed bytes, verified against the hash (None: none to be had)
     gas: int
@@ -109,9 +111,13 @@ class ChainLook:
         elif not data:
             asset = ETH
         receipt = self.receipt(tx_hash)
+        mined_at = None
+        if tx.get("blockNumber") is not None:
+            stamp = self.w3.eth.get_block(tx["blockNumber"])["timestamp"]
+            mined_at = datetime.fromtimestamp(stamp, timezone.utc)
         return SeenTransfer(
             nonce=tx["nonce"], tx_hash=tx_hash, asset=asset, to_address=Web3.to_checksum_address(recipient),
-            amount_base_units=amount, block_number=tx.get("blockNumber"),
+            amount_base_units=amount, block_number=tx.get("blockNumber"), mined_at=mined_at,
             succeeded=None if receipt is None else receipt["status"] == 1, raw_tx=self._raw(tx, tx_hash),
             gas=int(tx["gas"]), max_fee_per_gas=int(tx.get("maxFeePerGas") or tx.get("gasPrice") or 0),
             max_priority_fee_per_gas=int(tx.get("maxPriorityFeePerGas") or 0))

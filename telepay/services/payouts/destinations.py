@@ -6,14 +6,21 @@ A payout whose exchange was not recorded (the database was restored from before 
 with the exchanges created since its intent: by our tag, or, where ChangeNOW dropped the tag,
 by its payout address and currencies. That is looser than the runner's own lookup, which also
 compares the quoted amount: a restored `pending` payout has no quote recorded.
+
+A payout made again after the restore (its payment re-learned from NOWPayments) is younger than
+the exchange its first incarnation funded, so the lookup also runs backwards: from a lost
+transfer to the exchange whose pay-in address it paid (`paid_exchange`), whose payout address
+and currency then name the payout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from telepay.models import Payout
+from telepay.clients.changenow import ListedExchange
 from telepay.services.payouts.exchanges import CLOCK_SKEW, FUNDING, PayoutExchanges, same_address, user_id
 from telepay.services.payouts.runner import is_direct
 
@@ -53,3 +60,37 @@ def destinations(payout: Payout, exchanges: PayoutExchanges) -> list[Destination
                 found.append(Destination(asset, item.payin_address, exchange_id, item.status,
                                          item.payout_expected_amount))
     return found
+
+
+# How long before the transfer its exchange may have been created (ChangeNOW's fixed-rate
+# exchanges wait for a deposit for minutes to hours, never a day).
+EXCHANGE_LEAD = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class PaidExchange:
+    destination: Destination
+    payout_address: str | None
+    payout_currency: str | None
+
+
+def paid_exchange(exchanges: PayoutExchanges, payin_address: str, asset: str, mined_at: datetime | None,
+                  ) -> PaidExchange | None:
+    """The exchange whose pay-in address a transfer paid, if ChangeNOW lists one."""
+    if mined_at is None:
+        return None
+    item: ListedExchange
+    for item in exchanges._window(mined_at - EXCHANGE_LEAD):
+        if same_address(item.payin_address, payin_address) and item.payin_currency == FUNDING[asset][0]:
+            exchange_id = exchanges._by_id_name(item)
+            if exchange_id is not None:
+                return PaidExchange(Destination(asset, payin_address, exchange_id, item.status,
+                                                item.payout_expected_amount), item.payout_address,
+                                    item.payout_currency)
+    return None
+
+
+def pays(paid: PaidExchange, payout: Payout) -> bool:
+    """The exchange pays what the payout pays: its address, its currency, from its asset."""
+    return not payout.exchange_id and paid.destination.asset == payout.funding_asset and same_address(
+        paid.payout_address, payout.to_address) and (paid.payout_currency or "") == payout.to_currency.lower()

@@ -119,6 +119,8 @@ class PayoutReconciler:
         for t in lost:
             owners = [pid for pid, dests in destinations.items()
                       if any(d.asset == t.asset and same_address(d.address, t.to_address) for d in dests)]
+            if not owners and t.asset is not None:
+                owners = self._by_paid_exchange(t, [p for p in open_ if p.id in destinations], destinations)
             if not owners:
                 findings.append(self._unclaimed(t))
             for pid in owners:  # several: each is judged ambiguous (and parked) below
@@ -158,6 +160,20 @@ class PayoutReconciler:
             findings.append(Finding(None, f"no record of nonces {pooled}", "they wait unmined in the node's pool",
                                     "unknown until mined: run reconcile again then", Verdict.ATTENTION))
         return lost
+
+    def _by_paid_exchange(self, t: SeenTransfer, payouts: list[Payout],
+                          destinations: dict[int, list[where.Destination]]) -> list[int]:
+        """Payouts the exchange a lost transfer funded pays, that exchange added to their destinations."""
+        payouts = [p for p in payouts if not p.exchange_id and not is_direct(p)]
+        if not payouts:
+            return []
+        paid = where.paid_exchange(self.exchanges, t.to_address, t.asset or "", t.mined_at)
+        if paid is None:
+            return []
+        owners = [p.id for p in payouts if where.pays(paid, p)]
+        for pid in owners:
+            destinations[pid].append(paid.destination)
+        return owners
 
     def _unclaimed(self, t: SeenTransfer) -> Finding:
         with self.session_factory() as session:

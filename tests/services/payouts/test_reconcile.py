@@ -6,11 +6,12 @@ and a second run must change nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from eth_account import Account
 
@@ -287,3 +288,49 @@ def test_changenow_down_leaves_the_payout_as_it_is_and_says_so(world):
     assert world.payout(payout.id).status == PayoutStatus.FUNDED
     [finding] = reconciler.survey()
     assert finding.verdict == Verdict.FIX and finding.truth == "finished"
+
+
+MONEY_TABLES = ("invoices", "payments", "payouts", "accumulations", *TABLES)
+
+
+def _backup_all(world) -> dict[str, list[dict]]:
+    with world.session_factory() as session:
+        return {name: [dict(row._mapping) for row in session.execute(select(Base.metadata.tables[name]))]
+                for name in MONEY_TABLES}
+
+
+def _restore_all(world, snapshot) -> None:
+    """A whole restore of the money tables: rows made after the backup are gone."""
+    with world.session_factory.begin() as session:
+        session.execute(text("SET LOCAL session_replication_role = replica"))  # as pg_restore: no FK order
+        for name in MONEY_TABLES:
+            session.execute(delete(Base.metadata.tables[name]))
+        for name in MONEY_TABLES:
+            if snapshot[name]:
+                session.execute(insert(Base.metadata.tables[name]), snapshot[name])
+
+
+def test_a_payout_made_again_after_the_restore_is_matched_through_its_paid_exchange(world):
+    """The backup predates the payment: the payment is re-learned after the restore and its payout
+    made again, younger than the exchange the first one funded. The lost transfer leads to that
+    exchange, whose payout address names the new payout: it is recorded, never paid again."""
+    _settled_before(world)
+    channel = world.channel("usdt", "eth")
+    backup = _backup_all(world)
+    first = world.payout_of(world.pay(channel, Decimal("60")))
+    world.drain()
+    first = world.payout(first.id)
+    assert first.status == PayoutStatus.FINISHED
+    _restore_all(world, backup)
+    world.clock.advance(timedelta(hours=1))  # the payment is re-learned later
+    again = world.payout_of(world.pay(channel, Decimal("60")))
+
+    reconciler = _reconciler(world)
+    [finding] = reconciler.survey()
+    assert (finding.payout_id, finding.verdict, finding.truth) == (again.id, Verdict.FIX, "finished"), finding
+    reconciler.apply([finding])
+    fixed = world.payout(again.id)
+    assert fixed.status == PayoutStatus.FINISHED and fixed.exchange_id == first.exchange_id, fixed.last_error
+    world.drain()
+    assert len(world.host_transfers(first.payin_address, "eth")) == 1
+    assert reconciler.survey() == []
