@@ -11,6 +11,8 @@ A payout made again after the restore (its payment re-learned from NOWPayments) 
 the exchange its first incarnation funded, so the lookup also runs backwards: from a lost
 transfer to the exchange whose pay-in address it paid (`paid_exchange`), whose payout address
 and currency then name the payout.
+
+A transfer is a payout's only if its amount is too (`amount_doubt`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from decimal import Decimal
 
 from telepay.models import Payout
 from telepay.clients.changenow import ListedExchange
-from telepay.services.payouts.exchanges import CLOCK_SKEW, FUNDING, PayoutExchanges, same_address, user_id
+from telepay.services.payouts.exchanges import (
+    CLOCK_SKEW, FUNDING, PayoutExchanges, base_units, same_address, user_id,
+)
 from telepay.services.payouts.runner import is_direct
+from telepay.services.payouts.wallet import ETH
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ def destinations(payout: Payout, exchanges: PayoutExchanges) -> list[Destination
     return found
 
 
+# A direct ETH transfer found on the chain is a payout's only if it is worth about its USD amount
+# at today's price (the price it was sent at is recorded nowhere).
+ETH_PRICE_DRIFT = Decimal("0.25")
 # How long before the transfer its exchange may have been created (ChangeNOW's fixed-rate
 # exchanges wait for a deposit for minutes to hours, never a day).
 EXCHANGE_LEAD = timedelta(days=1)
@@ -94,3 +102,19 @@ def pays(paid: PaidExchange, payout: Payout) -> bool:
     """The exchange pays what the payout pays: its address, its currency, from its asset."""
     return not payout.exchange_id and paid.destination.asset == payout.funding_asset and same_address(
         paid.payout_address, payout.to_address) and (paid.payout_currency or "") == payout.to_currency.lower()
+
+
+def amount_doubt(payout: Payout, amount_base_units: int, exchanges: PayoutExchanges) -> str | None:
+    """Why a transfer of this amount is not the payout's (None: it is, or as near as can be told)."""
+    if is_direct(payout) and payout.funding_asset == ETH:
+        worth = Decimal(amount_base_units).scaleb(-18) * exchanges.eth_price_usd()
+        if abs(worth - payout.amount_usd) <= payout.amount_usd * ETH_PRICE_DRIFT:
+            return None
+        return f"it is worth {worth:.2f} USD now and the payout is {payout.amount_usd} USD"
+    # What the runner sends: a direct USDT payout its micro-dollars, an exchange its quoted amount.
+    expected = payout.amount_usd.quantize(Decimal("1e-6")) if is_direct(payout) else payout.from_amount
+    if expected is None:
+        return None  # not quoted yet in the records: the exchange it paid vouches for it
+    if base_units(expected, payout.funding_asset) != amount_base_units:
+        return f"it sent {amount_base_units} base units and the payout's amount is {expected} {payout.funding_asset}"
+    return None

@@ -199,7 +199,7 @@ class PayoutReconciler:
                            "carried_over", Verdict.CONSISTENT)
         if len(claimed) > 1 or any(t.contested for t in claimed):
             why = "cannot tell whose these lost transfers are: " + "; ".join(t.describe() for t in claimed)
-            return Finding(p.id, recorded, why, "needs_review", Verdict.REVIEW, fixes.park(p, why))
+            return Finding(p.id, recorded, why, "needs_review (ambiguous)", Verdict.REVIEW, fixes.park(p, why))
         if claimed:
             return self._lost(p, recorded, claimed[0], dests, fixes)
         if tx is not None:
@@ -208,7 +208,7 @@ class PayoutReconciler:
         if deposited:
             why = (f"ChangeNOW exchange {deposited[0].exchange_id} is {deposited[0].exchange_status}: a deposit "
                    "reached it that no transfer of the host wallet explains")
-            return Finding(p.id, recorded, why, "needs_review", Verdict.REVIEW, fixes.park(p, why))
+            return Finding(p.id, recorded, why, "needs_review (ambiguous)", Verdict.REVIEW, fixes.park(p, why))
         world = "; ".join(f"exchange {d.exchange_id} {d.exchange_status}" for d in dests if d.exchange_id) or \
             "no transfer from the host wallet to its destination"
         return Finding(p.id, recorded, world, p.status.value, Verdict.CONSISTENT)
@@ -219,7 +219,10 @@ class PayoutReconciler:
                                           if dest.exchange_id else "")
         if t.raw_tx is None:
             why = f"transfer {t.tx_hash} paid it, but the node gives no signed bytes to record"
-            return Finding(p.id, recorded, world, "needs_review", Verdict.REVIEW, fixes.park(p, why))
+            return Finding(p.id, recorded, world, f"needs_review: {why}", Verdict.REVIEW, fixes.park(p, why))
+        if doubt := where.amount_doubt(p, t.amount_base_units, self.exchanges):
+            why = f"transfer {t.tx_hash} paid its destination, but {doubt}"
+            return Finding(p.id, recorded, world, f"needs_review: {why}", Verdict.REVIEW, fixes.park(p, why))
         if t.block_number is None:
             truth = "funding"
         elif t.succeeded is False:
@@ -248,7 +251,7 @@ class PayoutReconciler:
                 world = f"a version the records lost was mined: {other.describe()}"
                 return Finding(p.id, recorded, world, "funded or finished", Verdict.FIX, fixes.adopt_version(p, other))
             why = f"its nonce {tx.nonce} was used by another transaction: {other.describe()}"
-            return Finding(p.id, recorded, why, "needs_review", Verdict.REVIEW, fixes.park(p, why))
+            return Finding(p.id, recorded, why, "needs_review (ambiguous)", Verdict.REVIEW, fixes.park(p, why))
         if any(self.look.in_pool(h) for h in self._hashes(tx)):
             return Finding(p.id, recorded, "waiting in the node's pool", p.status.value, Verdict.CONSISTENT)
         return Finding(p.id, recorded, f"never seen by the chain; nonce {tx.nonce} unused", f"{p.status.value}: "

@@ -334,3 +334,19 @@ def test_a_payout_made_again_after_the_restore_is_matched_through_its_paid_excha
     world.drain()
     assert len(world.host_transfers(first.payin_address, "eth")) == 1
     assert reconciler.survey() == []
+
+
+def test_a_lost_transfer_of_another_amount_to_the_owner_goes_to_review(world):
+    """A transfer after the backup reached the owner's address, but it is worth far more than the
+    pending payout (another payout's, made after the backup): not adopted, parked for review."""
+    _settled_before(world)
+    channel = world.channel("eth", "eth")
+    payout = world.payout_of(world.pay(channel, Decimal("40")))
+    world.chain.send_eth(Account.from_key(HOST_WALLET_PRIVATE_KEY), channel.payout_address, Decimal("0.5"))
+
+    reconciler = _reconciler(world)
+    [finding] = reconciler.survey()
+    assert finding.verdict == Verdict.REVIEW and "USD now and the payout is 36" in finding.truth, finding
+    reconciler.apply([finding])
+    assert world.payout(payout.id).status == PayoutStatus.NEEDS_REVIEW
+    assert world.chain_txs(payout.id) == []
