@@ -29,6 +29,7 @@ class TelepayProcess:
     def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None, roles: str | None = None):
         self.env = env
         self.roles = roles  # `--roles`; None: the default, all of them
+        self.run_args: tuple[str, ...] = ()  # more `telepay run` options for the next start (`--no-payouts`)
         self.log_path = Path(log_path)
         # Run from the data directory so a developer's own .env is never picked up.
         self.cwd = cwd or Path(env["TELEPAY_DATA_DIR"])
@@ -49,8 +50,8 @@ class TelepayProcess:
         log = self.log_path.open("ab")
         roles = ["--roles", self.roles] if self.roles else []
         started_at = self.log_path.stat().st_size
-        self.proc = subprocess.Popen([sys.executable, "-m", "telepay", "run", *roles], env=self.env, cwd=self.cwd,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "telepay", "run", *roles, *self.run_args], env=self.env,
+                                     cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         serves_api = self.roles is None or "api" in self.roles
         deadline = time.monotonic() + wait_seconds
