@@ -38,6 +38,11 @@ def _mask(link: str | None, show: bool) -> str:
     return link if show else "…" + link[-6:]
 
 
+def _usd(value) -> str:
+    """Shares are kept to the micro-dollar: every digit, no trailing zeros."""
+    return "-" if value is None else f"{value.normalize():f}"
+
+
 def _at(value) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
 
@@ -85,12 +90,12 @@ def subscribers_show(user: str, links: bool) -> None:
     click.echo(f"payments ({len(view.payments)}):")
     for p in view.payments:
         review = f" review: {p.review.splitlines()[0][:80]}" if p.review else ""
-        click.echo(f"  {p.rail:6} {p.id:>6} {p.provider_id} {p.status:14} {p.amount} (~{p.usd} USD) "
-                   f"share {p.owner_share_usd if p.owner_share_usd is not None else '-'} USD "
+        click.echo(f"  {p.rail:6} {p.id:>6} {p.provider_id} {p.status:14} {p.amount} (~{_usd(p.usd)} USD) "
+                   f"share {_usd(p.owner_share_usd)} USD "
                    f"invoice={p.invoice_id or '-'} at {_at(p.at)}{review}")
     click.echo(f"payouts their payments feed ({len(view.payouts)}):")
     for o in view.payouts:
-        click.echo(f"  {o.id:>6} {o.kind:8} {o.status:18} {o.amount_usd} USD  payments {list(o.payment_ids)}")
+        click.echo(f"  {o.id:>6} {o.kind:8} {o.status:18} {_usd(o.amount_usd)} USD  payments {list(o.payment_ids)}")
     if view.support:
         click.echo(f"support requests ({len(view.support)}):")
         for r in view.support:
