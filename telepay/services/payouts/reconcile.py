@@ -223,9 +223,7 @@ class PayoutReconciler:
         if doubt := where.amount_doubt(p, t.amount_base_units, self.exchanges):
             why = f"transfer {t.tx_hash} paid its destination, but {doubt}"
             return Finding(p.id, recorded, world, f"needs_review: {why}", Verdict.REVIEW, fixes.park(p, why))
-        if t.block_number is None:
-            truth = "funding"
-        elif t.succeeded is False:
+        if t.succeeded is False:
             truth = "needs_review (the transfer reverted)"
         elif is_direct(p):
             truth = "finished"

@@ -62,7 +62,7 @@ class Fixes:
         return fix
 
     def adopt(self, p: Payout, t: SeenTransfer, dest: Destination) -> Fix:
-        """Record a mined (or pooled) transfer the records lost as the payout's transfer."""
+        """Record a mined transfer the records lost as the payout's transfer."""
         def fix() -> str:
             now = self.r.clock.now()
             amount = Decimal(t.amount_base_units).scaleb(-FUNDING[p.funding_asset][3])
@@ -89,10 +89,8 @@ class Fixes:
                 self.r.queue(session, p.id, t.tx_hash)
             logger.warning("payout %s: recorded transfer %s (nonce %s) found on the chain after a restore", p.id,
                            t.tx_hash, t.nonce)
-            done = f"payout {p.id}: {p.status.value} -> funding (transfer {t.tx_hash} recorded)"
-            if t.block_number is None:
-                return done + "; the runner follows it once mined"
-            return done + "; " + self._advance(p.id, PayoutStatus.FUNDING)
+            done = f"payout {p.id}: {p.status.value} -> funding (transfer {t.tx_hash} recorded); "
+            return done + self._advance(p.id, PayoutStatus.FUNDING)
         return fix
 
     def adopt_version(self, p: Payout, t: SeenTransfer) -> Fix:
