@@ -10,7 +10,8 @@ was in fact mined would be sent a second time. So, per payout not yet settled:
   nonce was used by another transaction (a replacement the records lost); and the wallet's
   nonces the records do not hold (`chainlook`): a transfer made after the backup. Such a lost
   transfer is claimed by the one payout whose destination it paid (the owner's address for a
-  direct payout, else the pay-in address of its exchange, looked up as the runner does);
+  direct payout, else the pay-in address of its exchange, looked up as the runner does, or
+  backwards from the pay-in address paid), if its amount is the payout's too (`destinations`);
 * ChangeNOW: its exchange by id, or for a payout whose exchange was not recorded, the exchanges
   created since its intent that carry its tag or pay its address.
 
