@@ -137,11 +137,13 @@ def payments_show(ref: str) -> None:
 @payments.command("resolve")
 @click.argument("ref")
 @click.option("--action", required=True, type=click.Choice(["fulfil", "refunded", "dismiss"]),
-              help="fulfil: grant as a completed payment; refunded: nothing granted, no share; "
-                   "dismiss: clear the review, keep the state.")
+              help="fulfil: grant as a completed payment; refunded: the buyer got the money back (a fulfilled "
+                   "payment's access and unpaid owner share are taken back); dismiss: clear the review, keep the "
+                   "state.")
 @click.option("--reason", required=True, help="Why; kept in the audit log.")
 def payments_resolve(ref: str, action: str, reason: str) -> None:
-    """Settle a payment in review (our id or NOWPayments' payment id); writes an audit row."""
+    """Settle a payment in review, or mark a fulfilled one refunded (our id or NOWPayments' payment
+    id); writes an audit row. Marking a refund twice changes nothing."""
     from telepay.clock import SystemClock
     from telepay.errors import Conflict, NotFound
     from telepay.services.fulfilment import Fulfilment
@@ -153,9 +155,22 @@ def payments_resolve(ref: str, action: str, reason: str) -> None:
     fulfilment = Fulfilment(JobQueue(session_factory, clock=clock), fee_percent=settings.platform_fee_percent)
     try:
         with session_factory.begin() as session:
-            payment = resolve_payment(session, fulfilment, ref, Action(action), reason, clock.now())
-            done = f"payment {payment.id} ({payment.provider_payment_id}): {action}; status {payment.status.value}"
+            resolution = resolve_payment(session, fulfilment, ref, Action(action), reason, clock.now())
+            payment = resolution.payment
+            lines = [f"payment {payment.id} ({payment.provider_payment_id}): {action}; status {payment.status.value}"
+                     + ("" if resolution.changed else " (refunded before; nothing changed)")]
+            refund = resolution.refund
+            if refund is not None and refund.subscription is not None:
+                s = refund.subscription
+                lines.append(f"subscription {s.id}: {s.status.value} until {s.expires_at.isoformat()}")
+            if refund is not None and refund.withdrawal is not None:
+                w = refund.withdrawal
+                lines.append(f"owner's share: {w.outcome.value}" + (f", payout {w.payout_id} "
+                             f"{w.status_now.value if w.status_now else ''}" if w.payout_id else ""))
+                if refund.review:
+                    lines.append(f"SENT already, not recalled: recover it from the owner or write it off "
+                                 f"(`telepay payouts show {w.payout_id}`)")
     except (NotFound, Conflict) as error:
         click.echo(f"telepay: {error.message}", err=True)
         sys.exit(2)
-    click.echo(done)
+    click.echo("\n".join(lines))

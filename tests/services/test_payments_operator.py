@@ -45,7 +45,7 @@ def _audit(session_factory) -> list[AuditLog]:
 
 def _resolve(session_factory, fulfilment, clock, ref, action, reason="checked the chain"):
     with session_factory.begin() as session:
-        return resolve_payment(session, fulfilment, ref, action, reason, clock.now()).id
+        return resolve_payment(session, fulfilment, ref, action, reason, clock.now()).payment.id
 
 
 def test_list_newest_first_and_review_only(session_factory, clock, processor, channel):

@@ -23,7 +23,7 @@ from telepay.models import Channel, Subscription, SubscriptionStatus
 from telepay.services.jobs import ClaimedJob
 from telepay.services.lifecycle import texts
 from telepay.services.lifecycle.removals import renew_markup
-from telepay.services.lifecycle.sweep import micros
+from telepay.services.subscriptions import micros
 
 logger = logging.getLogger(__name__)
 

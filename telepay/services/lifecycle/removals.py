@@ -38,7 +38,7 @@ from telepay.models import Channel, Subscription, SubscriptionStatus
 from telepay.services import rights
 from telepay.services.jobs import ClaimedJob, JobQueue
 from telepay.services.lifecycle import texts
-from telepay.services.lifecycle.sweep import micros
+from telepay.services.subscriptions import micros
 
 logger = logging.getLogger(__name__)
 

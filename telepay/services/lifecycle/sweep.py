@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Iterable
 
 from sqlalchemy import text
@@ -29,21 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clock import Clock
 from telepay.models import ReminderCursor
 from telepay.services.jobs import insert_jobs_sql
+from telepay.services.subscriptions import EPOCH, EXPIRE_JOB
 
 logger = logging.getLogger(__name__)
 
-EXPIRE_JOB = "subscription.expire"
 REMIND_JOB = "subscription.remind"
 TIMER_NAME = "subscriptions.sweep"
 # One key for every sweeper, in every process: "only one sweep at a time".
 ADVISORY_LOCK_KEY = 0x5EB7_0001
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def micros(moment: datetime) -> int:
-    """A timestamp as whole microseconds since the epoch, exactly (no float rounding)."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
 
 _LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 

@@ -1,9 +1,13 @@
 """The operator's view of payments in (`telepay payments list|show|resolve`).
 
 Queries read one snapshot; `resolve` settles a payment in review (`needs_review`): fulfil it the
-way a finished payment is fulfilled (`processor.complete_invoice`), mark it refunded (nothing
-granted, no share), or dismiss the review keeping its state. Each resolution writes an
-`AuditLog` row with the operator's reason. The caller owns the transaction.
+way a finished payment is fulfilled (`processor.complete_invoice`), mark it refunded, or dismiss
+the review keeping its state. Marking refunded a payment that was not fulfilled grants nothing;
+one that was fulfilled (in review or not) has what it granted taken back, exactly as when
+NOWPayments reports the refund (`refunds.refund_fulfilled`: access, the owner's unfunded share,
+buyer and owner told). Each resolution writes an `AuditLog` row with the operator's reason; a
+refund already applied is not applied again (`Resolution.changed` is False, no row written).
+The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from sqlalchemy.orm import Session
 
 from telepay.errors import Conflict, NotFound
 from telepay.models import (
-    Accumulation, AuditLog, Invite, Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Payout, Subscription,
+    Accumulation, AuditLog, Invite, Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Payout, StarPayment,
+    Subscription,
 )
 from telepay.services.fulfilment import Fulfilment
 from telepay.services.payments.processor import OPEN_INVOICE, complete_invoice
+from telepay.services.payments.refunds import Refunded, is_refunded, refund_fulfilled
 
 logger = logging.getLogger(__name__)
 
@@ -86,33 +92,55 @@ def show_payment(session: Session, ref: str) -> PaymentDetail:
     return PaymentDetail(payment, invoice, events, subscription, invites, payout)
 
 
+@dataclass(frozen=True)
+class Resolution:
+    payment: Payment
+    changed: bool                  # False: a refund applied before; nothing was written
+    refund: Refunded | None = None  # what marking a fulfilled payment refunded took back
+
+
 def resolve_payment(session: Session, fulfilment: Fulfilment, ref: str, action: Action, reason: str,
-                    now: datetime) -> Payment:
-    """Settle a payment in review; `NotFound` for an unknown one, `Conflict` if it is not in review
-    or the action does not fit it."""
+                    now: datetime) -> Resolution:
+    """Settle a payment in review, or mark a fulfilled one refunded; `NotFound` for an unknown
+    payment, `Conflict` if it is not in review or the action does not fit it."""
     payment = find_payment(session, ref, for_update=True)
-    if payment.needs_review is None:
-        raise Conflict(f"payment {payment.id} ({payment.provider_payment_id}) is not in review")
     invoice = session.get_one(Invoice, payment.invoice_id, with_for_update=True)
+    fulfilled = payment.fulfilled_at is not None
+    if action == Action.REFUNDED and fulfilled and is_refunded(invoice) and payment.needs_review is None:
+        logger.info("payment %s (%s): refunded already; nothing changed", payment.id, payment.provider_payment_id)
+        return Resolution(payment, False)
+    if payment.needs_review is None and not (action == Action.REFUNDED and fulfilled):
+        raise Conflict(f"payment {payment.id} ({payment.provider_payment_id}) is not in review")
+    stars = session.scalar(select(StarPayment.id).where(StarPayment.payment_id == payment.id))
+    if action == Action.REFUNDED and stars is not None:
+        raise Conflict(f"payment {payment.id} was paid in Stars: refund it through Telegram with "
+                       f"`telepay payments refund {stars}`")
     before = {"status": payment.status.value, "invoice_status": invoice.status.value,
-              "needs_review": payment.needs_review, "fulfilled": payment.fulfilled_at is not None}
+              "needs_review": payment.needs_review, "fulfilled": fulfilled}
+    refund = None
     if action == Action.FULFIL:
-        if payment.fulfilled_at is not None:
+        if fulfilled:
             raise Conflict(f"payment {payment.id} is fulfilled already")
         if invoice.status == InvoiceStatus.COMPLETED:
             raise Conflict(f"invoice {invoice.id} was completed by another payment; dismiss or mark refunded")
         complete_invoice(session, fulfilment, invoice, payment, now)
     elif action == Action.REFUNDED:
         payment.status = PaymentStatus.REFUNDED
-        if invoice.status in OPEN_INVOICE:
+        if fulfilled:
+            refund = refund_fulfilled(session, fulfilment.jobs, payment, invoice, now,
+                                      source=f"an operator marked it refunded: {reason}")
+        elif invoice.status in OPEN_INVOICE:
             invoice.status = InvoiceStatus.REFUNDED
+    # The operator has decided: a share sent already is theirs to recover, as the output says.
     payment.needs_review = None
     payment.updated_at = now
+    after = {"payment_id": payment.id, "status": payment.status.value, "invoice_status": invoice.status.value,
+             "reason": reason}
+    if refund is not None and refund.withdrawal is not None:
+        after |= {"share": refund.withdrawal.outcome.value, "payout_id": refund.withdrawal.payout_id}
     session.add(AuditLog(channel_id=invoice.channel_id, actor_user_id=CLI_ACTOR, action=f"payment.{action.value}",
-                         before={"payment_id": payment.id, **before},
-                         after={"payment_id": payment.id, "status": payment.status.value,
-                                "invoice_status": invoice.status.value, "reason": reason}, created_at=now))
+                         before={"payment_id": payment.id, **before}, after=after, created_at=now))
     session.flush()
-    logger.info("payment %s (%s), invoice %s: review resolved by the operator: %s (%s)", payment.id,
+    logger.info("payment %s (%s), invoice %s: resolved by the operator: %s (%s)", payment.id,
                 payment.provider_payment_id, invoice.id, action.value, reason)
-    return payment
+    return Resolution(payment, True, refund)

@@ -19,10 +19,13 @@ Where each status leads (the invoice's status in brackets; messages are queued j
   completes, fulfilled through the top-up that completed it.
 * failed / expired: [failed / expired], unless the invoice completed already; the buyer is told.
 * refunded before fulfilment: [refunded]; the buyer is told.
-* refunded after fulfilment, a second payment for a completed invoice, a re-deposit after the
-  invoice completed or closed, a status we don't know, or a price that is not our invoice's:
-  nothing automatic; `needs_review` says why, operators are alerted (ADMIN_CHAT_IDS) and the
-  buyer is told the team will look at it where there is something to tell.
+* refunded after fulfilment: [refunded]; what it granted is taken back (`refunds`: the owner's
+  unfunded share withdrawn, the days it added taken off the subscription, buyer, owner and
+  operators told); a share already sent goes to review.
+* a second payment for a completed invoice, a re-deposit after the invoice completed or closed,
+  a status we don't know, or a price that is not our invoice's: nothing automatic; `needs_review`
+  says why, operators are alerted (ADMIN_CHAT_IDS) and the buyer is told the team will look at
+  it where there is something to tell.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from telepay.services.ipn import PROCESS_JOB
 from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.messages import alert_operators, queue_message
 from telepay.services.payments import texts, topup
+from telepay.services.payments.refunds import refund_fulfilled
 from telepay.services.payments.state import (
     IN_FLIGHT, apply_amounts, furthest, price_mismatch, shortfall, unknown,
 )
@@ -235,10 +239,8 @@ class _Run:
     def refunded(self) -> None:
         payment, invoice = self.payment, self.invoice
         if payment.fulfilled_at is not None:
-            self.review("refund_after_fulfilment", "↩️ Refund after fulfilment",
-                        f"Payment of {self.paid()} was refunded after it completed the invoice "
-                        f"({invoice.kind.value}); access and payout are unchanged.",
-                        texts.refunded_after_access(self.what))
+            refund_fulfilled(self.session, self.p.jobs, payment, invoice, self.now,
+                             source="NOWPayments reported it refunded")
             return
         if invoice.status in OPEN_INVOICE:
             invoice.status = InvoiceStatus.REFUNDED

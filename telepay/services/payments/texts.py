@@ -96,11 +96,6 @@ def refunded(what: str) -> str:
             "You're welcome to try again with a new invoice.")
 
 
-def refunded_after_access(what: str) -> str:
-    return (f"↩️ NOWPayments tells us your payment for {what} was refunded to you. Our team will look at it "
-            "and get in touch if anything about your access changes.")
-
-
 def extra_payment(what: str, paid: str) -> str:
     return (f"💬 We received another payment of {paid} for {what}. Extra payments aren't applied "
             "automatically — our team will review it and get back to you.")
@@ -139,3 +134,37 @@ def payout_line(allocation: Allocation) -> str:
 
 def operator_note(what: str, payment_ref: str, invoice_id: str, detail: str) -> str:
     return f"{what}\nPayment {payment_ref}, invoice {invoice_id}.\n{detail}\nNothing was done automatically."
+
+
+# ---- refunds after fulfilment -------------------------------------------------------------------
+
+def refunded_access_ended(what: str, days: int | None, until: datetime | None, ended: bool) -> str:
+    """The buyer, after a refund of a purchase they were given: what it did to their access."""
+    head = f"↩️ Your payment for {what} was refunded to you"
+    if days is None:
+        return head + ". Thank you all the same!"
+    if ended or until is None:
+        return (f"{head}, so the {days} days it paid for are taken back and your access has ended. "
+                "You're welcome to subscribe again any time.")
+    return f"{head}, so the {days} days it paid for are taken back: your subscription now runs until {when(until)}."
+
+
+def refunded_owner(what: str, buyer: str, share: Decimal | None, outcome: str, payout_id: int | None) -> str:
+    """The owner, after a refund of a sale: what happens to their share."""
+    head = f"↩️ A payment for {what} from {buyer} was refunded to the buyer, and the access it bought was taken back."
+    if share is None:
+        return head
+    if outcome == "sent":
+        return (f"{head} Your share of {usd(share)} was already sent (payout #{payout_id}); our team will be in "
+                "touch about it.")
+    return f"{head} Your share of {usd(share)} from it is cancelled and will not be paid out."
+
+
+def refund_alert(*, payment_id: int, ref: str, invoice_id: str, paid: str, buyer: str, channel: str,
+                 source: str, access: str, share: str) -> str:
+    """Operators: a refund after fulfilment, naming everything it touched and what acts on it."""
+    return (f"↩️ Refund after fulfilment ({source})\n"
+            f"Payment {payment_id} (NOWPayments {ref}), invoice {invoice_id}: {paid} from {buyer}, {channel}.\n"
+            f"Access: {access}\n"
+            f"Owner's share: {share}\n"
+            f"`telepay payments show {payment_id}`")

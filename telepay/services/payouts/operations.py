@@ -114,23 +114,40 @@ def retry_payout(session_factory: sessionmaker[Session], jobs: JobQueue, payout_
 
 
 def cancel_payout(session_factory: sessionmaker[Session], payout_id: int, now: datetime, reason: str) -> None:
-    """Stop a payout the host has not funded. A batch's shares go back to be held for the next
-    batch; an instant payout's share stays recorded as cancelled for the operator to settle."""
+    """Stop a payout the host has not funded (`cancel_unfunded`), as an operator's command."""
     engine = session_factory.kw["bind"]
     # Wait for a run in progress to finish its step, so none is halfway through funding it.
     with advisory_lock(engine, f"payout:{payout_id}"), session_factory.begin() as session:
         payout = session.get(Payout, payout_id, with_for_update=True)
         if payout is None:
             raise LookupError(f"no payout {payout_id}")
-        signed = session.scalar(select(func.count()).where(ChainTransaction.payout_id == payout_id))
-        if payout.status not in _CANCELLABLE or signed:
+        if not cancellable(session, payout):
+            signed = is_signed(session, payout.id)
             raise PayoutRefused(f"payout {payout_id} is {payout.status.value}"
                                 + (" and its transfer is signed" if signed else "") + "; it cannot be cancelled")
-        payout.status, payout.updated_at = PayoutStatus.CANCELLED, now
-        payout.last_error = f"cancelled by an operator: {reason}" + (
-            f" (exchange {payout.exchange_id} left unfunded)" if payout.exchange_id else "")
-        if payout.kind == PayoutKind.BATCH:
-            session.execute(update(Accumulation).where(Accumulation.payout_id == payout_id).values(payout_id=None))
-            session.execute(update(Payment).where(Payment.payout_id == payout_id).values(payout_id=None))
-        elif payout.kind == PayoutKind.SWEEP:
-            session.execute(update(Accumulation).where(Accumulation.sweep_id == payout_id).values(sweep_id=None))
+        cancel_unfunded(session, payout, now, f"cancelled by an operator: {reason}")
+
+
+def is_signed(session: Session, payout_id: int) -> bool:
+    """The host has signed the payout's transfer: from then on its money counts as sent."""
+    return bool(session.scalar(select(func.count()).where(ChainTransaction.payout_id == payout_id)))
+
+
+def cancellable(session: Session, payout: Payout) -> bool:
+    return payout.status in _CANCELLABLE and not is_signed(session, payout.id)
+
+
+def cancel_unfunded(session: Session, payout: Payout, now: datetime, why: str) -> None:
+    """Cancel a payout locked `FOR UPDATE` and found `cancellable`, in the caller's transaction.
+
+    A batch's shares go back to be held for the next batch; an instant payout's share stays
+    recorded as cancelled. Safe against a run of the payout at the same moment: every step of
+    the runner moves the status with a compare-and-set, and the transfer is stored in the same
+    transaction as the move to `funding`, which this row lock orders before or after us."""
+    payout.status, payout.updated_at = PayoutStatus.CANCELLED, now
+    payout.last_error = why + (f" (exchange {payout.exchange_id} left unfunded)" if payout.exchange_id else "")
+    if payout.kind == PayoutKind.BATCH:
+        session.execute(update(Accumulation).where(Accumulation.payout_id == payout.id).values(payout_id=None))
+        session.execute(update(Payment).where(Payment.payout_id == payout.id).values(payout_id=None))
+    elif payout.kind == PayoutKind.SWEEP:
+        session.execute(update(Accumulation).where(Accumulation.sweep_id == payout.id).values(sweep_id=None))

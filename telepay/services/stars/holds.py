@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from telepay.clock import Clock
 from telepay.models import (
     Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, ShareStatus, StarPayment,
-    StarPaymentStatus, Subscription,
+    StarPaymentStatus,
 )
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import alert_operators, queue_message
 from telepay.services.notifications import request_owner_notification
 from telepay.services.payouts import allocate_share
 from telepay.services.stars import texts
+from telepay.services.subscriptions import take_back_days
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +119,9 @@ def _end_access(session: Session, jobs: JobQueue, row: StarPayment, now: datetim
     invoice.status = InvoiceStatus.REFUNDED
     what = f"“{channel.closed_title}”" if invoice.kind == InvoiceKind.SUBSCRIPTION else \
         f"your donation to “{channel.open_title}”"
-    if invoice.kind == InvoiceKind.SUBSCRIPTION:
-        subscription = session.scalars(select(Subscription).where(
-            Subscription.channel_id == invoice.channel_id, Subscription.user_id == row.user_id)
-            .with_for_update()).one_or_none()
-        if subscription is not None:
-            # The refunded purchase's days come off; what is left of other purchases stays.
-            subscription.expires_at = max(now, subscription.expires_at - timedelta(days=invoice.days))
-            subscription.star_renews = False
-            subscription.updated_at = now
+    subscription = take_back_days(session, jobs, invoice, now)
+    if subscription is not None:
+        subscription.star_renews = False
     queue_message(session, jobs, row.user_id, texts.refunded_buyer(what, row.stars),
                   dedupe_key=f"buyer:stars:{row.id}:refunded")
     if channel.notify_enabled and not channel.owner_blocked_bot:

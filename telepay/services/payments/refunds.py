@@ -1,0 +1,136 @@
+"""A crypto payment refunded after it completed its invoice: what it granted is taken back.
+
+Two ways in, one path: NOWPayments reports `refunded` for a fulfilled payment (the processor),
+or an operator marks one refunded (`telepay payments resolve ID --action refunded`). Either way,
+in the caller's transaction, with the payment and invoice rows locked:
+
+* the owner's share is withdrawn while it is unfunded (`payouts.refunds.withdraw_share`: its
+  payout cancelled, or the share taken out of the payout or batch carrying it); once the host
+  has signed the transfer it cannot be recalled, and the payment goes to review;
+* the days the purchase added come off the subscription (`subscriptions.take_back_days`, shared
+  with Stars refunds); if that ends it, the buyer is removed by the expiry job;
+* the buyer and the owner are told, and the operators get an alert naming the payment, the
+  invoice, the buyer, the channel, the payout (id and status) and the command that acts on it.
+
+The invoice moving to `refunded` is the mark that all this was done: a second call (a repeated
+IPN, a second `resolve`) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from telepay.models import (
+    Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus,
+)
+from telepay.models.payouts import PayoutStatus
+from telepay.services.jobs import JobQueue
+from telepay.services.messages import alert_operators, queue_message
+from telepay.services.notifications import request_owner_notification
+from telepay.services.payments import texts
+from telepay.services.payouts.refunds import Outcome, Withdrawal, withdraw_share
+from telepay.services.subscriptions import take_back_days
+
+logger = logging.getLogger(__name__)
+
+REVIEW_REASON = "refund_after_fulfilment"
+
+
+@dataclass(frozen=True)
+class Refunded:
+    """What `refund_fulfilled` did; `applied` False: it had been done before, nothing changed."""
+
+    applied: bool
+    withdrawal: Withdrawal | None = None
+    subscription: Subscription | None = None
+    review: str | None = None
+
+
+def is_refunded(invoice: Invoice) -> bool:
+    return invoice.status == InvoiceStatus.REFUNDED
+
+
+def refund_fulfilled(session: Session, jobs: JobQueue, payment: Payment, invoice: Invoice, now: datetime, *,
+                     source: str) -> Refunded:
+    """Take back what the fulfilled `payment` granted (`source`: who says it was refunded)."""
+    if payment.fulfilled_at is None:
+        raise ValueError(f"payment {payment.id} was never fulfilled")
+    if is_refunded(invoice):
+        return Refunded(False, review=payment.needs_review)
+    ref = payment.provider_payment_id
+    invoice.status = InvoiceStatus.REFUNDED
+    payment.status, payment.updated_at = PaymentStatus.REFUNDED, now
+    withdrawal = withdraw_share(session, jobs, payment, now,
+                                f"payment {payment.id} ({ref}) refunded after fulfilment: {source}")
+    subscription = take_back_days(session, jobs, invoice, now)
+    channel = session.get_one(Channel, invoice.channel_id)
+    what = (f"“{channel.closed_title}” ({invoice.days} days)" if invoice.kind == InvoiceKind.SUBSCRIPTION
+            else f"your donation to “{channel.open_title}”")
+    review = None
+    if withdrawal.outcome == Outcome.SENT:
+        review = (f"{REVIEW_REASON}: the owner's share of {texts.usd(withdrawal.share_usd or Decimal(0))} is in payout "
+                  f"{withdrawal.payout_id}, {_status(withdrawal)}, sent; recover it from the owner or write it off")
+        payment.needs_review = review
+    buyer = texts.buyer_name(invoice.buyer_username, invoice.buyer_user_id)
+    alert_operators(session, jobs, texts.refund_alert(
+        payment_id=payment.id, ref=ref, invoice_id=invoice.id,
+        paid=texts.crypto(payment.actually_paid, payment.pay_currency),
+        buyer=f"{buyer} (user {invoice.buyer_user_id})" if invoice.buyer_username else buyer,
+        channel=f"channel {channel.id} “{channel.closed_title}”", source=source,
+        access=_access(invoice, subscription, now), share=_share(withdrawal, payment.id)),
+        key=f"{REVIEW_REASON}:{ref}")
+    ended = subscription is not None and subscription.status == SubscriptionStatus.EXPIRED
+    queue_message(session, jobs, invoice.buyer_user_id, texts.refunded_access_ended(
+        what, invoice.days if invoice.kind == InvoiceKind.SUBSCRIPTION else None,
+        subscription.expires_at if subscription else None, ended), dedupe_key=f"buyer:{ref}:{REVIEW_REASON}")
+    request_owner_notification(session, jobs, channel.id, texts.refunded_owner(
+        what.replace("your donation", "a donation"), buyer, withdrawal.share_usd, withdrawal.outcome.value,
+        withdrawal.payout_id), idempotency_key=f"refund:{payment.id}")
+    logger.warning("payment %s (%s), invoice %s: refunded after fulfilment (%s); share %s, payout %s", payment.id,
+                   ref, invoice.id, source, withdrawal.outcome.value, withdrawal.payout_id)
+    return Refunded(True, withdrawal, subscription, review)
+
+
+def _status(withdrawal: Withdrawal) -> str:
+    return withdrawal.status_now.value if withdrawal.status_now else "none"
+
+
+def _access(invoice: Invoice, subscription: Subscription | None, now: datetime) -> str:
+    if invoice.kind != InvoiceKind.SUBSCRIPTION:
+        return "a donation; nothing to take back."
+    if subscription is None:
+        return "no subscription found; nothing to take back."
+    if subscription.status == SubscriptionStatus.EXPIRED:
+        return (f"{invoice.days} days taken back; subscription {subscription.id} has ended, and the user is "
+                "being removed from the channel.")
+    return (f"{invoice.days} days taken back; subscription {subscription.id} now ends "
+            f"{texts.when(subscription.expires_at)}.")
+
+
+def _share(w: Withdrawal, payment_id: int) -> str:
+    share = texts.usd(w.share_usd) if w.share_usd is not None else None
+    show = f"`telepay payouts show {w.payout_id}`"
+    before = w.status_before.value if w.status_before else None
+    if w.outcome == Outcome.NO_SHARE:
+        return "none was allocated."
+    if w.outcome == Outcome.SENT:
+        return (f"{share} in payout {w.payout_id}, {before}: SENT, it cannot be recalled. The payment is in "
+                f"review: recover it from the owner or write it off, then `telepay payments resolve {payment_id} "
+                f"--action dismiss --reason ...`. {show}")
+    if w.outcome == Outcome.CANCELLED:
+        return f"{share} in payout {w.payout_id}, {before}: cancelled by TelePay, nothing was sent. {show}"
+    if w.outcome == Outcome.HELD_CANCELLED:
+        return (f"{share} was held for the owner's next batch: cancelled by TelePay (payout {w.payout_id} "
+                f"records it), nothing was sent. {show}")
+    if w.outcome == Outcome.TAKEN_OUT:
+        rest = ("cancelled; its other shares are held for the next batch" if w.status_now == PayoutStatus.CANCELLED
+                else f"now {_status(w)} for the rest, which goes on (to stop it too: `telepay payouts cancel "
+                     f"{w.payout_id} --reason ...`)")
+        return (f"{share} taken out of payout {w.payout_id} ({before}, shared with other sales; {rest}); payout "
+                f"{w.record_id} records it as cancelled. Nothing was sent. {show}")
+    return f"payout {w.payout_id} was cancelled before. {show}"
