@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from telepay.models import (
     Channel, Invite, InviteStatus, Invoice, InvoiceStatus, Job, JobState, Payment, PaymentStatus, Payout,
-    Subscription,
+    PayoutStatus, Subscription, SubscriptionStatus,
 )
 from telepay.services.messages import ALERT_PREFIX
 from telepay_sandbox.nowpayments import Delivery
@@ -181,10 +181,15 @@ def test_payments_that_end_otherwise_reach_the_buyer_and_the_operators(world, sh
             Invoice.buyer_user_id.in_([partial.id, lapsed.id, failing.id, refunded.id])))}
         child_row = session.scalars(select(Payment).where(Payment.provider_payment_id == str(child))).one()
     assert by_buyer == {partial.id: InvoiceStatus.PARTIALLY_PAID, lapsed.id: InvoiceStatus.EXPIRED,
-                        failing.id: InvoiceStatus.FAILED, refunded.id: InvoiceStatus.COMPLETED}
+                        failing.id: InvoiceStatus.FAILED, refunded.id: InvoiceStatus.REFUNDED}
     assert child_row.fulfilled_at is None and child_row.needs_review.startswith("redeposit")
     assert world.count(Subscription, Subscription.user_id.in_([partial.id, lapsed.id, failing.id])) == 0
-    assert world.count(Subscription, Subscription.user_id == refunded.id) == 1  # the operator decides
+    # The refund took back what it bought: the term, and the owner's payout, which had not started.
+    assert world.count(Subscription, Subscription.user_id == refunded.id,
+                       Subscription.status == SubscriptionStatus.EXPIRED) == 1
+    with world.session_factory() as session:
+        refunded_row = session.scalars(select(Payment).where(Payment.provider_payment_id == str(payment_id))).one()
+        assert session.get(Payout, refunded_row.payout_id).status == PayoutStatus.CANCELLED
     # The payment alerts, not the health monitor's (this world's host wallet has no chain to read).
     operator_texts = [m.text for m in world.operator.messages() if m.text.startswith(ALERT_PREFIX)]
     assert len(operator_texts) == 2
