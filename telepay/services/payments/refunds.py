@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 from telepay.models import (
     Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus,
 )
-from telepay.models.payouts import PayoutStatus
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import alert_operators, queue_message
 from telepay.services.notifications import request_owner_notification
@@ -128,9 +127,9 @@ def _share(w: Withdrawal, payment_id: int) -> str:
         return (f"{share} was held for the owner's next batch: cancelled by TelePay (payout {w.payout_id} "
                 f"records it), nothing was sent. {show}")
     if w.outcome == Outcome.TAKEN_OUT:
-        rest = ("cancelled; its other shares are held for the next batch" if w.status_now == PayoutStatus.CANCELLED
-                else f"now {_status(w)} for the rest, which goes on (to stop it too: `telepay payouts cancel "
-                     f"{w.payout_id} --reason ...`)")
-        return (f"{share} taken out of payout {w.payout_id} ({before}, shared with other sales; {rest}); payout "
-                f"{w.record_id} records it as cancelled. Nothing was sent. {show}")
+        rest = (f"the other shares go on in payout {w.rest_id} (`telepay payouts show {w.rest_id}`; to stop them "
+                f"too: `telepay payouts cancel {w.rest_id} --reason ...`)" if w.rest_id
+                else "its other shares are held for the owner's next batch")
+        return (f"{share} in payout {w.payout_id}, {before}, shared with other sales: cancelled by TelePay with "
+                f"this share in it, nothing was sent; {rest}. {show}")
     return f"payout {w.payout_id} was cancelled before. {show}"

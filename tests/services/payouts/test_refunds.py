@@ -26,7 +26,7 @@ from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payouts.allocation import held_total
 from telepay.services.subscriptions import EXPIRE_JOB, micros
 from tests.services.payments_rig import BUYER, _ipn
-from tests.services.payouts.conftest import FEE
+from tests.services.payouts.conftest import FEE, Crash
 
 FULL = ("waiting", "confirming", "confirmed", "sending", "finished")
 
@@ -42,8 +42,8 @@ def processor(world, fulfilment):
                             tolerance_percent=Decimal("0.5"))
 
 
-def _channel(world, **kwargs):
-    channel = world.channel("eth", "eth", **kwargs)
+def _channel(world, currency="eth", network="eth", **kwargs):
+    channel = world.channel(currency, network, **kwargs)
     with world.session_factory.begin() as session:
         session.add(Tier(channel_id=channel.id, number=1, price_usd=Decimal("10.00"), days=30))
     return channel
@@ -238,7 +238,8 @@ def test_a_held_threshold_share_is_cancelled_and_a_batch_gives_the_others_back(w
     with world.session_factory() as session:
         assert held_total(session, channel.id) == Decimal("18")
     alert = [p["text"] for p in _payloads(world, ALERT_JOB) if "r-402" in p["text"]][0]
-    assert f"taken out of payout {batch_id}" in alert and "held for the next batch" in alert
+    assert f"payout {batch_id}, pending, shared with other sales: cancelled by TelePay" in alert
+    assert "held for the owner's next batch" in alert
 
     _sale(world, processor, channel, "r-405")
     (again,) = world.scheduler.batches()
@@ -246,3 +247,38 @@ def test_a_held_threshold_share_is_cancelled_and_a_batch_gives_the_others_back(w
     assert world.payout(again).status == PayoutStatus.FINISHED
     assert world.payout(again).amount_usd == Decimal("27")  # r-403, r-404, r-405; never the refunded two
     assert world.chain_txs(batch_id) == []
+
+
+def test_a_share_absorbed_into_an_instant_payout_whose_exchange_exists_is_cut_out(world, processor):
+    """The refunded sale was carried over (below ChangeNOW's minimum) and absorbed by a later
+    payout, which had already created its exchange: that payout is cancelled (its exchange is
+    never funded) and the later sale's share goes on in a new payout, exchanged afresh."""
+    channel = _channel(world, "btc", "btc")
+    small_invoice, small_id = _sale(world, processor, channel, "r-501")
+    world.drain()
+    carried = world.payout_of(small_id)
+    assert carried.status == PayoutStatus.CARRIED_OVER
+    big_id = world.pay(channel, Decimal("120"))
+    payout = world.payout_of(big_id)
+    assert world.payout_of(small_id).id == payout.id and payout.amount_usd == Decimal("117")  # 9 + 108
+    world.crasher.armed.add("after_exchange_created")
+    with pytest.raises(Crash):
+        world.runner.run(payout.id)  # the exchange exists at ChangeNOW; the worker died before recording it
+    (stale,) = world.exchanges.find(world.payout(payout.id))
+
+    _refund_ipn(world, processor, small_invoice, "r-501")
+
+    assert world.payout(payout.id).status == PayoutStatus.CANCELLED
+    rest = world.payout_of(big_id)
+    assert rest.id != payout.id and rest.amount_usd == Decimal("108") and rest.status == PayoutStatus.PENDING
+    assert world.payout_of(small_id).id == payout.id  # the refunded share stays with the cancelled payout
+    alert = [p["text"] for p in _payloads(world, ALERT_JOB) if "r-501" in p["text"]][0]
+    assert f"payout {payout.id}, exchange_requested, shared with other sales: cancelled by TelePay" in alert
+    assert f"go on in payout {rest.id}" in alert and f"`telepay payouts cancel {rest.id} --reason" in alert
+
+    world.drain()
+    rest = world.payout(rest.id)
+    assert rest.status == PayoutStatus.FINISHED and rest.exchange_id != stale.exchange_id
+    assert world.payout(payout.id).status == PayoutStatus.CANCELLED and world.chain_txs(payout.id) == []
+    assert world.host_transfers(stale.payin_address, "eth") == []  # the stale exchange got nothing
+    assert [t.amount for t in world.host_transfers(rest.payin_address, "eth")] == [rest.from_amount]
