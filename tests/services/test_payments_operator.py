@@ -162,3 +162,23 @@ def test_commands(session_factory, clock, processor, channel, cli):
     assert [a.after["reason"] for a in _audit(session_factory)] == ["buyer sent the rest by hand"]
     with session_factory() as session:
         assert session.scalars(select(Job).where(Job.kind == INVITE_JOB)).all()
+
+
+def test_resolve_refunded_on_a_fulfilled_payment_takes_it_back_once(session_factory, clock, processor, channel, cli):
+    _pay(session_factory, clock, processor, channel, "5601")
+    payout_id = _payment(session_factory, "5601").payout_id
+
+    done = cli("resolve", "5601", "--action", "refunded", "--reason", "refunded by hand")
+    assert done.exit_code == 0, done.output
+    assert "5601): refunded; status refunded" in done.output and "nothing changed" not in done.output
+    assert re.search(r"^subscription \d+: expired until ", done.output, re.M)
+    assert f"owner's share: cancelled, payout {payout_id} cancelled" in done.output
+    with session_factory() as session:
+        assert session.scalars(select(Subscription)).one().status.value == "expired"
+    assert [a.after["reason"] for a in _audit(session_factory)] == ["refunded by hand"]
+
+    again = cli("resolve", "5601", "--action", "refunded", "--reason", "again")
+    assert again.exit_code == 0 and "refunded before; nothing changed" in again.output
+    assert len(_audit(session_factory)) == 1
+    dismissed = cli("resolve", "5601", "--action", "dismiss", "--reason", "x")
+    assert dismissed.exit_code == 2 and "not in review" in dismissed.output
