@@ -109,7 +109,7 @@ class Payment(Base):
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     needs_review: Mapped[str | None] = mapped_column(Text)
     # When this payment completed its invoice (granted access or thanked a donor); a refund
-    # after that is the operator's to settle, never undone by automation.
+    # after that takes back what it granted (`telepay.services.payments.refunds`).
     fulfilled_at: Mapped[datetime | None]
     # Our last status query to the provider, for payments whose IPNs seem lost.
     checked_at: Mapped[datetime | None]

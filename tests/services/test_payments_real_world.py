@@ -10,7 +10,10 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from telepay.api.schemas import IpnIn
-from telepay.models import Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Subscription
+from telepay.models import (
+    Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Payout, PayoutStatus, Subscription,
+    SubscriptionStatus,
+)
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.ipn import record_ipn
 from telepay.services.messages import ALERT_JOB, DIRECT_JOB
@@ -142,3 +145,31 @@ def test_a_price_that_is_not_our_invoices_never_completes_it(session_factory, cl
     assert all(review.startswith("price_mismatch") for review in reviews)
     assert "0.25" in reviews[0] and "'eur'" in reviews[1]
     assert len(_operator_alerts(session_factory)) == 2 and _count(session_factory, Subscription) == 0
+
+
+def test_a_refund_of_a_counted_deposit_takes_back_the_purchase_and_the_share_its_top_up_carries(
+        session_factory, clock, processor, channel):
+    """The share of a topped-up purchase sits on the deposit that completed it: refunding the
+    first deposit (or the top-up) still cancels it, once."""
+    invoice_id = _invoice(session_factory, channel)
+    for status in ("waiting", "confirming", "partially_paid"):
+        _record(session_factory, clock, _body(invoice_id, "5801", status, paid="0.002"))
+    processor.process("5801")
+    _record(session_factory, clock, _body(invoice_id, "5802", "finished", paid="0.002", pay="0.002", parent="5801"))
+    processor.process("5802")
+    with session_factory() as session:
+        top_up = session.scalars(select(Payment).where(Payment.provider_payment_id == "5802")).one()
+        assert top_up.owner_share_usd is not None and top_up.payout_id is not None
+
+    _record(session_factory, clock, _body(invoice_id, "5801", "refunded", paid="0.002"))
+    processor.process("5801")
+    _record(session_factory, clock, _body(invoice_id, "5802", "refunded", paid="0.002", pay="0.002", parent="5801"))
+    processor.process("5802")
+
+    with session_factory() as session:
+        assert session.get(Invoice, invoice_id).status == InvoiceStatus.REFUNDED
+        assert session.get(Payout, top_up.payout_id).status == PayoutStatus.CANCELLED
+        assert session.scalars(select(Subscription)).one().status == SubscriptionStatus.EXPIRED
+    (alert,) = [job.payload["text"] for job in _operator_alerts(session_factory)]
+    assert "NOWPayments 5801" in alert and f"payout {top_up.payout_id}, pending: cancelled by TelePay" in alert
+    assert sum("access has ended" in text for text in _buyer_texts(session_factory)) == 1

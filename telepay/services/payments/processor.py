@@ -181,6 +181,8 @@ class _Run:
         if payment.parent_payment_id:
             if status in (S.FINISHED, S.PARTIALLY_PAID):
                 self.redeposit(status)
+            elif status == S.REFUNDED and payment.fulfilled_at is not None:
+                self.refunded()  # a top-up counted towards the price: the purchase is undone
             return
         if status in IN_FLIGHT and invoice.status in OPEN_INVOICE:
             self.tell("seen", texts.payment_seen(self.what), unless_completed=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from telepay.models import (
@@ -64,7 +65,7 @@ def refund_fulfilled(session: Session, jobs: JobQueue, payment: Payment, invoice
     ref = payment.provider_payment_id
     invoice.status = InvoiceStatus.REFUNDED
     payment.status, payment.updated_at = PaymentStatus.REFUNDED, now
-    withdrawal = withdraw_share(session, jobs, payment, now,
+    withdrawal = withdraw_share(session, jobs, _share_carrier(session, payment, invoice), now,
                                 f"payment {payment.id} ({ref}) refunded after fulfilment: {source}")
     subscription = take_back_days(session, jobs, invoice, now)
     channel = session.get_one(Channel, invoice.channel_id)
@@ -93,6 +94,17 @@ def refund_fulfilled(session: Session, jobs: JobQueue, payment: Payment, invoice
     logger.warning("payment %s (%s), invoice %s: refunded after fulfilment (%s); share %s, payout %s", payment.id,
                    ref, invoice.id, source, withdrawal.outcome.value, withdrawal.payout_id)
     return Refunded(True, withdrawal, subscription, review)
+
+
+def _share_carrier(session: Session, payment: Payment, invoice: Invoice) -> Payment:
+    """The payment holding the invoice's share: this one, or, when a top-up completed the invoice,
+    the deposit that did (it carries the share of them all; `topup`)."""
+    if payment.owner_share_usd is not None:
+        return payment
+    carrier = session.scalars(select(Payment).where(
+        Payment.invoice_id == invoice.id, Payment.fulfilled_at.is_not(None), Payment.owner_share_usd.is_not(None))
+        .order_by(Payment.id).with_for_update()).first()
+    return carrier or payment
 
 
 def _status(withdrawal: Withdrawal) -> str:
