@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select, update
 
 from telepay.models import (
     Accumulation, Channel, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus,
-    Payout, PayoutStrategy, Subscription,
+    Payout, PayoutStatus, PayoutStrategy, Subscription,
 )
 from telepay.models import PaymentEvent
 from telepay.services.fulfilment import INVITE_JOB
@@ -199,6 +199,26 @@ def test_a_donation_thanks_the_donor_and_holds_a_threshold_share(session_factory
     note = _jobs(session_factory, NOTIFY_JOB)[0].payload["text"]
     assert "New donation to “News”" in note and "held for your next payout ($9.00 of $50.00" in note
     assert _count(session_factory, Accumulation) == 1 and _count(session_factory, Subscription) == 0
+
+
+def test_a_refunded_donation_cancels_its_held_share_and_tells_donor_and_owner(session_factory, clock, processor,
+                                                                               channel):
+    with session_factory.begin() as session:
+        row = session.get(Channel, channel.id)
+        row.payout_strategy, row.payout_threshold_usd = PayoutStrategy.THRESHOLD, Decimal("50")
+    invoice_id = _invoice(session_factory, channel, kind=InvoiceKind.DONATION)
+    for status in (*FULL, "refunded"):
+        _ipn(session_factory, clock, invoice_id, "4801", status)
+        processor.process("4801")
+    with session_factory() as session:
+        accumulation = session.scalars(select(Accumulation)).one()
+        assert session.get(Payout, accumulation.payout_id).status == PayoutStatus.CANCELLED
+    donor = [j.payload["text"] for j in _jobs(session_factory, DIRECT_JOB)]
+    assert donor[-1] == "↩️ Your donation to “News” was refunded to you. Thank you all the same!"
+    owner = _jobs(session_factory, NOTIFY_JOB)[-1].payload["text"]
+    assert "A donation to “News” from @bob was refunded to the donor" in owner and "$9.00" in owner
+    (alert,) = [j.payload["text"] for j in _jobs(session_factory, ALERT_JOB)]
+    assert "a donation; nothing to take back" in alert and "held for the owner's next batch" in alert
 
 
 @pytest.mark.parametrize("opted_in, blocked", [(False, False), (True, True)])

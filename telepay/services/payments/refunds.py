@@ -69,8 +69,8 @@ def refund_fulfilled(session: Session, jobs: JobQueue, payment: Payment, invoice
                                 f"payment {payment.id} ({ref}) refunded after fulfilment: {source}")
     subscription = take_back_days(session, jobs, invoice, now)
     channel = session.get_one(Channel, invoice.channel_id)
-    what = (f"“{channel.closed_title}” ({invoice.days} days)" if invoice.kind == InvoiceKind.SUBSCRIPTION
-            else f"your donation to “{channel.open_title}”")
+    days = invoice.days if invoice.kind == InvoiceKind.SUBSCRIPTION else None
+    title = channel.closed_title if days is not None else channel.open_title
     review = None
     if withdrawal.outcome == Outcome.SENT:
         review = (f"{REVIEW_REASON}: the owner's share of {texts.usd(withdrawal.share_usd or Decimal(0))} is in payout "
@@ -81,16 +81,16 @@ def refund_fulfilled(session: Session, jobs: JobQueue, payment: Payment, invoice
         payment_id=payment.id, ref=ref, invoice_id=invoice.id,
         paid=texts.crypto(payment.actually_paid, payment.pay_currency),
         buyer=f"{buyer} (user {invoice.buyer_user_id})" if invoice.buyer_username else buyer,
-        channel=f"channel {channel.id} “{channel.closed_title}”", source=source,
-        access=_access(invoice, subscription, now), share=_share(withdrawal, payment.id)),
+        channel=f"channel {channel.id} “{title}”", source=source,
+        access=_access(invoice, subscription), share=_share(withdrawal, payment.id)),
         key=f"{REVIEW_REASON}:{ref}")
     ended = subscription is not None and subscription.status == SubscriptionStatus.EXPIRED
     queue_message(session, jobs, invoice.buyer_user_id, texts.refunded_access_ended(
-        what, invoice.days if invoice.kind == InvoiceKind.SUBSCRIPTION else None,
-        subscription.expires_at if subscription else None, ended), dedupe_key=f"buyer:{ref}:{REVIEW_REASON}")
+        title, days, subscription.expires_at if subscription else None, ended),
+        dedupe_key=f"buyer:{ref}:{REVIEW_REASON}")
     request_owner_notification(session, jobs, channel.id, texts.refunded_owner(
-        what.replace("your donation", "a donation"), buyer, withdrawal.share_usd, withdrawal.outcome.value,
-        withdrawal.payout_id), idempotency_key=f"refund:{payment.id}")
+        title, days, buyer, withdrawal.share_usd, withdrawal.outcome.value, withdrawal.payout_id),
+        idempotency_key=f"refund:{payment.id}")
     logger.warning("payment %s (%s), invoice %s: refunded after fulfilment (%s); share %s, payout %s", payment.id,
                    ref, invoice.id, source, withdrawal.outcome.value, withdrawal.payout_id)
     return Refunded(True, withdrawal, subscription, review)
@@ -111,7 +111,7 @@ def _status(withdrawal: Withdrawal) -> str:
     return withdrawal.status_now.value if withdrawal.status_now else "none"
 
 
-def _access(invoice: Invoice, subscription: Subscription | None, now: datetime) -> str:
+def _access(invoice: Invoice, subscription: Subscription | None) -> str:
     if invoice.kind != InvoiceKind.SUBSCRIPTION:
         return "a donation; nothing to take back."
     if subscription is None:

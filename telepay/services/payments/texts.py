@@ -138,20 +138,23 @@ def operator_note(what: str, payment_ref: str, invoice_id: str, detail: str) -> 
 
 # ---- refunds after fulfilment -------------------------------------------------------------------
 
-def refunded_access_ended(what: str, days: int | None, until: datetime | None, ended: bool) -> str:
-    """The buyer, after a refund of a purchase they were given: what it did to their access."""
-    head = f"↩️ Your payment for {what} was refunded to you"
+def refunded_access_ended(title: str, days: int | None, until: datetime | None, ended: bool) -> str:
+    """The buyer, after a refund of a purchase they were given (`days` None: a donation)."""
     if days is None:
-        return head + ". Thank you all the same!"
+        return f"↩️ Your donation to “{title}” was refunded to you. Thank you all the same!"
+    head = (f"↩️ Your payment for “{title}” ({days} days) was refunded to you, so the {days} days it paid for "
+            "are taken back")
     if ended or until is None:
-        return (f"{head}, so the {days} days it paid for are taken back and your access has ended. "
-                "You're welcome to subscribe again any time.")
-    return f"{head}, so the {days} days it paid for are taken back: your subscription now runs until {when(until)}."
+        return f"{head} and your access has ended. You're welcome to subscribe again any time."
+    return f"{head}: your subscription now runs until {when(until)}."
 
 
-def refunded_owner(what: str, buyer: str, share: Decimal | None, outcome: str, payout_id: int | None) -> str:
-    """The owner, after a refund of a sale: what happens to their share."""
-    head = f"↩️ A payment for {what} from {buyer} was refunded to the buyer, and the access it bought was taken back."
+def refunded_owner(title: str, days: int | None, buyer: str, share: Decimal | None, outcome: str,
+                   payout_id: int | None) -> str:
+    """The owner, after a refund of a sale or a donation: what happens to their share."""
+    head = (f"↩️ A donation to “{title}” from {buyer} was refunded to the donor." if days is None else
+            f"↩️ A payment for “{title}” ({days} days) from {buyer} was refunded to the buyer, and the access it "
+            "bought was taken back.")
     if share is None:
         return head
     if outcome == "sent":
