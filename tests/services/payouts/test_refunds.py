@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from telepay.api.schemas import IpnIn
 from telepay.models import (
     AuditLog, Invoice, InvoiceKind, InvoiceStatus, Job, Payment, PaymentStatus, PayoutStatus, Subscription,
     SubscriptionStatus, Tier,
@@ -19,13 +20,14 @@ from telepay.models import (
 from telepay.models.channels import PayoutStrategy
 from telepay.services.delivery import mark_delivered
 from telepay.services.fulfilment import Fulfilment
+from telepay.services.ipn import record_ipn
 from telepay.services.messages import ALERT_JOB, DIRECT_JOB
 from telepay.services.notifications import NOTIFY_JOB
 from telepay.services.payments.operator import Action, resolve_payment
 from telepay.services.payments.processor import PaymentProcessor
 from telepay.services.payouts.allocation import held_total
 from telepay.services.subscriptions import EXPIRE_JOB, micros
-from tests.services.payments_rig import BUYER, _ipn
+from tests.services.payments_rig import BUYER
 from tests.services.payouts.conftest import FEE, Crash
 
 FULL = ("waiting", "confirming", "confirmed", "sending", "finished")
@@ -49,16 +51,16 @@ def _channel(world, currency="eth", network="eth", **kwargs):
     return channel
 
 
-def _sale(world, processor, channel, ref: str, *, deliver: bool = True) -> tuple[str, int]:
+def _sale(world, processor, channel, ref: str, *, deliver: bool = True, usd: str = "10.00") -> tuple[str, int]:
     """A 30-day subscription paid in full through NOWPayments' IPNs: (invoice id, payment id)."""
     with world.session_factory.begin() as session:
         tier = session.scalars(select(Tier).where(Tier.channel_id == channel.id)).one()
         invoice = Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.SUBSCRIPTION, channel_id=channel.id,
-                          tier_id=tier.id, buyer_user_id=BUYER, buyer_username="bob", price_usd=Decimal("10.00"),
+                          tier_id=tier.id, buyer_user_id=BUYER, buyer_username="bob", price_usd=Decimal(usd),
                           days=30, status=InvoiceStatus.PENDING, created_at=world.clock.now())
         session.add(invoice)
     for status in FULL:
-        _ipn(world.session_factory, world.clock, invoice.id, ref, status)
+        _ipn_usd(world, invoice.id, ref, status, usd)
     assert processor.process(ref) == PaymentStatus.FINISHED
     if deliver:  # the invite went out: the owner's payout is queued
         with world.session_factory.begin() as session:
@@ -67,8 +69,18 @@ def _sale(world, processor, channel, ref: str, *, deliver: bool = True) -> tuple
         return invoice.id, session.scalars(select(Payment.id).where(Payment.provider_payment_id == ref)).one()
 
 
-def _refund_ipn(world, processor, invoice_id: str, ref: str) -> None:
-    _ipn(world.session_factory, world.clock, invoice_id, ref, "refunded")
+def _ipn_usd(world, invoice_id: str, ref: str, status: str, usd: str) -> None:
+    """An IPN as the webhook records it, for a price of `usd` paid in ETH at 2,500 USD."""
+    eth = Decimal(usd) / 2500
+    body = {"payment_id": ref, "payment_status": status, "order_id": invoice_id, "price_amount": Decimal(usd),
+            "price_currency": "usd", "pay_amount": eth, "actually_paid": eth if status != "waiting" else 0,
+            "actually_paid_at_fiat": Decimal(usd), "pay_currency": "eth"}
+    with world.session_factory.begin() as session:
+        record_ipn(session, IpnIn.model_validate(body), body, str(body), world.clock.now())
+
+
+def _refund_ipn(world, processor, invoice_id: str, ref: str, usd: str = "10.00") -> None:
+    _ipn_usd(world, invoice_id, ref, "refunded", usd)
     assert processor.process(ref) == PaymentStatus.REFUNDED
 
 
@@ -139,7 +151,7 @@ def test_refund_ipn_before_funding_cancels_the_payout_ends_access_and_names_ever
 
     # Idempotent: the same IPN again, another run, an operator marking it refunded too.
     before = _effects(world)
-    _ipn(world.session_factory, world.clock, invoice_id, "r-101", "refunded")
+    _ipn_usd(world, invoice_id, "r-101", "refunded", "10.00")
     processor.process("r-101")
     assert _resolve(world, fulfilment, "r-101").changed is False
     assert _effects(world) == before
@@ -282,3 +294,37 @@ def test_a_share_absorbed_into_an_instant_payout_whose_exchange_exists_is_cut_ou
     assert world.payout(payout.id).status == PayoutStatus.CANCELLED and world.chain_txs(payout.id) == []
     assert world.host_transfers(stale.payin_address, "eth") == []  # the stale exchange got nothing
     assert [t.amount for t in world.host_transfers(rest.payin_address, "eth")] == [rest.from_amount]
+
+
+def test_a_refund_landing_while_the_payout_runs_stops_it_before_signing_and_not_after(world, processor):
+    """The refund's job and the payout's job run at the same moment. Landing after the exchange
+    is created but before the host signs: the payout stops and nothing is sent. Landing just after
+    the transfer was signed: the money counts as sent, and the refund says so and goes to review."""
+    channel = _channel(world, "usdt", "eth")
+    early_invoice, early_id = _sale(world, processor, channel, "r-601", deliver=False, usd="50.00")
+    late_invoice, late_id = _sale(world, processor, channel, "r-602", deliver=False, usd="50.00")
+    early, late = world.payout_of(early_id), world.payout_of(late_id)
+    for invoice_id in (early_invoice, late_invoice):
+        with world.session_factory.begin() as session:
+            mark_delivered(session, world.jobs, invoice_id, world.clock.now())
+
+    def refund_at(name: str, invoice_id: str, ref: str):
+        def hook(reached: str) -> None:
+            if reached == name:
+                _refund_ipn(world, processor, invoice_id, ref, "50.00")
+        return hook
+
+    world.runner.checkpoint = refund_at("after_exchange_created", early_invoice, "r-601")
+    assert world.runner.run(early.id) == PayoutStatus.CANCELLED
+    assert world.chain_txs(early.id) == []
+    assert any(f"Payout {early.id}: ChangeNOW exchange" in a and "left unfunded" in a for a in world.alerts())
+    assert _payment(world, early_id).needs_review is None
+
+    world.runner.checkpoint = lambda name: None
+    world.wallet.checkpoint = refund_at("after_sign", late_invoice, "r-602")
+    world.drain()
+    assert world.payout(late.id).status == PayoutStatus.FINISHED and len(world.chain_txs(late.id)) == 1
+    assert _payment(world, late_id).needs_review.startswith("refund_after_fulfilment")
+    alert = [p["text"] for p in _payloads(world, ALERT_JOB) if "r-602" in p["text"]][0]
+    assert f"payout {late.id}, funding: SENT, it cannot be recalled" in alert
+    assert world.payout(early.id).status == PayoutStatus.CANCELLED and world.chain_txs(early.id) == []
