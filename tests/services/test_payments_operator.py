@@ -12,7 +12,11 @@ from sqlalchemy import select
 
 from telepay.cli import main
 from telepay.errors import Conflict, NotFound
-from telepay.models import AuditLog, Invoice, InvoiceStatus, Job, Payment, PaymentStatus, Subscription
+from telepay.models import (
+    AuditLog, Invite, InviteStatus, Invoice, InvoiceStatus, Job, Payment, PaymentStatus, Payout, PayoutStatus,
+    Subscription,
+)
+from telepay.services.delivery import delivery_queue
 from telepay.services.fulfilment import INVITE_JOB, Fulfilment
 from telepay.services.payments.operator import Action, list_payments, resolve_payment, show_payment
 from tests.services.payments_rig import BUYER, _invoice, _ipn, _jobs
@@ -182,3 +186,25 @@ def test_resolve_refunded_on_a_fulfilled_payment_takes_it_back_once(session_fact
     assert len(_audit(session_factory)) == 1
     dismissed = cli("resolve", "5601", "--action", "dismiss", "--reason", "x")
     assert dismissed.exit_code == 2 and "not in review" in dismissed.output
+
+
+def test_refunding_a_buyer_stuck_in_the_delivery_queue_cancels_the_held_share(session_factory, clock, processor,
+                                                                               channel, fulfilment):
+    """The 48-hour policy's crypto case: the operator refunds by hand and records it; the buyer
+    leaves the delivery queue and the share held for their delivery is cancelled."""
+    invoice = _pay(session_factory, clock, processor, channel, "5701")
+    with session_factory.begin() as session:
+        subscription = session.scalars(select(Subscription)).one()
+        session.add(Invite(subscription_id=subscription.id, invoice_id=invoice, chat_id=channel.closed_chat_id,
+                           user_id=BUYER, name="x", status=InviteStatus.REVIEW, waiting_since=clock.now(),
+                           created_at=clock.now(), updated_at=clock.now()))
+    with session_factory() as session:
+        assert len(delivery_queue(session)) == 1
+    payout_id = _payment(session_factory, "5701").payout_id
+
+    _resolve(session_factory, fulfilment, clock, "5701", Action.REFUNDED, "refunded: never let in")
+
+    with session_factory() as session:
+        assert delivery_queue(session) == []
+        assert session.get(Payout, payout_id).status == PayoutStatus.CANCELLED
+        assert session.scalars(select(Subscription)).one().status.value == "expired"
