@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from telepay.models import (
-    Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus,
+    Channel, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, PayoutStatus, Subscription,
+    SubscriptionStatus,
 )
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import alert_operators, queue_message
@@ -39,6 +40,8 @@ from telepay.services.subscriptions import take_back_days
 logger = logging.getLogger(__name__)
 
 REVIEW_REASON = "refund_after_fulfilment"
+# A payout in these states has its transfer on the chain, or on its way there.
+_GONE = (PayoutStatus.FUNDING, PayoutStatus.FUNDED, PayoutStatus.FINISHED)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,9 @@ def _share(w: Withdrawal, payment_id: int) -> str:
     if w.outcome == Outcome.NO_SHARE:
         return "none was allocated."
     if w.outcome == Outcome.SENT:
-        return (f"{share} in payout {w.payout_id}, {before}: SENT, it cannot be recalled. The payment is in "
+        sent = ("SENT, it cannot be recalled" if w.status_before in _GONE else
+                "its transfer is signed, so TelePay cannot stop it (see whether it went out)")
+        return (f"{share} in payout {w.payout_id}, {before}: {sent}. The payment is in "
                 f"review: recover it from the owner or write it off, then `telepay payments resolve {payment_id} "
                 f"--action dismiss --reason ...`. {show}")
     if w.outcome == Outcome.CANCELLED:
