@@ -1,12 +1,12 @@
 """What a completed invoice grants, decided inside the payment's transaction.
 
 A subscription is created or extended (new expiry = the later of now and the current expiry, plus
-the tier's days); a donation is thanked. A refund takes the days back (`subscriptions.take_back_days`). The
-owner's share is allocated (`allocate_share`: an instant payout or a held share), or, for a Stars
-payment, left held for Telegram's withdrawal hold (`HeldShare`; released later by the Stars hold
-timer), and the owner is told if they opted in. Everything that talks to Telegram is queued as a
-job with a dedupe key naming the invoice, so a repeated IPN or a retried job grants, thanks and
-notifies exactly once.
+the tier's days); a donation is thanked. (A refund takes the days back:
+`subscriptions.take_back_days`.) The owner's share is allocated (`allocate_share`: an instant
+payout or a held share), or, for a Stars payment, left held for Telegram's withdrawal hold
+(`HeldShare`; released later by the Stars hold timer), and the owner is told if they opted in.
+Everything that talks to Telegram is queued as a job with a dedupe key naming the invoice, so a
+repeated IPN or a retried job grants, thanks and notifies exactly once.
 """
 
 from __future__ import annotations
