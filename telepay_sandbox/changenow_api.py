@@ -177,7 +177,7 @@ class ChangeNowApi(ProviderApi):
 
     def _create(self, request: Request, api_key: str) -> Response:
         try:
-            body = request.json()
+            body = request.json_body()
         except ValueError:
             raise _bad("Body is not valid JSON") from None
         if not isinstance(body, dict):

@@ -1,9 +1,16 @@
-"""A small loopback HTTP server for the money-side emulators (NOWPayments, ChangeNOW, JSON-RPC).
+"""The one HTTP base of the emulators (Telegram, NOWPayments, ChangeNOW, the chain's JSON-RPC).
 
-An emulator is a function from `Request` to `Response`; this module owns the sockets: one thread
-per connection (so a slow answer never blocks other callers), HTTP/1.1 keep-alive as real APIs
-offer, answers that may be held back (`Response.delay`, how a test makes a client time out
-while the server still does the work), and a `stop()` that does not wait for idle connections.
+An emulator is a function from `Request` (werkzeug's, with the readings every emulator uses) to
+`Response`. werkzeug owns the HTTP: its threaded server gives each connection a thread (so a
+getUpdates long poll or a held-back answer never blocks other callers) and decodes bodies
+(chunked, JSON, urlencoded, multipart). This module adds what a test sandbox needs on top:
+answers that may be held back (`Response.delay`, how a test makes a client time out while the
+server still does the work), quiet logs, and a `stop()` that lets answers in flight go out, then
+cuts whatever connection is left, so no client can hold a sandbox's shutdown open.
+
+werkzeug's server closes every connection after one answer: it cannot tell an unread request
+body from the next request. On loopback a new connection costs well under a millisecond
+(docs/decisions.md, "The emulators share werkzeug's server").
 """
 
 from __future__ import annotations
@@ -13,26 +20,37 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
+
+from werkzeug import wrappers
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: Mapping[str, str]  # case-insensitive (an email.message.Message)
-    body: bytes
-    client: str
+class Request(wrappers.Request):
+    """werkzeug's request, plus the readings the emulators share."""
 
-    def json(self) -> Any:
+    @property
+    def query(self) -> dict[str, str]:
+        """The query string's parameters (the first value of a repeated one)."""
+        return self.args.to_dict()
+
+    @property
+    def body(self) -> bytes:
+        return self.get_data(cache=True)
+
+    @property
+    def client(self) -> str:
+        return self.remote_addr or ""
+
+    def json_body(self) -> Any:
         """The body as JSON with numbers as Decimal; raises ValueError when it is not JSON."""
         return json.loads(self.body.decode("utf-8"), parse_float=Decimal)
 
@@ -53,79 +71,80 @@ class Response:
 App = Callable[[Request], Response]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _InFlight:
+    """Counts answers being made, so stopping can let them go out first."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
+class _Handler(WSGIRequestHandler):
+    # Stated here, or werkzeug sets it on its own shared handler class.
     protocol_version = "HTTP/1.1"
-    timeout = 60  # idle keep-alive connections are dropped eventually
+    timeout = 60  # a connection that never sends its request is dropped eventually
     # Headers and body go out in separate writes; with Nagle on, each answer waits ~40 ms for
     # the client's delayed ACK.
     disable_nagle_algorithm = True
     server: _Server
 
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        request = Request(
-            method=self.command, path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
-            headers=self.headers, body=body, client=self.client_address[0],
-        )
-        try:
-            response = self.server.app(request)
-        except Exception:  # a sandbox bug: answer 500 like a real server, keep the trace in the log
-            logger.exception("%s failed to serve %s %s", self.server.name, self.command, url.path)
-            response = Response(500, b'{"message":"Internal Server Error"}')
-        if response.delay > 0:
-            time.sleep(response.delay)
-        try:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up waiting: not our error
+    def run_wsgi(self) -> None:
+        with self.server.in_flight:
+            super().run_wsgi()
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s " + format, self.server.name, self.address_string(), *args)
+    def log(self, type: str, message: str, *args: Any) -> None:
+        # werkzeug's own logger prints every request at INFO to stderr; here it is debug noise.
+        logger.debug("%s %s " + message, self.server.name, self.address_string(), *args)
 
 
-class ConnectionTrackingServer(ThreadingHTTPServer):
-    """A threading HTTP server that can cut its open connections on stop, so a keep-alive
-    client (or a long poll) cannot hold a sandbox's shutdown open."""
+class _Server(ThreadedWSGIServer):
+    """werkzeug's threaded server, keeping its open connections so `stop` can cut them (an idle
+    client or a long poll would otherwise keep a thread, and the shutdown, waiting)."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler) -> None:
-        super().__init__(address, handler)
+    def __init__(self, host: str, port: int, app: App, name: str) -> None:
+        self.name = name
+        self.in_flight = _InFlight()
+        self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.emulator = app
+        super().__init__(host, port, self._wsgi, handler=_Handler)
 
-    def process_request(self, request, client_address) -> None:
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            response = self.emulator(request)
+        except Exception:  # a sandbox bug: answer 500 like a real server, keep the trace in the log
+            logger.exception("%s failed to serve %s %s", self.name, request.method, request.path)
+            response = Response(500, b'{"message":"Internal Server Error"}')
+        if response.delay > 0:
+            self.stopping.wait(response.delay)  # a stopping sandbox sends what it holds at once
+        answer = wrappers.Response(response.body, response.status, headers=response.headers,
+                                   content_type=response.content_type)
+        return answer(environ, start_response)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.error("%s: " + message, self.name, *args)  # werkzeug's own failures: a sandbox bug
+
+    def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
             self.connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request) -> None:
+    def shutdown_request(self, request: Any) -> None:
         with self.connections_lock:
             self.connections.discard(request)
         super().shutdown_request(request)
@@ -140,13 +159,6 @@ class ConnectionTrackingServer(ThreadingHTTPServer):
                 pass
 
 
-class _Server(ConnectionTrackingServer):
-    def __init__(self, address: tuple[str, int], app: App, name: str) -> None:
-        super().__init__(address, _Handler)
-        self.app = app
-        self.name = name
-
-
 class LoopbackServer:
     """Serves an `App` on 127.0.0.1 from a background thread."""
 
@@ -156,38 +168,49 @@ class LoopbackServer:
         self._address = (host, port)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()  # stop() may come from a test and a fixture at once
 
     @property
     def running(self) -> bool:
         return self._httpd is not None
 
     @property
-    def origin(self) -> str:
-        """`http://127.0.0.1:PORT`."""
+    def address(self) -> tuple[str, int]:
         if self._httpd is None:
             raise RuntimeError(f"the {self._name} sandbox is not running; call start() first")
         host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def origin(self) -> str:
+        """`http://127.0.0.1:PORT`."""
+        host, port = self.address
         return f"http://{host}:{port}"
 
     def start(self) -> None:
-        if self._httpd is not None:
-            return
-        self._httpd = _Server(self._address, self._app, self._name)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{self._name}-sandbox", daemon=True)
-        self._thread.start()
+        with self._lifecycle:
+            if self._httpd is not None:
+                return
+            self._httpd = _Server(*self._address, self._app, self._name)
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name=f"{self._name}-sandbox", daemon=True)
+            self._thread.start()
 
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        # Idle keep-alive connections would otherwise keep their threads blocked on a read.
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop listening, give answers in flight up to `grace` seconds to go out (long polls
+        are told to end by their emulator first), then cut the connections left."""
+        with self._lifecycle:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+            if httpd is None:
+                return
+            httpd.stopping.set()
+            httpd.shutdown()
+            httpd.in_flight.wait_idle(grace)
+            httpd.close_connections()
+            httpd.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
 
 
 @dataclass

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 from telepay.clients import jsontext
 from telepay_sandbox.loopback import ProviderApi, ProviderError, Request, Response
@@ -126,7 +125,7 @@ class NowPaymentsApi(ProviderApi):
 
     def _create_invoice(self, request: Request) -> Response:
         try:
-            body = request.json()
+            body = request.json_body()
         except ValueError:
             raise ApiError(400, "Unexpected token in JSON") from None
         if not isinstance(body, dict):
@@ -184,7 +183,7 @@ class NowPaymentsApi(ProviderApi):
 
     def _auth(self, request: Request) -> Response:
         try:
-            body = request.json()
+            body = request.json_body()
         except ValueError:
             raise ApiError(400, "Unexpected token in JSON") from None
         sandbox = self.sandbox
@@ -272,10 +271,9 @@ class NowPaymentsApi(ProviderApi):
         return Response.text(200, page, content_type="text/html; charset=utf-8")
 
     def _page_pay(self, invoice_id: str, request: Request) -> Response:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
         sandbox = self.sandbox
         try:
-            sandbox.pay(invoice_id, currency=form.get("currency", "eth"),
+            sandbox.pay(invoice_id, currency=request.form.get("currency", "eth"),
                         delivery=replace(sandbox.delivery, background=True))
         except SandboxError as error:
             return Response.text(409, f"<p>{html.escape(str(error))}</p>", content_type="text/html; charset=utf-8")

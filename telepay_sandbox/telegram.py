@@ -25,11 +25,12 @@ from telepay_sandbox import telegram_payments as payments
 from telepay_sandbox import telegram_render as render
 from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
 from telepay_sandbox.telegram_members import JoinRefused, find_link, set_member
+from telepay_sandbox.loopback import LoopbackServer
 from telepay_sandbox.telegram_params import ApiError
 from telepay_sandbox.telegram_payments import PaymentOutcome
 from telepay_sandbox.telegram_people import Person
 from telepay_sandbox.telegram_ratelimit import RateLimits
-from telepay_sandbox.telegram_server import BotApi, BotApiServer, Call
+from telepay_sandbox.telegram_server import BotApi, Call
 from telepay_sandbox.telegram_state import (
     ADMIN_RIGHTS, CHANNEL_ONLY_RIGHTS, MEMBER_PERMISSIONS, SUPERGROUP_ONLY_RIGHTS, ChatType,
     MemberRecord, MemberStatus, World,
@@ -70,7 +71,7 @@ class TelegramSandbox:
         self._world = World(bot_id=int(bot_id), bot_username=bot_username,
                             bot_first_name=bot_first_name, clock=clock, rate_limits=rate_limits)
         self._api = BotApi(self._world, token)
-        self._server = BotApiServer(self._api, host, port)
+        self._server = LoopbackServer(self._api, "telegram", host, port)
         self.bot = UserHandle(self._world, int(bot_id))
         self._renewals: threading.Thread | None = None
 
@@ -107,13 +108,11 @@ class TelegramSandbox:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.address
-        return f"http://{host}:{port}/bot"
+        return f"{self._server.origin}/bot"
 
     @property
     def base_file_url(self) -> str:
-        host, port = self._server.address
-        return f"http://{host}:{port}/file/bot"
+        return f"{self._server.origin}/file/bot"
 
     def now(self) -> int:
         return self._world.now()

@@ -1,27 +1,22 @@
 """The Bot API over HTTP: routing, request decoding, auth, injected failures, the call log.
 
-`BotApi.dispatch` turns (token, method, raw parameters) into Telegram's answer; `BotApiServer`
-serves it on loopback with one thread per connection, so a getUpdates long poll never blocks
-other calls. Requests may carry parameters in the query string and in a JSON, urlencoded or
-multipart body, like Telegram accepts.
+`BotApi.dispatch` turns (token, method, raw parameters) into Telegram's answer; a `BotApi` is
+also the emulator `loopback.LoopbackServer` serves (one thread per connection, so a getUpdates
+long poll never blocks other calls). Requests may carry parameters in the query string and in a
+JSON, urlencoded or multipart body, like Telegram accepts; werkzeug decodes the forms.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from telepay_sandbox import telegram_methods_chats, telegram_methods_messages, telegram_methods_payments
-from telepay_sandbox.loopback import ConnectionTrackingServer
+from telepay_sandbox.loopback import Request, Response
 from telepay_sandbox.telegram_params import ApiError, Args, MethodSpec
 from telepay_sandbox.telegram_state import World
 
@@ -88,6 +83,18 @@ class BotApi:
                 return failure.error
         return None
 
+    def __call__(self, request: Request) -> Response:
+        """The emulator's HTTP entry: `/bot<token>/<method>` with its parameters decoded."""
+        match = _PATH.fullmatch(request.path)
+        try:
+            params = _params(request)
+        except ValueError as error:
+            return _answer(ApiError(400, f"Bad Request: {error}"))
+        if match is None:
+            return _answer(NOT_FOUND)
+        status, payload = self.dispatch(match.group(1), match.group(2), params)
+        return Response(status, payload, content_type="application/json")
+
     def dispatch(self, token: str, method: str, raw: dict[str, Any]) -> tuple[int, bytes]:
         started = time.time()
         spec = SPECS.get(method.lower())
@@ -120,158 +127,21 @@ class BotApi:
         return status, payload
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as HTTP clients of the real API expect
-    timeout = 120  # drop idle keep-alive connections eventually
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stall
-    server: _Server
-
-    def do_GET(self) -> None:
-        with self.server.busy:
-            self._serve()
-
-    do_POST = do_GET
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        match = _PATH.fullmatch(url.path)
-        try:
-            params = dict(parse_qsl(url.query, keep_blank_values=True))
-            params.update(self._body_params())
-        except ValueError as error:
-            self._answer(400, ApiError(400, f"Bad Request: {error}").body())
-            return
-        if match is None:
-            self._answer(404, NOT_FOUND.body())
-            return
-        status, payload = self.server.api.dispatch(match.group(1), match.group(2), params)
-        self._send(status, payload)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _body_params(self) -> dict[str, Any]:
-        body = self._read_body()
-        content_type = self.headers.get("Content-Type", "")
-        kind = content_type.split(";")[0].strip().lower()
-        if not body:
-            return {}
-        if kind == "application/json":
-            decoded = json.loads(body)
-            if not isinstance(decoded, dict):
-                raise ValueError("JSON body must be an object")
-            return decoded
-        if kind == "application/x-www-form-urlencoded":
-            return dict(parse_qsl(body.decode(), keep_blank_values=True))
-        if kind == "multipart/form-data":
-            return _multipart(content_type, body)
-        return {}
-
-    def _answer(self, status: int, body: dict) -> None:
-        self._send(status, json.dumps(body).encode())
-
-    def _send(self, status: int, payload: bytes) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            # A client that gave up (a cancelled long poll) is not an error.
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)
-
-
-def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
-    head = f"Content-Type: {content_type}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    fields: dict[str, Any] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name is None:
-            continue
-        payload = part.get_payload(decode=True) or b""
+def _params(request: Request) -> dict[str, Any]:
+    """The query string's parameters, then the body's (a JSON object or a form)."""
+    params: dict[str, Any] = request.args.to_dict()
+    if request.mimetype == "application/json":
+        body = request.get_data()
+        decoded = json.loads(body) if body else {}
+        if not isinstance(decoded, dict):
+            raise ValueError("JSON body must be an object")
+        params.update(decoded)
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        params.update(request.form.to_dict())
         # Uploaded files stay bytes; form fields are text like any other encoding.
-        fields[name] = payload if part.get_filename() else payload.decode()
-    return fields
+        params.update({name: upload.read() for name, upload in request.files.items()})
+    return params
 
 
-class _Busy:
-    """Counts requests being answered, so stopping can let them finish first."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = threading.Condition()
-
-    def __enter__(self) -> None:
-        with self._idle:
-            self._count += 1
-
-    def __exit__(self, *exc_info) -> None:
-        with self._idle:
-            self._count -= 1
-            self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> None:
-        with self._idle:
-            self._idle.wait_for(lambda: self._count == 0, timeout)
-
-
-class _Server(ConnectionTrackingServer):
-    def __init__(self, address: tuple[str, int], api: BotApi) -> None:
-        super().__init__(address, _Handler)
-        self.api = api
-        self.busy = _Busy()
-
-
-class BotApiServer:
-    """Serves a BotApi on a loopback port from a background thread."""
-
-    def __init__(self, api: BotApi, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._api = api
-        self._address = (host, port)
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._lifecycle = threading.Lock()  # stop() may come from a test and a fixture at once
-
-    @property
-    def address(self) -> tuple[str, int]:
-        if self._httpd is None:
-            raise RuntimeError("the sandbox server is not running")
-        host, port = self._httpd.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> None:
-        with self._lifecycle:
-            self._httpd = _Server(self._address, self._api)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                name="telegram-sandbox", daemon=True,
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        with self._lifecycle:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-            if httpd is None:
-                return
-            httpd.shutdown()
-            # Let answers in flight (long polls told to stop) go out, then close idle keep-alive
-            # connections, whose threads would otherwise stay blocked on a read.
-            httpd.busy.wait_idle(timeout=5)
-            httpd.close_connections()
-            httpd.server_close()
-            if thread:
-                thread.join(timeout=5)
+def _answer(error: ApiError) -> Response:
+    return Response(error.error_code, json.dumps(error.body()).encode(), content_type="application/json")
