@@ -23,7 +23,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from eth_account import Account
 from telepay.clock import Clock, SystemClock
 from telepay_sandbox.changenow_api import ChangeNowApi
 from telepay_sandbox.changenow_exchanges import TERMINAL, ExchangeState, Settlement
-from telepay_sandbox.changenow_market import EVM_NETWORKS, Asset, Market, default_assets
+from telepay_sandbox.changenow_market import EVM_NETWORKS, Asset, Market, Quote, default_assets
 from telepay_sandbox.loopback import Call, Faults, LoopbackServer
 
 if TYPE_CHECKING:
@@ -42,20 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["ChangeNowSandbox", "ExchangeState", "Quote"]
 
 
-@dataclass(frozen=True)
-class Quote:
-    """A fixed-rate estimate made with useRateId=true: what the rateId promises, until when."""
-
-    api_key: str
-    src: Asset
-    dst: Asset
-    type: str
-    from_amount: Decimal
-    to_amount: Decimal
-    valid_until: datetime
-
-
 class ChangeNowSandbox:
+    """The emulator and its test-side controls (it is the `ChangeNowState` its API reads)."""
+
     def __init__(self, api_key: str, chain: DevChain | None, *, confirmations: int = 1,
                  step_seconds: float = 0.0, quote_ttl: timedelta = timedelta(minutes=1),
                  rate_limits: tuple[int, int] | None = (30, 1800), clock: Clock | None = None,

@@ -9,17 +9,38 @@ exchange, 429 over the rate limit. Amounts are JSON numbers written from Decimal
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from telepay.clients import jsontext
+from telepay.clock import Clock
 from telepay_sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
-from telepay_sandbox.changenow_market import Asset, validate_address
-from telepay_sandbox.loopback import ProviderApi, ProviderError, Request, Response
+from telepay_sandbox.changenow_market import Asset, Market, Quote, validate_address
+from telepay_sandbox.loopback import CallLog, ProviderApi, ProviderError, Request, Response
 
-if TYPE_CHECKING:
-    from telepay_sandbox.changenow import ChangeNowSandbox
+
+class ChangeNowState(CallLog, Protocol):
+    """What the API reads and changes of its sandbox (`changenow.ChangeNowSandbox`); stated
+    here so the two modules do not import each other."""
+
+    api_keys: set[str]
+    partner_fields: bool
+    market: Market
+    clock: Clock
+    quote_ttl: timedelta
+    exchanges: dict[str, ExchangeState]
+
+    def admit(self, api_key: str) -> bool: ...
+
+    def remember_quote(self, rate_id: str, api_key: str, src: Asset, dst: Asset, type_: str,
+                       from_amount: Decimal, to_amount: Decimal, valid_until: datetime) -> None: ...
+
+    def quote(self, rate_id: str) -> Quote | None: ...
+
+    def payin_address(self, asset: Asset) -> str: ...
+
+    def advance(self, exchange: ExchangeState) -> bool: ...
 
 
 class ApiError(ProviderError):
@@ -48,7 +69,7 @@ def _amount(value: Any, name: str) -> Decimal | None:
 
 
 class ChangeNowApi(ProviderApi):
-    def __init__(self, sandbox: ChangeNowSandbox) -> None:
+    def __init__(self, sandbox: ChangeNowState) -> None:
         super().__init__(sandbox)
         self.sandbox = sandbox
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from eth_utils import is_checksum_address, to_checksum_address
@@ -98,3 +99,16 @@ class Market:
         if flow != "fixed-rate":
             return None  # ChangeNOW sends null: no upper limit for the standard flow
         return (self.max_fixed_usd / src.usd).quantize(src.step, rounding=ROUND_DOWN)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A fixed-rate estimate made with useRateId=true: what the rateId promises, until when."""
+
+    api_key: str
+    src: Asset
+    dst: Asset
+    type: str
+    from_amount: Decimal
+    to_amount: Decimal
+    valid_until: datetime

@@ -43,6 +43,8 @@ __all__ = ["Delivery", "InvoiceState", "IpnRecord", "NowPaymentsSandbox", "Payme
 
 
 class NowPaymentsSandbox:
+    """The emulator and its test-side controls (it is the `NowPaymentsState` its API reads)."""
+
     def __init__(self, api_key: str, ipn_secret: str, *, rates: dict[str, Decimal] | None = None,
                  number_style: str = "decimal", delivery: Delivery = Delivery(),
                  outcome_currency: str | None = None, service_fee_rate: Decimal = Decimal("0.005"),
@@ -174,6 +176,10 @@ class NowPaymentsSandbox:
 
     def new_id(self, digits: int = 10) -> int:
         return self._random.randrange(10 ** (digits - 1) * 4, 10**digits)
+
+    def new_token(self) -> str:
+        """A dashboard JWT, as opaque to the sandbox as to its clients."""
+        return "eyJ" + self._random.randbytes(24).hex()
 
     # ---- the buyer ---------------------------------------------------------------------------
 

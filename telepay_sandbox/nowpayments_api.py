@@ -13,14 +13,13 @@ import re
 from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from decimal import ROUND_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from telepay.clients import jsontext
-from telepay_sandbox.loopback import ProviderApi, ProviderError, Request, Response
-from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, SandboxError, iso_millis, precision
-
-if TYPE_CHECKING:
-    from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay.clock import Clock
+from telepay_sandbox.loopback import CallLog, ProviderApi, ProviderError, Request, Response
+from telepay_sandbox.nowpayments_ipn import Delivery
+from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, PaymentState, SandboxError, iso_millis, precision
 
 _PAYMENT = re.compile(r"/v1/payment/([^/]+)/?")
 _PAGE = re.compile(r"/invoice/(\d+)/?")
@@ -34,6 +33,38 @@ _STOCK = {
 
 
 TOKEN_LIFETIME = timedelta(minutes=5)
+
+
+class NowPaymentsState(CallLog, Protocol):
+    """What the API reads and changes of its sandbox (`nowpayments.NowPaymentsSandbox`); stated
+    here so the two modules do not import each other."""
+
+    api_keys: set[str]
+    number_style: str
+    rates: dict[str, Decimal]
+    min_price_usd: Decimal
+    clock: Clock
+    invoices: dict[str, InvoiceState]
+    payments: dict[int, PaymentState]
+    accounts: dict[str, str]
+    tokens: dict[str, datetime]
+    list_auth: str
+    delivery: Delivery
+
+    @property
+    def origin(self) -> str: ...
+
+    def new_id(self, digits: int = 10) -> int: ...
+
+    def new_token(self) -> str: ...
+
+    def to_usd(self, amount: Decimal, currency: str) -> Decimal: ...
+
+    def is_expired(self, invoice: InvoiceState) -> bool: ...
+
+    def invoice(self, invoice_id: str) -> InvoiceState: ...
+
+    def pay(self, invoice_id: str, *, currency: str = "eth", delivery: Delivery | None = None) -> int: ...
 
 
 def _date(value: str | None) -> datetime | None:
@@ -75,7 +106,7 @@ def _number(body: dict[str, Any], name: str, *, required: bool) -> Decimal | Non
 
 
 class NowPaymentsApi(ProviderApi):
-    def __init__(self, sandbox: NowPaymentsSandbox) -> None:
+    def __init__(self, sandbox: NowPaymentsState) -> None:
         super().__init__(sandbox)
         self.sandbox = sandbox
 
@@ -191,7 +222,7 @@ class NowPaymentsApi(ProviderApi):
             if not isinstance(body, dict) or sandbox.accounts.get(body.get("email")) != body.get("password") \
                     or body.get("email") is None:
                 raise ApiError(403, "Invalid credentials", "INVALID_CREDENTIALS")
-            token = "eyJ" + sandbox._random.randbytes(24).hex()
+            token = sandbox.new_token()
             sandbox.tokens[token] = sandbox.clock.now()
         return self._json(200, {"token": token})
 
