@@ -45,7 +45,22 @@ def test_parameters_in_every_encoding(sandbox, alice, encoding):
         response = httpx.get(url, params=flat)
     result = response.json()["result"]
     assert result["text"] == "Hello" and result["reply_markup"] == markup
-    assert sandbox.calls_to("sendMessage")[-1].params["chat_id"] == alice.id
+    params = sandbox.calls_to("sendMessage")[-1].params
+    assert params["chat_id"] == alice.id
+    if encoding == "multipart":
+        assert params["unused"] == b"file body"  # an upload stays bytes
+
+
+@pytest.mark.parametrize("body, description", [
+    (b"{not json", "Bad Request: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    (b"[1, 2]", "Bad Request: JSON body must be an object"),
+])
+def test_an_undecodable_body_is_a_bad_request_and_no_call(sandbox, body, description):
+    url = f"{sandbox.base_url}{sandbox.token}/getMe"
+    answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json() == {"ok": False, "error_code": 400, "description": description}
+    assert sandbox.calls == []
 
 
 def test_malformed_values_are_bad_requests(sandbox, api, alice):
