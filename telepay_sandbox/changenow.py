@@ -33,7 +33,8 @@ from telepay.clock import Clock, SystemClock
 from telepay_sandbox.changenow_api import ChangeNowApi
 from telepay_sandbox.changenow_exchanges import TERMINAL, ExchangeState, Settlement
 from telepay_sandbox.changenow_market import EVM_NETWORKS, Asset, Market, Quote, default_assets
-from telepay_sandbox.loopback import Call, Faults, LoopbackServer
+from telepay_sandbox.loopback import LoopbackServer
+from telepay_sandbox.provider import Call, Faults
 
 if TYPE_CHECKING:
     from telepay_sandbox.chain import DevChain

@@ -17,7 +17,8 @@ from telepay.clients import jsontext
 from telepay.clock import Clock
 from telepay_sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
 from telepay_sandbox.changenow_market import Asset, Market, Quote, validate_address
-from telepay_sandbox.loopback import CallLog, ProviderApi, ProviderError, Request, Response
+from telepay_sandbox.loopback import Request, Response
+from telepay_sandbox.provider import CallLog, ProviderApi, ProviderError
 
 
 class ChangeNowState(CallLog, Protocol):

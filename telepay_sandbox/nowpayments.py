@@ -31,7 +31,8 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from telepay.clock import Clock, SystemClock
-from telepay_sandbox.loopback import Call, Faults, LoopbackServer
+from telepay_sandbox.loopback import LoopbackServer
+from telepay_sandbox.provider import Call, Faults
 from telepay_sandbox.nowpayments_api import NowPaymentsApi
 from telepay_sandbox.nowpayments_ipn import Courier, Delivery, Ipn, IpnRecord, arrange, build_ipn
 from telepay_sandbox.nowpayments_model import (

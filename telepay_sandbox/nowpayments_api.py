@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from telepay.clients import jsontext
 from telepay.clock import Clock
-from telepay_sandbox.loopback import CallLog, ProviderApi, ProviderError, Request, Response
+from telepay_sandbox.loopback import Request, Response
+from telepay_sandbox.provider import CallLog, ProviderApi, ProviderError
 from telepay_sandbox.nowpayments_ipn import Delivery
 from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, PaymentState, SandboxError, iso_millis, precision
 
