@@ -31,6 +31,8 @@ class Echo:
             return Response(200, b'"held"', delay=30)
         if request.path == "/boom":
             raise RuntimeError("a sandbox bug")
+        if request.path == "/ignore":
+            return Response(200, b'"ignored"')  # whatever the body was, unread
         body = {"query": request.query, "form": request.form.to_dict(), "client": request.client}
         if request.mimetype == "application/json":
             body["json"] = str(request.json_body()["amount"])  # a Decimal, exactly as sent
@@ -68,6 +70,22 @@ def test_bodies_and_queries_are_decoded(echo):
     assert Decimal(answer["json"]) == Decimal("1.10")
     form = httpx.post(server.origin + "/echo", data={"currency": "btc"}).json()
     assert form["form"] == {"currency": "btc"}
+
+
+def test_a_connection_is_kept_for_the_next_request_whatever_the_body(echo):
+    _, server = echo
+    ports = set()
+    with httpx.Client(base_url=server.origin) as client:
+        for _ in range(3):
+            # An unread body, a chunked one, then a plain request: each answered right, on one connection.
+            assert client.post("/ignore", content=b"x" * 70_000).json() == "ignored"
+            chunked = client.post("/echo", content=iter([b'{"amount": 2.5', b"0}"]),
+                                  headers={"Content-Type": "application/json"})
+            assert chunked.json()["json"] == "2.50"
+            answer = client.get("/echo?n=1")
+            assert answer.json()["query"] == {"n": "1"}
+            ports.add(answer.extensions["network_stream"].get_extra_info("client_addr")[1])
+    assert len(ports) == 1  # kept alive, as the real APIs do
 
 
 def test_stop_lets_an_answer_in_flight_out_and_cuts_an_idle_connection(echo):
