@@ -153,9 +153,6 @@ class _Server(ThreadedWSGIServer):
             self.stopping.wait(response.delay)  # a stopping sandbox sends what it holds at once
         return response
 
-    def log(self, type: str, message: str, *args: Any) -> None:
-        logger.error("%s: " + message, self.name, *args)  # werkzeug's own failures: a sandbox bug
-
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
             self.connections.add(request)
