@@ -30,7 +30,7 @@ from telepay_sandbox.telegram_params import ApiError
 from telepay_sandbox.telegram_payments import PaymentOutcome
 from telepay_sandbox.telegram_people import Person
 from telepay_sandbox.telegram_ratelimit import RateLimits
-from telepay_sandbox.telegram_server import BotApi, Call
+from telepay_sandbox.telegram_api import BotApi, Call
 from telepay_sandbox.telegram_state import (
     ADMIN_RIGHTS, CHANNEL_ONLY_RIGHTS, MEMBER_PERMISSIONS, SUPERGROUP_ONLY_RIGHTS, ChatType,
     MemberRecord, MemberStatus, World,

@@ -3,7 +3,7 @@
 Plain records plus one `World` that owns them, allocates their ids and answers lookups. Every
 reader and writer holds `World.lock`; `World.changed` is notified after each change so that
 long polls and test helpers waiting for something can wake up. Nothing here renders Bot API
-JSON (see `telegram_render`) or knows about HTTP (see `telegram_server`).
+JSON (see `telegram_render`) or knows about HTTP (see `telegram_api`).
 """
 
 from __future__ import annotations

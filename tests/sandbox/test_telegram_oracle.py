@@ -9,7 +9,7 @@ import pytest
 from telegram import Update
 
 from telepay_sandbox.telegram_params import Args, Param
-from telepay_sandbox.telegram_server import SPECS
+from telepay_sandbox.telegram_api import SPECS
 from telepay_sandbox.telegram_state import MemberStatus
 
 ALL_UPDATES = ["message", "callback_query", "channel_post", "chat_member", "my_chat_member",
