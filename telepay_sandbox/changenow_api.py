@@ -9,39 +9,16 @@ exchange, 429 over the rate limit. Amounts are JSON numbers written from Decimal
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
 from telepay.clients import jsontext
-from telepay.clock import Clock
 from telepay_sandbox.changenow_exchanges import DEPOSIT_WINDOW, ExchangeState, iso
-from telepay_sandbox.changenow_market import Asset, Market, Quote, validate_address
+from telepay_sandbox.changenow_market import Asset, validate_address
+from telepay_sandbox.changenow_state import ChangeNowState
 from telepay_sandbox.loopback import Request, Response
-from telepay_sandbox.provider import CallLog, ProviderApi, ProviderError
-
-
-class ChangeNowState(CallLog, Protocol):
-    """What the API reads and changes of its sandbox (`changenow.ChangeNowSandbox`); stated
-    here so the two modules do not import each other."""
-
-    api_keys: set[str]
-    partner_fields: bool
-    market: Market
-    clock: Clock
-    quote_ttl: timedelta
-    exchanges: dict[str, ExchangeState]
-
-    def admit(self, api_key: str) -> bool: ...
-
-    def remember_quote(self, rate_id: str, api_key: str, src: Asset, dst: Asset, type_: str,
-                       from_amount: Decimal, to_amount: Decimal, valid_until: datetime) -> None: ...
-
-    def quote(self, rate_id: str) -> Quote | None: ...
-
-    def payin_address(self, asset: Asset) -> str: ...
-
-    def advance(self, exchange: ExchangeState) -> bool: ...
+from telepay_sandbox.provider import ProviderApi, ProviderError
 
 
 class ApiError(ProviderError):

@@ -13,14 +13,13 @@ import re
 from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from decimal import ROUND_UP, Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from telepay.clients import jsontext
-from telepay.clock import Clock
 from telepay_sandbox.loopback import Request, Response
-from telepay_sandbox.provider import CallLog, ProviderApi, ProviderError
-from telepay_sandbox.nowpayments_ipn import Delivery
-from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, PaymentState, SandboxError, iso_millis, precision
+from telepay_sandbox.nowpayments_model import FIAT, InvoiceState, SandboxError, iso_millis, precision
+from telepay_sandbox.nowpayments_state import NowPaymentsState
+from telepay_sandbox.provider import ProviderApi, ProviderError
 
 _PAYMENT = re.compile(r"/v1/payment/([^/]+)/?")
 _PAGE = re.compile(r"/invoice/(\d+)/?")
@@ -34,38 +33,6 @@ _STOCK = {
 
 
 TOKEN_LIFETIME = timedelta(minutes=5)
-
-
-class NowPaymentsState(CallLog, Protocol):
-    """What the API reads and changes of its sandbox (`nowpayments.NowPaymentsSandbox`); stated
-    here so the two modules do not import each other."""
-
-    api_keys: set[str]
-    number_style: str
-    rates: dict[str, Decimal]
-    min_price_usd: Decimal
-    clock: Clock
-    invoices: dict[str, InvoiceState]
-    payments: dict[int, PaymentState]
-    accounts: dict[str, str]
-    tokens: dict[str, datetime]
-    list_auth: str
-    delivery: Delivery
-
-    @property
-    def origin(self) -> str: ...
-
-    def new_id(self, digits: int = 10) -> int: ...
-
-    def new_token(self) -> str: ...
-
-    def to_usd(self, amount: Decimal, currency: str) -> Decimal: ...
-
-    def is_expired(self, invoice: InvoiceState) -> bool: ...
-
-    def invoice(self, invoice_id: str) -> InvoiceState: ...
-
-    def pay(self, invoice_id: str, *, currency: str = "eth", delivery: Delivery | None = None) -> int: ...
 
 
 def _date(value: str | None) -> datetime | None:
