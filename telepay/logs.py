@@ -5,11 +5,15 @@ Two filters sit on the one root handler, so they cover library loggers too:
   masked in the finished line, tracebacks included;
 - a warning or error that repeats (a database outage fails every loop the same way) is written
   once per interval, the next line carrying how many were held back.
-Ids passed with `extra=` (payment_id, invoice_id, payout_id, job_id, user_id) become JSON fields.
+Ids become fields (JSON keys, or key=value after a text line): those passed with `extra=`, and
+those of the current `log_context` (the job, IPN, update or payout being worked on), which a
+third filter copies onto every record; an id passed with `extra=` wins over the context's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import re
@@ -17,13 +21,48 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Iterable
+from types import MappingProxyType
+from typing import Iterable, Iterator, Mapping
 
 # Record attributes that are ours to show as fields when a call passes them with `extra=`.
-ID_FIELDS = ("payment_id", "invoice_id", "payout_id", "job_id", "job_kind", "user_id", "chat_id", "alert")
+ID_FIELDS = ("payment_id", "invoice_id", "payout_id", "job_id", "job_kind", "subscription_id", "user_id", "chat_id",
+             "alert")
 # A Bot API token anywhere in a line (a URL path, an error text), configured or not.
 _BOT_TOKEN = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{20,}")
 REPEAT_INTERVAL_SECONDS = 60.0
+
+
+# The ids of the work under way in this thread or asyncio task. A task starts with a copy of its
+# creator's context, and `asyncio.to_thread` carries it into the thread, so ids set where a job
+# or an update starts reach every line logged on its behalf, library calls included.
+_CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar("telepay_log_context")
+_NO_IDS: Mapping[str, object] = MappingProxyType({})
+
+
+@contextlib.contextmanager
+def log_context(**ids: object) -> Iterator[None]:
+    """Every line logged inside carries these ids as fields (None values are left out)."""
+    token = _CONTEXT.set({**_CONTEXT.get(_NO_IDS), **{k: v for k, v in ids.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def add_log_ids(**ids: object) -> None:
+    """Add ids learnt along the way (a job's user, once loaded) to the current context. They end
+    with the `log_context` this runs in: call it only inside one (a job, an update)."""
+    _CONTEXT.set({**_CONTEXT.get(_NO_IDS), **{k: v for k, v in ids.items() if v is not None}})
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current context's ids onto each record, unless the call passed its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _CONTEXT.get(_NO_IDS).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 def _ids(record: logging.LogRecord) -> dict[str, object]:
@@ -108,11 +147,20 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure_logging(log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def make_handler(log_format: str = "text", secrets: Iterable[str] = (), stream=None, *,
+                 collapse_repeats: bool = True) -> logging.Handler:
+    """The product's handler: context ids as fields, repeats collapsed, secrets masked."""
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     inner = JsonFormatter() if log_format == "json" else TextFormatter()
     handler.setFormatter(MaskingFormatter(inner, secrets))
-    handler.addFilter(RepeatFilter())
+    handler.addFilter(ContextFilter())
+    if collapse_repeats:
+        handler.addFilter(RepeatFilter())
+    return handler
+
+
+def configure_logging(log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    handler = make_handler(log_format, secrets)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.schemas import IpnIn
 from telepay.api.state import api_state
+from telepay.logs import log_context
 from telepay.models.engine import ping
 from telepay.security.guards import IPN, allowlisted, ipn_guarded, signed_ipn, validated
 from telepay.wiring import Services
@@ -50,5 +51,7 @@ def ipn_recorder(services: Services) -> GroupCommit[IpnDelivery, Any, Connection
 @validated(IpnIn, source="ipn")
 def ipn():
     raw = request.get_data(cache=True).decode("utf-8")
-    result = api_state().ipn_recorder.submit(IpnDelivery(g.payload, g.ipn, raw))
+    # Our invoice is their order_id (their own invoice_id means nothing to an operator).
+    with log_context(payment_id=g.payload.payment_id, invoice_id=g.payload.order_id):
+        result = api_state().ipn_recorder.submit(IpnDelivery(g.payload, g.ipn, raw))
     return Response(_ANSWERS[result], status=200, content_type="application/json")

@@ -22,6 +22,8 @@ from typing import Any, Awaitable, Coroutine, Hashable, cast
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from telepay.logs import log_context
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,6 +38,14 @@ def update_key(update: object) -> Hashable | None:
     return None
 
 
+def update_ids(update: object) -> dict[str, int]:
+    """The log fields of an update: who sent it and in which chat."""
+    if not isinstance(update, Update):
+        return {}
+    user, chat = update.effective_user, update.effective_chat
+    return {**({"user_id": user.id} if user else {}), **({"chat_id": chat.id} if chat else {})}
+
+
 def _droppable(update: object) -> bool:
     return isinstance(update, Update) and (update.message is not None or update.callback_query is not None)
 
@@ -48,6 +58,12 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         self._waiting: dict[Hashable, int] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        # PTB runs each update in a task of its own, and this awaits its handlers: the ids set
+        # here are on every line logged while the update is handled, and on nothing else.
+        with log_context(**update_ids(update)):
+            await self._in_turn(update, coroutine)
+
+    async def _in_turn(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = update_key(update)
         if key is None:
             await coroutine

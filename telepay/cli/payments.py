@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from telepay.cli.common import engine_or_exit, settings_or_exit
+from telepay.cli.common import engine_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError, parse_duration
 
 
@@ -38,7 +38,7 @@ def payments_reconcile(since: str) -> None:
     from telepay.services.payments.reconcile import Reconciler
 
     settings = settings_or_exit()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, secrets=secret_values(settings))
     try:
         window = parse_duration("--since", since)
         settings.require(("NOWPAYMENTS_API_KEY",))

@@ -160,13 +160,19 @@ def _outcomes(answers, deliveries: list[IpnDelivery]) -> list[str | TelePayError
             outcomes.append(Conflict(f"Payment {ipn.payment_id} belongs to another order.",
                                      code="payment_order_mismatch"))
         elif event_id is None:
-            logger.info("IPN repeat: payment %s status %s", ipn.payment_id, status)
+            logger.info("IPN repeat: payment %s status %s", ipn.payment_id, status, extra=_ids(ipn))
             outcomes.append(DUPLICATE)
         else:
             logger.info("IPN accepted: payment %s status %s order %s parent %s", ipn.payment_id, status,
-                        ipn.order_id, ipn.parent_payment_id)
+                        ipn.order_id, ipn.parent_payment_id, extra=_ids(ipn))
             outcomes.append(ACCEPTED)
     return outcomes
+
+
+def _ids(ipn: IpnIn) -> dict[str, object]:
+    """Log fields named here, not left to the log context: one request records a whole batch."""
+    ids = {"payment_id": ipn.payment_id, "invoice_id": ipn.order_id}
+    return {k: v for k, v in ids.items() if v is not None}
 
 
 def record_ipns(session: Session, deliveries: list[IpnDelivery], now: datetime) -> list[str | TelePayError]:

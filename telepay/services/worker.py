@@ -15,6 +15,7 @@ import traceback
 import uuid
 from typing import Callable
 
+from telepay.logs import log_context
 from telepay.services.jobs import ClaimedJob, Handler, JobQueue, RunAgain
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,15 @@ def make_worker_id() -> str:
 
 
 def _ids(payload: dict) -> dict:
-    """The ids a job's payload names, as log fields (telepay.logs.ID_FIELDS)."""
-    return {k: payload[k] for k in ("payment_id", "invoice_id", "payout_id", "user_id", "chat_id")
-            if isinstance(payload, dict) and k in payload}
+    """The ids a job's payload names, as log fields (telepay.logs.ID_FIELDS). A NOWPayments
+    payment is named by their id, which `telepay payments show` takes as well as ours."""
+    if not isinstance(payload, dict):
+        return {}
+    ids = {k: payload[k] for k in ("payment_id", "invoice_id", "payout_id", "subscription_id", "user_id", "chat_id")
+           if k in payload}
+    if "payment_id" not in ids and "provider_payment_id" in payload:
+        ids["payment_id"] = payload["provider_payment_id"]
+    return ids
 
 
 class Worker:
@@ -91,6 +98,11 @@ class Worker:
                 pass
 
     async def _execute(self, job: ClaimedJob) -> None:
+        # The task is the job's own: every line logged for it, down in the handler, names it.
+        with log_context(job_id=job.id, job_kind=job.kind, **_ids(job.payload)):
+            await self._run_handler(job)
+
+    async def _run_handler(self, job: ClaimedJob) -> None:
         handler = self.handlers[job.kind]
         try:
             outcome = await handler(job)
@@ -99,8 +111,7 @@ class Worker:
             await asyncio.to_thread(self.queue.release, job, self.worker_id)
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
-            logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True,
-                           extra={"job_id": job.id, "job_kind": job.kind, **_ids(job.payload)})
+            logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True)
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
         else:

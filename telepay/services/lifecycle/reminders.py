@@ -19,6 +19,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden
 
 from telepay.clock import Clock
+from telepay.logs import add_log_ids
 from telepay.models import Channel, Subscription, SubscriptionStatus
 from telepay.services.jobs import ClaimedJob
 from telepay.services.lifecycle import texts
@@ -64,6 +65,7 @@ class Reminder:
             logger.info("remind job %s: subscription %s was renewed or has ended; reminder dropped",
                         job.id, subscription_id)
             return
+        add_log_ids(user_id=due.user_id)
         text = texts.reminder(due.title, due.expires_at, due.expires_at - self.clock.now())
         try:
             await self.bot.send_message(due.user_id, text, reply_markup=renew_markup(due.key))

@@ -34,6 +34,7 @@ from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden
 
 from telepay.clock import Clock
+from telepay.logs import add_log_ids
 from telepay.models import Channel, Subscription, SubscriptionStatus
 from telepay.services import rights
 from telepay.services.jobs import ClaimedJob, JobQueue
@@ -107,6 +108,7 @@ class Remover:
                 logger.info("expire job %s: subscription %s was renewed or is gone; nobody removed",
                             job.id, subscription_id)
                 return
+            add_log_ids(user_id=target.user_id, chat_id=target.chat_id)  # the job's lines name whom it removes
             if not target.banned_by_us:
                 if await self._banned_by_owner(job, target):
                     await asyncio.to_thread(session.commit)

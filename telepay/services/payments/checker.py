@@ -25,6 +25,7 @@ from telepay.services.ipn_schema import IpnIn
 from telepay.clients.nowpayments import ProviderFailure
 from telepay.clock import Clock
 from telepay.errors import TelePayError
+from telepay.logs import log_context
 from telepay.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from telepay.services.ipn import record_ipn
 
@@ -60,12 +61,13 @@ class PaymentChecker:
         """Ask about every due payment; returns how many new statuses were recorded."""
         recorded = 0
         for provider_payment_id in self.due():
-            try:
-                answer = self.provider.get_payment(provider_payment_id)
-            except (ProviderFailure, ValueError) as error:
-                logger.warning("payment %s: status query failed: %s", provider_payment_id, error)
-                answer = None
-            recorded += self._record(provider_payment_id, answer)
+            with log_context(payment_id=provider_payment_id):
+                try:
+                    answer = self.provider.get_payment(provider_payment_id)
+                except (ProviderFailure, ValueError) as error:
+                    logger.warning("payment %s: status query failed: %s", provider_payment_id, error)
+                    answer = None
+                recorded += self._record(provider_payment_id, answer)
         return recorded
 
     def _record(self, provider_payment_id: str, answer: dict[str, Any] | None) -> int:

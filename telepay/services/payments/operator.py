@@ -142,5 +142,6 @@ def resolve_payment(session: Session, fulfilment: Fulfilment, ref: str, action: 
                          before={"payment_id": payment.id, **before}, after=after, created_at=now))
     session.flush()
     logger.info("payment %s (%s), invoice %s: resolved by the operator: %s (%s)", payment.id,
-                payment.provider_payment_id, invoice.id, action.value, reason)
+                payment.provider_payment_id, invoice.id, action.value, reason,
+                extra={"payment_id": payment.provider_payment_id, "invoice_id": invoice.id})
     return Resolution(payment, True, refund)

@@ -78,7 +78,8 @@ class Reconciler:
         recovered = [found for item in self._ours(listed, opened) if (found := self._record(item)) is not None]
         for found in recovered:
             logger.warning("payment %s (invoice %s): recovered from NOWPayments' payments list as %s; its "
-                           "IPNs never reached us", found.payment_id, found.invoice_id, found.status)
+                           "IPNs never reached us", found.payment_id, found.invoice_id, found.status,
+                           extra={"payment_id": found.payment_id, "invoice_id": found.invoice_id})
         return recovered
 
     def _ours(self, listed: list[dict[str, Any]], opened: dict[str, datetime]) -> list[dict[str, Any]]:

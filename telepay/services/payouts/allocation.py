@@ -133,7 +133,7 @@ def allocate_share(session: Session, jobs: JobQueue, payment_id: int, *, fee_per
     if payout.status == PayoutStatus.PENDING and delivered:
         enqueue_payout(session, jobs, payout.id, "start")
     logger.info("payment %s: share %s USD, fee %s USD -> payout %s (%s)", payment.id, share, fee, payout.id,
-                payout.status.value)
+                payout.status.value, extra={"payout_id": payout.id})
     return Allocation(payment.id, channel_id, arrived, share, fee, channel.payout_strategy, payout.id, None,
                       None, None, True)
 

@@ -137,7 +137,7 @@ class PayoutScheduler:
             absorb_carried_over(session, payout, now)
             enqueue_payout(session, self.jobs, payout.id, "start")
             logger.info("batch payout %s for channel %s: %s USD from %d shares", payout.id, channel_id,
-                        payout.amount_usd, len(shares))
+                        payout.amount_usd, len(shares), extra={"payout_id": payout.id})
             return payout.id
 
     # ---- balance -----------------------------------------------------------------------------------

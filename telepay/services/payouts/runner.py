@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from telepay.clients.changenow import ProviderError
 from telepay.clock import Clock
+from telepay.logs import log_context
 from telepay.models import Accumulation, ChainTxStatus, Payout, PayoutKind, PayoutStatus
 from telepay.services.jobs import rows_touched, ClaimedJob, JobQueue, RetryPolicy, RunAgain
 from telepay.services.messages import alert_operators
@@ -104,7 +105,8 @@ class PayoutRunner:
         return self._run(payout_id)[0]
 
     def _run(self, payout_id: int) -> tuple[PayoutStatus | None, bool]:
-        with advisory_lock(self.wallet.engine, f"payout:{payout_id}", wait=False) as mine:
+        with log_context(payout_id=payout_id), \
+                advisory_lock(self.wallet.engine, f"payout:{payout_id}", wait=False) as mine:
             if not mine:
                 logger.info("payout %s is being run by another worker; leaving it to them", payout_id)
                 return None, False
