@@ -7,10 +7,12 @@ through its environment, so what is exercised is the product, not a test double 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +25,68 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A directory for the logs of a test session (tests/log_guard.py sets it and checks every file
+# in it for the bot tokens noted there). Unset, as in the demo, nothing below changes anything.
+LOG_DIR_VARIABLE = "TELEPAY_SANDBOX_LOG_DIR"
+TOKENS_FILE = "bot-tokens.txt"
+
+
+def _log_dir() -> Path | None:
+    directory = os.environ.get(LOG_DIR_VARIABLE)
+    return Path(directory) if directory else None
+
+
+_NOTED: set[str] = set()  # this process's, for a check in this process (the file is for all of them)
+
+
+def note_token(token: str | None) -> None:
+    """Note a bot token a test uses, so the session's check looks for it in every log."""
+    if not token:
+        return
+    _NOTED.add(token)
+    directory = _log_dir()
+    if directory is not None:
+        with (directory / TOKENS_FILE).open("a") as tokens:
+            tokens.write(token + "\n")
+
+
+def noted_tokens() -> set[str]:
+    return set(_NOTED)
+
+
+def _label(name: str) -> str:
+    """The running test's name (and `name`), fit for a file name."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{test}-{name}")[-120:] + "-"
+
+
+def kept_log(path: Path) -> Path:
+    """`path`, for a process's log. In a test session the log is written in the session's log
+    directory and `path` links to it: the test reads it where it asked for it, and it outlives
+    the test's own directory for the session's check."""
+    path = Path(path)
+    directory = _log_dir()
+    if directory is None or path.is_symlink():
+        return path
+    fd, kept = tempfile.mkstemp(prefix=_label(path.name), suffix=".log", dir=directory)
+    with os.fdopen(fd, "wb") as copy:
+        if path.exists():  # written before: kept too, then replaced by the link
+            copy.write(path.read_bytes())
+            path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(kept)
+    return path
+
+
+def keep_output(name: str, output: str) -> None:
+    """Keep the output of a process a test read through a pipe, for the session's check."""
+    directory = _log_dir()
+    if directory is not None and output:
+        fd, _ = tempfile.mkstemp(prefix=_label(name), suffix=".log", dir=directory)
+        with os.fdopen(fd, "w", errors="replace") as kept:
+            kept.write(output)
+
+
 class TelepayProcess:
     """`telepay run` as a child process with a given environment; its log goes to a file."""
 
@@ -30,7 +94,8 @@ class TelepayProcess:
         self.env = env
         self.roles = roles  # `--roles`; None: the default, all of them
         self.run_args: tuple[str, ...] = ()  # more `telepay run` options for the next start (`--no-payouts`)
-        self.log_path = Path(log_path)
+        self.log_path = kept_log(log_path)
+        note_token(env.get("TELEGRAM_BOT_TOKEN"))
         # Run from the data directory so a developer's own .env is never picked up.
         self.cwd = cwd or Path(env["TELEPAY_DATA_DIR"])
         self.proc: subprocess.Popen | None = None
@@ -42,8 +107,10 @@ class TelepayProcess:
 
     def telepay(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a one-shot CLI command (e.g. `db upgrade`) with the same environment."""
-        return subprocess.run([sys.executable, "-m", "telepay", *args], env=self.env, cwd=self.cwd,
-                              capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([sys.executable, "-m", "telepay", *args], env=self.env, cwd=self.cwd,
+                                capture_output=True, text=True, timeout=timeout)
+        keep_output("telepay-" + "-".join(args[:2]), f"$ telepay {' '.join(args)}\n{result.stdout}{result.stderr}")
+        return result
 
     def start(self, wait_seconds: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +179,7 @@ def sandbox_env(
 ) -> dict[str, str]:
     """The environment for a process wired to the sandboxes. Values are the sandbox's own,
     passed explicitly; the product itself has no fallbacks for any of them."""
+    note_token(token)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(data_dir)),

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from telepay.clock import Clock
 from telepay_sandbox import telegram_payments as payments
+from telepay_sandbox.harness import note_token
 from telepay_sandbox import telegram_render as render
 from telepay_sandbox.telegram_handles import CallbackQuery, ChatHandle, MessageHandle, UserHandle
 from telepay_sandbox.telegram_members import JoinRefused, find_link, set_member
@@ -68,6 +69,7 @@ class TelegramSandbox:
         if not bot_id.isdigit() or not secret:
             raise ValueError("a bot token looks like '<bot id>:<secret>'")
         self.token = token
+        note_token(token)  # a test session checks its logs for it
         self._world = World(bot_id=int(bot_id), bot_username=bot_username,
                             bot_first_name=bot_first_name, clock=clock, rate_limits=rate_limits)
         self._api = BotApi(self._world, token)

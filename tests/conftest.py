@@ -17,6 +17,8 @@ from sqlalchemy import create_engine
 from telepay.models.engine import make_session_factory
 from telepay_sandbox.database import empty_tables, scratch_database
 
+pytest_plugins = ["tests.log_guard", "pytester"]  # the bot token in no log of the run (tests/log_guard.py)
+
 
 # How hard property tests look is set here, by profile, never in the tests: `ci` (the CI
 # variable is set) tries many examples, derandomized so a landing never hinges on a lucky draw;
