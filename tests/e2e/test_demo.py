@@ -9,6 +9,8 @@ import sys
 import tempfile
 from decimal import Decimal
 
+from telepay_sandbox.harness import keep_output
+
 HASH = r"0x[0-9a-f]{64}"
 ADDRESS = r"0x[0-9a-fA-F]{40}"
 
@@ -50,6 +52,7 @@ def test_demo_plays_the_whole_story_and_sums_it_up():
         result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo import main; "
                                  f"sys.exit(main({root!r}))"],
                                 capture_output=True, text=True, timeout=240)
+    keep_output("demo", result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "welcome received     yes" in out

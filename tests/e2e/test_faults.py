@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from telepay.bot.start import WELCOME
-from telepay_sandbox.harness import TelepayProcess
+from telepay_sandbox.harness import TelepayProcess, keep_output, kept_log
 from telepay_sandbox.telegram import TelegramSandbox
 from tests.e2e.faults import TOKEN, env_for, server_pids, signal_all, wait_for_log
 
@@ -92,7 +92,7 @@ def test_sigterm_while_waiting_for_the_database_exits_0(telegram, own_server, tm
     pids = server_pids(pg_dir)
     signal_all(pids, signal.SIGSTOP)
     env = env_for(telegram, tmp_path, database_url=url, DB_CONNECT_TIMEOUT_SECONDS="1")
-    log_path = tmp_path / "run.log"
+    log_path = kept_log(tmp_path / "run.log")
     try:
         with log_path.open("wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "telepay", "run"], env=env, cwd=tmp_path,
@@ -124,6 +124,7 @@ def test_sigterm_while_the_embedded_server_starts_leaves_no_server_behind(telegr
     assert pid_file.exists(), "the embedded server never started"
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=30)
+    keep_output("run", output)
     assert proc.returncode == 0, output
     postmasters = subprocess.run(["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"],
                                  capture_output=True, text=True).stdout.split()
@@ -194,7 +195,7 @@ def test_no_payouts_leaves_payout_jobs_queued_and_the_rest_running(telegram, dat
         job_id = JobQueue(session_factory).enqueue(session, PAYOUT_JOB, {"payout_id": 1, "step": "start"},
                                                    dedupe_key="no-payouts")
     env = env_for(telegram, tmp_path, database_url=database_url)
-    log_path = tmp_path / "run.log"
+    log_path = kept_log(tmp_path / "run.log")
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "telepay", "run", "--no-payouts"], env=env, cwd=tmp_path,
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from telepay.bot.start import WELCOME
-from telepay_sandbox.harness import TelepayProcess, sandbox_env
+from telepay_sandbox.harness import TelepayProcess, keep_output, sandbox_env
 from telepay_sandbox.telegram import TelegramSandbox
 
 TOKEN = "111:e2e-token"
@@ -94,5 +94,6 @@ def test_sigterm_during_start_up_still_stops_cleanly(telegram, database_url, ses
         output, _ = proc.communicate(timeout=15)
     finally:
         proc.kill()
+    keep_output("run", output)
     assert proc.returncode == 0, output
     assert "Traceback" not in output
