@@ -1,13 +1,13 @@
 """Logging set-up: plain text by default, JSON lines when LOG_FORMAT=json.
 
-Two filters sit on the one root handler, so they cover library loggers too:
+Everything sits on the one root handler (`make_handler`), so it covers library loggers too:
 - secrets (the bot token above all: httpx logs Bot API URLs, which carry it, at DEBUG) are
   masked in the finished line, tracebacks included;
 - a warning or error that repeats (a database outage fails every loop the same way) is written
-  once per interval, the next line carrying how many were held back.
-Ids become fields (JSON keys, or key=value after a text line): those passed with `extra=`, and
-those of the current `log_context` (the job, IPN, update or payout being worked on), which a
-third filter copies onto every record; an id passed with `extra=` wins over the context's.
+  once per interval, the next line carrying how many were held back;
+- ids become fields (JSON keys, or key=value after a text line): those passed with `extra=`,
+  and those of the current `log_context` (the job, IPN, update or payout being worked on),
+  which a filter copies onto every record; an id passed with `extra=` wins over the context's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
-# Record attributes that are ours to show as fields when a call passes them with `extra=`.
+# Record attributes that are ours to show as fields (passed with `extra=`, or from the log context).
 ID_FIELDS = ("payment_id", "invoice_id", "payout_id", "job_id", "job_kind", "subscription_id", "user_id", "chat_id",
              "alert")
 # A Bot API token anywhere in a line (a URL path, an error text), configured or not.

@@ -43,11 +43,16 @@ class Leak:
     line: int
     token: str
     test: str  # the test that was running, for the in-process log
+    text: str  # the line, its tokens cut short (the file may be cleaned away before it is read)
 
     def __str__(self) -> str:
-        shown = self.token[: self.token.index(":") + 4] + "…"  # enough to know which, not the whole
         where = f" (during {self.test})" if self.test else ""
-        return f"{self.path}:{self.line}: bot token {shown}{where}"
+        return f"{self.path}:{self.line}: bot token {_short(self.token)}{where}\n    {self.text.strip()[:300]}"
+
+
+def _short(token: str) -> str:
+    """Enough of a token to know which it is, not the whole."""
+    return token[: token.index(":") + 4] + "…"
 
 
 def find_leaks(directory: Path, noted: Iterable[str] = ()) -> list[Leak]:
@@ -66,7 +71,10 @@ def find_leaks(directory: Path, noted: Iterable[str] = ()) -> list[Leak]:
                     continue
                 found = [t for t in tokens if t in line]
                 found += [s for s in TOKEN_SHAPE.findall(line) if not any(s in t or t in s for t in found)]
-                leaks += [Leak(path, number, token, test) for token in found]
+                shown = line
+                for token in found:
+                    shown = shown.replace(token, _short(token))
+                leaks += [Leak(path, number, token, test, shown) for token in found]
     return leaks
 
 

@@ -56,10 +56,13 @@ def test_a_token_in_any_log_fails_the_session_and_names_the_file_and_line(pytest
     result.stdout.fnmatch_lines([
         "*bot token found in a log*",
         "*/in-process.log:*: bot token 999:gua… (during test_guarded.py::test_a_token_in_a_record_of_this_process)",
+        "*WARNING telepay.somewhere: GET /bot999:gua…/getMe failed",
         "*/test_guarded.py-test_tokens_printed_by_a_process-run.log-*.log:2: bot token 999:gua…",
+        "    rejected 999:gua… and 123456789:AAH…",
         "*/test_guarded.py-test_tokens_printed_by_a_process-run.log-*.log:2: bot token 123456789:AAH…",
+        "    rejected 999:gua… and 123456789:AAH…",
     ])
-    assert "guard-test-token" not in result.stdout.str()  # the report names the token, never shows it
+    assert "guard-test-token" not in result.stdout.str()  # the report names each token, never shows it
 
 
 def test_a_session_whose_logs_hold_no_token_passes(pytester, monkeypatch, repo_root):
