@@ -168,3 +168,6 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Python's warnings (a library's at import, say) through the same handler: a JSON line, masked,
+    # instead of raw text on stderr.
+    logging.captureWarnings(True)

@@ -9,12 +9,16 @@ import sys
 import pytest
 
 from telepay.services.jobs import JobQueue
+from telepay_sandbox.harness import keep_output, note_token
 
 
 def _telepay(tmp_path, *args, **env):
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TELEPAY_DATA_DIR": str(tmp_path / "var")}
-    return subprocess.run([sys.executable, "-m", "telepay", *args], cwd=tmp_path, env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    note_token(env.get("TELEGRAM_BOT_TOKEN"))
+    result = subprocess.run([sys.executable, "-m", "telepay", *args], cwd=tmp_path, env={**base, **env},
+                            capture_output=True, text=True, timeout=120)
+    keep_output("telepay-" + "-".join(args[:2]), result.stdout + result.stderr)  # for the session's log guard
+    return result
 
 
 def test_check_config_masks_secrets_and_tests_the_database(tmp_path, database_url):

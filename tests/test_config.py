@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from telepay.cli import main
 from telepay.config import (ENV_NAMES, REQUIRED_FOR_RUN, SECRET_NAMES, ConfigError, load_settings,
                             lookalike_names, read_env_file)
+from telepay_sandbox.harness import keep_output, note_token
 
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # mainnet USDT, checksummed
 
@@ -141,8 +142,11 @@ def test_lookalike_names_are_found_in_the_environment_and_in_env_files(tmp_path)
 def _telepay(tmp_path, *args, **env):
     """The real CLI in a clean environment, in a directory of its own (no stray .env)."""
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TELEPAY_DATA_DIR": str(tmp_path / "var")}
-    return subprocess.run([sys.executable, "-m", "telepay", *args], cwd=tmp_path, env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    note_token(env.get("TELEGRAM_BOT_TOKEN"))
+    result = subprocess.run([sys.executable, "-m", "telepay", *args], cwd=tmp_path, env={**base, **env},
+                            capture_output=True, text=True, timeout=120)
+    keep_output("telepay-" + "-".join(args[:2]), result.stdout + result.stderr)  # for the session's log guard
+    return result
 
 
 def test_telepay_run_exits_2_listing_every_missing_name(tmp_path):

@@ -211,3 +211,26 @@ def test_a_failing_job_logs_its_ids_as_fields(capture):
         worker_logger.propagate = True
     entry = json.loads(stream.getvalue().splitlines()[0])
     assert (entry["job_id"], entry["job_kind"], entry["payment_id"], entry["user_id"]) == (17, "access.invite", 5, 42)
+
+
+def test_python_warnings_are_log_lines_too(monkeypatch):
+    """A Python warning (a library's deprecation, say) is a JSON line, masked, not raw text
+    among the JSON."""
+    import sys
+    import warnings
+
+    from telepay.logs import configure_logging
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("json", "INFO", secrets=[TOKEN])
+        warnings.warn(f"falling back for {TOKEN}", RuntimeWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["logger"] == "py.warnings" and "RuntimeWarning: falling back for <secret>" in entry["message"]
