@@ -162,7 +162,8 @@ def absorb_carried_over(session: Session, payout: Payout, now: datetime) -> Deci
     for old in carried:
         old.status, old.merged_into_id, old.updated_at = PayoutStatus.MERGED, payout.id, now
     payout.amount_usd += added
-    logger.info("payout %s absorbs carried-over payouts %s (%s USD)", payout.id, ids, added)
+    logger.info("payout %s absorbs carried-over payouts %s (%s USD)", payout.id, ids, added,
+                extra={"payout_id": payout.id})
     return added
 
 

@@ -226,8 +226,9 @@ class HostWallet:
                 .order_by(ChainTransaction.nonce))
             backlog = [StoredTx.of(row) for row in rows]
         for tx in backlog:
+            # Another payout's transfer, maybe, sent while this one runs: its own id, not the context's.
             logger.info("re-broadcasting stored transfer %s (nonce %s) of payout %s", tx.tx_hash, tx.nonce,
-                        tx.payout_id)
+                        tx.payout_id, extra={"payout_id": tx.payout_id})
             self._broadcast(tx)
 
     def _broadcast(self, tx: StoredTx, checkpoint: str = "after_broadcast") -> None:
@@ -239,7 +240,7 @@ class HostWallet:
             message = str(error).lower()
             if any(text in message for text in _FEE_TOO_LOW) and not any(text in message for text in _ALREADY):
                 logger.warning("payout %s: the node refused transfer %s for its fee (%s); it waits to be replaced",
-                               tx.payout_id, tx.tx_hash, error)
+                               tx.payout_id, tx.tx_hash, error, extra={"payout_id": tx.payout_id})
                 return
             if not any(text in message for text in _ALREADY):
                 raise
@@ -280,7 +281,7 @@ class HostWallet:
         status = ChainTxStatus.CONFIRMED if receipt["status"] == 1 else ChainTxStatus.FAILED
         self._set_status(tx, status, block_number=receipt["blockNumber"], mined_hash=tx_hash)
         logger.info("payout %s: transfer %s %s in block %s", tx.payout_id, tx_hash, status.value,
-                    receipt["blockNumber"])
+                    receipt["blockNumber"], extra={"payout_id": tx.payout_id})
         return status
 
     def _mined(self, tx: StoredTx):
@@ -322,7 +323,7 @@ class HostWallet:
             replaced = StoredTx.of(row)
         logger.warning("payout %s: transfer %s (nonce %s) unmined since %s; replaced by %s with maxFeePerGas %s, "
                        "maxPriorityFeePerGas %s", tx.payout_id, tx.tx_hash, tx.nonce, signed_at, replaced.tx_hash,
-                       body["maxFeePerGas"], body["maxPriorityFeePerGas"])
+                       body["maxFeePerGas"], body["maxPriorityFeePerGas"], extra={"payout_id": tx.payout_id})
         self.checkpoint("after_replacement_signed")
         self._broadcast(replaced, "after_replacement_broadcast")
         return True
