@@ -92,6 +92,8 @@ class Worker:
                 await asyncio.sleep(0)  # there may be more: look again at once
                 continue
             self._wake.clear()
+            if self._stopping:  # `stop` woke us during the claim above: that wake was just cleared
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             except TimeoutError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from telepay.clock import ManualClock
 from telepay.models import JobState
@@ -67,3 +68,28 @@ def test_stop_releases_a_job_that_does_not_finish_in_the_grace_time(session_fact
     asyncio.run(asyncio.wait_for(scenario(), 20))
     [job] = queue.list()
     assert job.state == JobState.QUEUED and job.attempts == 0 and job.locked_by is None
+
+
+def test_a_stop_during_a_claim_is_not_slept_through(session_factory):
+    """`stop` while the worker is claiming: its wake-up comes before the worker clears the flag
+    to wait for the next poll, and must still stop it at once, not after a whole poll."""
+    claiming, release = threading.Event(), threading.Event()
+
+    class SlowClaims(JobQueue):
+        def claim(self, *args, **kwargs):
+            claiming.set()
+            release.wait(10)
+            return super().claim(*args, **kwargs)
+
+    async def scenario():
+        worker = Worker(SlowClaims(session_factory), {"ok": lambda job: asyncio.sleep(0)}, poll_seconds=30)
+        worker.start()
+        await asyncio.to_thread(claiming.wait, 10)
+        stopping = asyncio.create_task(worker.stop())
+        await asyncio.sleep(0.2)  # stop has asked, the claim is still under way
+        release.set()
+        started = time.monotonic()
+        await stopping
+        return time.monotonic() - started
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 10
