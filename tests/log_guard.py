@@ -4,7 +4,8 @@ What is searched, all in one directory for the session (`telepay_sandbox.harness
 - the log of every `telepay` process a test starts through the harness (`TelepayProcess`,
   `kept_log`), and the output of every one-shot command it runs or a test read from a pipe
   (`keep_output`);
-- every record logged in this process that reaches the root logger, written through the
+- every record logged in this process that reaches the root logger (at the run's level:
+  warnings and errors unless `log_level` is set), but the emulators' own, written through the
   product's own handler (formatted and masked as in production, but with no secret configured:
   a token shaped like a real one is masked by its shape, the sandbox's short tokens are not, so
   one that reaches a log line here is found). A line `=== <test>` marks where each test begins.
@@ -90,6 +91,8 @@ class LogGuard:
         stream = (directory / IN_PROCESS_LOG).open("a", encoding="utf-8", errors="replace", buffering=1)
         # Every line whole: a repeat held back could be the one line that carries a token.
         self.handler = make_handler("text", secrets=(), stream=stream, collapse_repeats=False)
+        # The emulators stand for Telegram's side, whose own request log names the token in its paths.
+        self.handler.addFilter(lambda record: not record.name.startswith("telepay_sandbox"))
         logging.getLogger().addHandler(self.handler)
 
     @pytest.hookimpl(tryfirst=True)
