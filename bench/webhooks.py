@@ -28,7 +28,7 @@ from telepay.api.app import create_app
 from telepay.api.groupcommit import GroupCommit
 from telepay.api.server import ApiServer
 from telepay.clock import SystemClock
-from telepay.config import load_settings
+from telepay.config_load import load_settings
 from telepay.models import Channel, Invoice, InvoiceKind, Tier
 from telepay.models.engine import make_engine, make_session_factory
 from telepay.runtime import build_services, freeze_startup_heap

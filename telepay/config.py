@@ -3,27 +3,23 @@
 Every setting is a pydantic-settings field named by its environment variable, and what it
 allows is stated once, in its description, and checked when the settings are read: a bad value
 stops `telepay` at start with exit 2 and a message naming the setting and what it allows, not
-with a traceback or a failure at the first sale. `load_settings` is the one reader: it overlays
-`.env` with the environment, resolves values shaped like a Secret Manager version path
-(`projects/<p>/secrets/<name>/versions/<v>`), then validates. Secrets are `SecretStr`, so they
-print as `**********`; `masked()` is the only view meant for humans.
+with a traceback or a failure at the first sale. This module is the list of settings and what
+each allows; `telepay.config_load` reads them in (`.env`, the environment, Secret Manager paths)
+and renders a refusal. Secrets are `SecretStr`, so they print as `**********`;
+`config_load.masked` is the only view meant for humans.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, Protocol, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasGenerator, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasGenerator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from telepay import config_values as check
-
-SECRET_PATH = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+$")
 
 # What `telepay run` cannot work without. Each later capability adds its own names here,
 # so a misconfigured deployment fails at start with one clear message, not at first use.
@@ -48,23 +44,6 @@ class ConfigError(Exception):
     def __init__(self, message: str, names: list[str]):
         super().__init__(message)
         self.names = names
-
-
-class SecretClient(Protocol):
-    def access(self, path: str) -> str: ...
-
-
-class GoogleSecretClient:
-    """Secret Manager access, created only when a setting actually names a secret path."""
-
-    def __init__(self) -> None:
-        from google.cloud import secretmanager
-
-        self._client = secretmanager.SecretManagerServiceClient()
-
-    def access(self, path: str) -> str:
-        response = self._client.access_secret_version(name=path)
-        return response.payload.data.decode("utf-8")
 
 
 def parse_duration(name: str, value: str) -> timedelta:
@@ -212,7 +191,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
-        # `load_settings` has read the environment and .env already (it has to see them to
+        # `config_load.load_settings` has read the environment and .env already (it has to see them to
         # resolve Secret Manager paths and to spot misspelt names): validate what it passes.
         return (init_settings,)
 
@@ -301,84 +280,11 @@ class Settings(BaseSettings):
                 ["DATABASE_URL", "CLOUD_SQL_CONNECTION_NAME"])
         return self
 
-    def masked(self) -> dict[str, str]:
-        """Every setting by its environment name, secrets shown only as set / not set."""
-        view = {}
-        for env_name, attr in ENV_NAMES.items():
-            value = getattr(self, attr)
-            if isinstance(value, SecretStr) or env_name in SECRET_NAMES:
-                view[env_name] = "****** (set)" if value else "(not set)"
-            elif isinstance(value, tuple):
-                view[env_name] = ",".join(str(v) for v in value)
-            else:
-                view[env_name] = "" if value is None else str(value)
-        return view
-
 
 # Environment name -> attribute, for every setting an operator can give.
 ENV_NAMES = {
     (field.validation_alias if isinstance(field.validation_alias, str) else name.upper()): name
     for name, field in Settings.model_fields.items()
 }
-_FIELDS = {env: Settings.model_fields[attr] for env, attr in ENV_NAMES.items()}
-SECRET_NAMES = frozenset(env for env, field in _FIELDS.items() if SecretStr in get_args(field.annotation))
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The KEY=VALUE pairs of a .env file (python-dotenv: comments, quotes, `export `).
-
-    Values are taken literally: `$` in a password is not expanded.
-    """
-    from dotenv import dotenv_values
-
-    if not path.is_file():
-        return {}
-    values = dotenv_values(path, interpolate=False)
-    broken = [key for key, value in values.items() if value is None]
-    if broken:
-        raise ConfigError(f"{path}: expected KEY=VALUE, got a bare {broken[0]!r}", [])
-    return {key: value for key, value in values.items() if value is not None}
-
-
-def load_settings(
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = Path(".env"),
-    secret_client_factory: Callable[[], SecretClient] = GoogleSecretClient,
-) -> Settings:
-    """Build Settings from `.env` overlaid by the environment (the environment wins)."""
-    raw: dict[str, str] = read_env_file(env_file) if env_file else {}
-    raw.update(os.environ if environ is None else environ)
-    # An empty value means "not set": the default applies, as it always has in .env.example.
-    raw = {k: v.strip() for k, v in raw.items() if k in ENV_NAMES and v.strip()}
-
-    client: SecretClient | None = None
-    for name, value in raw.items():
-        if SECRET_PATH.match(value):
-            client = client or secret_client_factory()
-            raw[name] = client.access(value).strip()
-    try:
-        return Settings(**raw)  # type: ignore[arg-type]  # text values, parsed and checked by the model
-    except ValidationError as error:
-        raise _explained(error, raw) from None
-
-
-def _explained(error: ValidationError, raw: Mapping[str, str]) -> ConfigError:
-    """One line per bad setting: its name, what it got (unless secret), what it allows."""
-    lines, names = [], []
-    for problem in error.errors():
-        name = str(problem["loc"][0]) if problem["loc"] else "settings"
-        if name in names:
-            continue
-        names.append(name)
-        shown = "(hidden)" if name in SECRET_NAMES else repr(raw.get(name, ""))
-        reason = problem["msg"].removeprefix("Value error, ")
-        allowed = _FIELDS[name].description if name in _FIELDS else ""
-        lines.append(f"  {name}={shown}: {reason}. Allowed: {allowed}.")
-    return ConfigError("Bad settings:\n" + "\n".join(lines), names)
-
-
-def lookalike_names(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> list[str]:
-    """Warnings for names that are not settings but look like one (`DATABSE_URL`)."""
-    file_keys = list(read_env_file(env_file)) if env_file else []
-    env_keys = list(os.environ if environ is None else environ)
-    return check.lookalikes(env_keys, file_keys, list(ENV_NAMES), str(env_file) if env_file else ".env")
+FIELDS = {env: Settings.model_fields[attr] for env, attr in ENV_NAMES.items()}
+SECRET_NAMES = frozenset(env for env, field in FIELDS.items() if SecretStr in get_args(field.annotation))

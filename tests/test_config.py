@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from telepay.cli import main
-from telepay.config import (ENV_NAMES, REQUIRED_FOR_RUN, SECRET_NAMES, ConfigError, load_settings,
-                            lookalike_names, read_env_file)
+from telepay.config import ENV_NAMES, REQUIRED_FOR_RUN, SECRET_NAMES, ConfigError
+from telepay.config_load import load_settings, lookalike_names, masked, read_env_file
 from telepay_sandbox.harness import keep_output, note_token
 
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # mainnet USDT, checksummed
@@ -117,7 +117,7 @@ def test_masked_view_hides_every_secret():
     settings = load_settings({"TELEGRAM_BOT_TOKEN": "123:s3cr3tval", "NOWPAYMENTS_IPN_SECRET": "ipn-s3cr3tval",
                               "DATABASE_URL": "postgresql://u:s3cr3tval@h/db", "ADMIN_CHAT_IDS": "1, 2"},
                              env_file=None)
-    shown = "\n".join(f"{k}={v}" for k, v in settings.masked().items())
+    shown = "\n".join(f"{k}={v}" for k, v in masked(settings).items())
     assert "s3cr3tval" not in shown
     assert "TELEGRAM_BOT_TOKEN=****** (set)" in shown and "ADMIN_CHAT_IDS=1,2" in shown
     assert "s3cr3tval" not in repr(settings)

@@ -13,6 +13,7 @@ from telepay.cli.backup import backup, restore
 from telepay.cli.online import wallet
 from telepay.cli.common import engine_or_exit, fail_config, lookalikes_or_exit, secret_values, settings_or_exit
 from telepay.config import ConfigError
+from telepay.config_load import masked
 from telepay.cli.payments import payments
 from telepay.cli.payouts import payouts, report
 from telepay.cli.subscribers import subscribers
@@ -94,7 +95,7 @@ def check_config(online: bool) -> None:
     from telepay.models.engine import describe
 
     settings = settings_or_exit()
-    for name, value in settings.masked().items():
+    for name, value in masked(settings).items():
         click.echo(f"{name:28} {value}")
     click.echo("")
     for warning in lookalikes_or_exit():

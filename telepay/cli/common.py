@@ -7,7 +7,8 @@ from typing import NoReturn
 
 import click
 
-from telepay.config import SECRET_NAMES, ConfigError, Settings, load_settings, lookalike_names
+from telepay.config import SECRET_NAMES, ConfigError, Settings
+from telepay.config_load import load_settings, lookalike_names
 
 
 def settings_or_exit() -> Settings:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from telepay.api.app import close_app, create_app
 from telepay.clock import ManualClock
-from telepay.config import load_settings
+from telepay.config_load import load_settings
 from telepay.models import Base, Channel, Invoice, InvoiceKind, Tier
 from telepay.runtime import build_services
 from telepay.security import nowpayments, signing

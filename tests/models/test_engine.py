@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from telepay.api.schemas import IpnIn
-from telepay.config import ConfigError, load_settings
+from telepay.config import ConfigError
+from telepay.config_load import load_settings
 from telepay.errors import NotFound
 from telepay.models.engine import make_engine, normalise_url
 from telepay.services.ipn import IpnDelivery, record_ipns_committed

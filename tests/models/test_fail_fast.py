@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from telepay.config import load_settings
+from telepay.config_load import load_settings
 from telepay.models.engine import embedded_url, make_engine
 
 
