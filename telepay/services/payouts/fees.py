@@ -11,14 +11,9 @@ further when that is still below what today's base fee needs.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
-
-from telepay.models import ChainTxAttempt
 
 PLAIN_TRANSFER_GAS = 21_000
 # geth's default price bump for a same-nonce replacement, in percent.
@@ -55,10 +50,3 @@ def replacement(w3: Web3, raw_tx: bytes, tip: int) -> dict:
             "to": Web3.to_checksum_address(old["to"]), "value": int(old["value"]), "data": bytes(old["data"]),
             "maxFeePerGas": new_cap, "maxPriorityFeePerGas": new_tip, "type": 2}
 
-
-def attempt(chain_tx_id: int, signed, body: dict, now: datetime) -> ChainTxAttempt:
-    """The record of one signed version of a transfer."""
-    return ChainTxAttempt(chain_transaction_id=chain_tx_id, tx_hash=signed.hash.to_0x_hex(),
-                          raw_tx=bytes(signed.raw_transaction), max_fee_per_gas=Decimal(body["maxFeePerGas"]),
-                          max_priority_fee_per_gas=Decimal(body["maxPriorityFeePerGas"]), gas=int(body["gas"]),
-                          created_at=now)

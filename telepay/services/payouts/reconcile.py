@@ -43,7 +43,7 @@ from telepay.services.payouts import destinations as where
 from telepay.services.payouts.exchanges import same_address
 from telepay.services.payouts.reconcile_fix import Fixes
 from telepay.services.payouts.runner import PayoutRunner, is_direct
-from telepay.services.payouts.wallet import StoredTx
+from telepay.services.payouts.transfers import StoredTx
 
 logger = logging.getLogger(__name__)
 

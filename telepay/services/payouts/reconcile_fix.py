@@ -24,7 +24,8 @@ from telepay.services.payouts.chainlook import SeenTransfer
 from telepay.services.payouts.destinations import Destination
 from telepay.services.payouts.exchanges import FUNDING
 from telepay.services.payouts.runner import PayoutRunner, is_direct
-from telepay.services.payouts.wallet import HostWallet, StoredTx
+from telepay.services.payouts.transfers import StoredTx
+from telepay.services.payouts.wallet import HostWallet
 
 logger = logging.getLogger(__name__)
 

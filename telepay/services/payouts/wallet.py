@@ -19,27 +19,29 @@ the chain has not seen yet, so a crash after signing never leaves a nonce gap be
 Balances are checked before gas is estimated: mainnet Tether's `transfer` reverts through
 `assert` on a shortfall, and a revert in estimation would hide the real cause (`InsufficientFunds`,
 which alerts the operators) behind a generic failure.
+
+What is written down at each step (the stored transfers and their versions) is `transfers`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, cast
 
 from eth_account import Account
 from eth_typing import ChecksumAddress, HexStr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.types import TxParams
 
 from telepay.clock import Clock
-from telepay.models import ChainTransaction, ChainTxAttempt, ChainTxStatus
+from telepay.models import ChainTxStatus
 from telepay.services.payouts import fees
 from telepay.services.payouts.locks import advisory_lock
+from telepay.services.payouts.transfers import StoredTx, TransferRecords
 
 logger = logging.getLogger(__name__)
 
@@ -79,24 +81,6 @@ class WrongChain(Exception):
     """ETH_RPC_URL serves another chain than ETH_CHAIN_ID: nothing may be signed for it."""
 
 
-@dataclass(frozen=True)
-class StoredTx:
-    id: int
-    payout_id: int
-    asset: str
-    to_address: str
-    amount_base_units: int
-    nonce: int
-    tx_hash: str
-    raw_tx: bytes
-    status: ChainTxStatus
-
-    @classmethod
-    def of(cls, row: ChainTransaction) -> StoredTx:
-        return cls(row.id, row.payout_id, row.asset, row.to_address, int(row.amount_base_units), row.nonce,
-                   row.tx_hash, bytes(row.raw_tx), row.status)
-
-
 class HostWallet:
     def __init__(self, w3: Web3, private_key: str, usdt_address: str, session_factory: sessionmaker[Session],
                  clock: Clock, *, chain_id: int, confirmations: int = 1,
@@ -116,6 +100,7 @@ class HostWallet:
         self.replace_after = replace_after
         self.priority_fee_wei = priority_fee_wei
         self.checkpoint = checkpoint or (lambda name: None)
+        self.records = TransferRecords(session_factory, clock, self.address)
         self._chain_checked = False
 
     def __repr__(self) -> str:  # the key must never show up in a log or a traceback
@@ -139,9 +124,7 @@ class HostWallet:
         return self.usdt.functions.balanceOf(self.address).call()
 
     def stored(self, payout_id: int) -> StoredTx | None:
-        with self.session_factory() as session:
-            row = session.scalar(select(ChainTransaction).where(ChainTransaction.payout_id == payout_id))
-            return StoredTx.of(row) if row is not None else None
+        return self.records.of_payout(payout_id)
 
     def transfer_fee(self, asset: str, to: str, amount: int) -> int:
         """What the transfer would cost in gas now (wei, at today's base fee plus our tip)."""
@@ -187,23 +170,11 @@ class HostWallet:
 
     def _sign_and_store(self, payout_id: int, purpose: str, asset: str, to: str, amount: int,
                         on_stored: Callable[[Session], None]) -> StoredTx:
-        with self.session_factory() as session:
-            last = session.scalar(select(func.max(ChainTransaction.nonce))
-                                  .where(ChainTransaction.from_address == self.address))
-        nonce = max(self.w3.eth.get_transaction_count(self.address, "pending"), -1 if last is None else last + 1)
+        nonce = self.records.next_nonce(self.w3.eth.get_transaction_count(self.address, "pending"))
         tx, _ = self._unsigned(asset, to, amount, nonce)
         signed = self._account.sign_transaction(tx)
-        now = self.clock.now()
-        row = ChainTransaction(payout_id=payout_id, purpose=purpose, asset=asset, from_address=self.address,
-                               to_address=Web3.to_checksum_address(to), amount_base_units=amount, nonce=nonce,
-                               raw_tx=bytes(signed.raw_transaction), tx_hash=signed.hash.to_0x_hex(),
-                               status=ChainTxStatus.SIGNED, created_at=now, updated_at=now)
-        with self.session_factory.begin() as session:
-            session.add(row)
-            session.flush()
-            session.add(fees.attempt(row.id, signed, tx, now))
-            on_stored(session)
-            stored = StoredTx.of(row)
+        stored = self.records.store_signed(payout_id, purpose, asset, Web3.to_checksum_address(to), amount, nonce,
+                                           signed, tx, on_stored)
         logger.info("payout %s: signed %s transfer %s (nonce %s, gas %s) of %s base units to %s", payout_id, asset,
                     stored.tx_hash, nonce, tx["gas"], amount, to)
         return stored
@@ -219,12 +190,7 @@ class HostWallet:
     def _rebroadcast_backlog(self) -> None:
         """Send stored transfers the chain has not counted yet, lowest nonce first."""
         count = self.w3.eth.get_transaction_count(self.address, "pending")
-        with self.session_factory() as session:
-            rows = session.scalars(select(ChainTransaction).where(
-                ChainTransaction.from_address == self.address, ChainTransaction.nonce >= count,
-                ChainTransaction.status.in_([ChainTxStatus.SIGNED, ChainTxStatus.BROADCAST]))
-                .order_by(ChainTransaction.nonce))
-            backlog = [StoredTx.of(row) for row in rows]
+        backlog = self.records.unmined_from(count)
         for tx in backlog:
             # Another payout's transfer, maybe, sent while this one runs: its own id, not the context's.
             logger.info("re-broadcasting stored transfer %s (nonce %s) of payout %s", tx.tx_hash, tx.nonce,
@@ -246,11 +212,11 @@ class HostWallet:
                 raise
             if "nonce too low" in message and self._mined(tx) is None:
                 # Our nonce is used and by none of the versions we signed: this transfer can never mine.
-                self._set_status(tx, ChainTxStatus.FAILED)
+                self.records.set_status(tx, ChainTxStatus.FAILED)
                 raise TransferRefused(f"transfer {tx.tx_hash}: nonce {tx.nonce} was used by another transaction")
         self.checkpoint(checkpoint)
         if tx.status == ChainTxStatus.SIGNED:
-            self._set_status(tx, ChainTxStatus.BROADCAST)
+            self.records.set_status(tx, ChainTxStatus.BROADCAST)
 
     # ---- confirming ------------------------------------------------------------------------------
 
@@ -279,33 +245,25 @@ class HostWallet:
             return ChainTxStatus.BROADCAST  # mined, not yet final: a reorg could still drop it
         self.checkpoint("before_receipt_stored")
         status = ChainTxStatus.CONFIRMED if receipt["status"] == 1 else ChainTxStatus.FAILED
-        self._set_status(tx, status, block_number=receipt["blockNumber"], mined_hash=tx_hash)
+        self.records.set_status(tx, status, block_number=receipt["blockNumber"], mined_hash=tx_hash)
         logger.info("payout %s: transfer %s %s in block %s", tx.payout_id, tx_hash, status.value,
                     receipt["blockNumber"], extra={"payout_id": tx.payout_id})
         return status
 
     def _mined(self, tx: StoredTx):
         """(hash, receipt) of whichever signed version of the transfer is mined, if one is."""
-        for tx_hash in self._attempt_hashes(tx.id):
+        for tx_hash in self.records.attempt_hashes(tx.id):
             receipt = self._receipt(tx_hash)
             if receipt is not None:
                 return tx_hash, receipt
         return None
-
-    def _attempt_hashes(self, chain_tx_id: int) -> list[str]:
-        with self.session_factory() as session:
-            return list(session.scalars(select(ChainTxAttempt.tx_hash).where(
-                ChainTxAttempt.chain_transaction_id == chain_tx_id).order_by(ChainTxAttempt.id.desc())))
 
     def _replace_if_stuck(self, tx: StoredTx) -> bool:
         """Sign, store, then broadcast a same-nonce version with higher fees; False if not due.
         The caller holds the sender lock."""
         if tx.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
             return False
-        with self.session_factory() as session:
-            newest = session.scalars(select(ChainTxAttempt).where(ChainTxAttempt.chain_transaction_id == tx.id)
-                                     .order_by(ChainTxAttempt.id.desc()).limit(1)).one()
-            signed_at = newest.created_at
+        signed_at = self.records.newest_signed_at(tx.id)
         if self.clock.now() - signed_at < self.replace_after:
             return False
         if self.w3.eth.get_transaction_count(self.address, "latest") > tx.nonce:
@@ -313,14 +271,9 @@ class HostWallet:
         body = fees.replacement(self.w3, tx.raw_tx, self.priority_fee_wei)
         self._require_funds(tx.asset, tx.amount_base_units, body["gas"] * body["maxFeePerGas"])
         signed = self._account.sign_transaction(body)
-        with self.session_factory.begin() as session:
-            row = session.get(ChainTransaction, tx.id, with_for_update=True)
-            if row.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
-                return False
-            row.raw_tx, row.tx_hash, row.updated_at = bytes(signed.raw_transaction), signed.hash.to_0x_hex(), \
-                self.clock.now()
-            session.add(fees.attempt(tx.id, signed, body, self.clock.now()))
-            replaced = StoredTx.of(row)
+        replaced = self.records.store_replacement(tx.id, signed, body)
+        if replaced is None:
+            return False  # confirmed or failed meanwhile
         logger.warning("payout %s: transfer %s (nonce %s) unmined since %s; replaced by %s with maxFeePerGas %s, "
                        "maxPriorityFeePerGas %s", tx.payout_id, tx.tx_hash, tx.nonce, signed_at, replaced.tx_hash,
                        body["maxFeePerGas"], body["maxPriorityFeePerGas"], extra={"payout_id": tx.payout_id})
@@ -333,17 +286,3 @@ class HostWallet:
             return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
-
-    def _set_status(self, tx: StoredTx, status: ChainTxStatus, block_number: int | None = None,
-                    mined_hash: str | None = None) -> None:
-        with self.session_factory.begin() as session:
-            row = session.get(ChainTransaction, tx.id, with_for_update=True)
-            if row.status in (ChainTxStatus.CONFIRMED, ChainTxStatus.FAILED):
-                return
-            row.status, row.updated_at = status, self.clock.now()
-            if block_number is not None:
-                row.block_number = block_number
-            if mined_hash is not None and mined_hash != row.tx_hash:
-                # An earlier version was the one mined: it is the transfer now.
-                mined = session.scalar(select(ChainTxAttempt).where(ChainTxAttempt.tx_hash == mined_hash))
-                row.tx_hash, row.raw_tx = mined.tx_hash, mined.raw_tx
