@@ -11,8 +11,8 @@ wait in the pool as on a busy mainnet; `mine()` then includes only those whose `
 reaches the floor (a base fee above what they offered), and `release()` mines the rest and
 turns auto-mining back on. While holding, a transaction with the nonce of one in the pool
 replaces it only when both fee caps are at least 10 % higher, as geth demands ("replacement
-transaction underpriced" otherwise). The helpers below wait for their own receipts, so they
-need auto-mining: don't call them while holding.
+transaction underpriced" otherwise); those node rules live in `chain_node`. The helpers below
+wait for their own receipts, so they need auto-mining: don't call them while holding.
 
 Helpers speak Decimal in whole units (ETH, USDT), never floats: `balance_eth`, `balance_usdt`,
 `send_eth`, `send_usdt`, `mint_usdt`, `new_account`, and `transfers_to(address)`, which lists
@@ -26,7 +26,6 @@ web3 in this process and from the HTTP bridge alike.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,13 +34,12 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_account.typed_transactions import TypedTransaction
 from eth_tester import EthereumTester, PyEVMBackend
-from eth_utils import ValidationError as EthValidationError, to_checksum_address
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.providers.eth_tester import EthereumTesterProvider
 
+from telepay_sandbox.chain_node import LockedProvider, fees_of
 from telepay_sandbox.chain_rpc import JsonRpcApp
 from telepay_sandbox.loopback import LoopbackServer
 
@@ -83,73 +81,6 @@ class Transfer:
     log_index: int | None = None  # USDT only
 
 
-_NONCE_RE = re.compile(r"Invalid transaction nonce: Expected (\d+), but got (\d+)")
-
-
-def _node_message(error: Exception) -> str:
-    """py-evm's refusal in the words geth uses, which is what payout code meets in production
-    (a re-broadcast of a mined transaction is "nonce too low")."""
-    text = str(error)
-    if match := _NONCE_RE.search(text):
-        expected, got = (int(n) for n in match.groups())
-        return f"nonce too {'low' if got < expected else 'high'}: tx: {got} state: {expected}"
-    if "enough balance" in text:
-        return "insufficient funds for gas * price + value"
-    return text
-
-
-def _fees(tx: dict[str, Any]) -> tuple[int, int]:
-    """(maxFeePerGas, maxPriorityFeePerGas) of a transaction, a legacy one's gasPrice for both."""
-    fee = tx.get("max_fee_per_gas", tx.get("maxFeePerGas", tx.get("gas_price", tx.get("gasPrice", 0))))
-    tip = tx.get("max_priority_fee_per_gas", tx.get("maxPriorityFeePerGas", fee))
-    return int(fee), int(tip)
-
-
-class _LockedProvider(EthereumTesterProvider):
-    """eth-tester behind one lock; refused transactions answer as a node's JSON-RPC error."""
-
-    def __init__(self, tester: EthereumTester, lock: threading.RLock) -> None:
-        super().__init__(tester)
-        self._lock = lock
-        self.fee_floor_wei: int | None = None  # set by DevChain.hold
-        self.refuse_below_floor = False
-
-    def make_request(self, method, params):
-        with self._lock:
-            if method == "eth_sendRawTransaction" and not self.ethereum_tester.auto_mine_transactions:
-                refused = self._below_floor(params[0]) or self._underpriced(params[0])
-                if refused:
-                    return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": refused}}
-            try:
-                return super().make_request(method, params)
-            except EthValidationError as error:
-                return {"jsonrpc": "2.0", "id": "0", "error": {"code": -32000, "message": _node_message(error)}}
-
-    def _below_floor(self, raw: Any) -> str | None:
-        """A hosted RPC's answer to a fee cap below the base fee: refused, not kept in a pool."""
-        if not self.refuse_below_floor or self.fee_floor_wei is None:
-            return None
-        raw = HexBytes(raw)
-        fee = _fees(TypedTransaction.from_bytes(raw).as_dict() if raw[0] < 0x7F else {})[0]
-        if fee < self.fee_floor_wei:
-            return f"max fee per gas less than block base fee: maxFeePerGas: {fee}, baseFee: {self.fee_floor_wei}"
-        return None
-
-    def _underpriced(self, raw: Any) -> str | None:
-        """geth's pool rule: a same-nonce replacement must raise both fee caps by 10 %."""
-        raw = HexBytes(raw)
-        sender = Account.recover_transaction(raw)
-        new = TypedTransaction.from_bytes(raw).as_dict() if raw[0] < 0x7F else {}
-        for pending in self.ethereum_tester._pending_transactions:
-            if to_checksum_address(pending["from"]) == sender and int(pending["nonce"]) == int(new.get("nonce", -1)):
-                if pending["hash"] == "0x" + Web3.keccak(raw).hex().removeprefix("0x"):
-                    return None  # the same bytes again: already known, harmless
-                (old_fee, old_tip), (fee, tip) = _fees(pending), _fees(new)
-                if fee * 10 < old_fee * 11 or tip * 10 < old_tip * 11:
-                    return "replacement transaction underpriced"
-        return None
-
-
 class DevChain:
     def __init__(self, *, host_wallet_eth: Decimal = Decimal("100"),
                  host_wallet_usdt: Decimal = Decimal("100000"),
@@ -157,7 +88,7 @@ class DevChain:
         self.lock = threading.RLock()
         backend = PyEVMBackend()
         self.tester = EthereumTester(backend)
-        self.provider = _LockedProvider(self.tester, self.lock)
+        self.provider = LockedProvider(self.tester, self.lock)
         self.w3 = Web3(self.provider)
         # eth-tester's first genesis account (1,000,000 ETH) is the faucet and the token owner.
         self._faucet: LocalAccount = Account.from_key(backend.account_keys[0])
@@ -219,7 +150,7 @@ class DevChain:
         with self.lock:
             if self.holding and self.fee_floor_wei is not None:
                 pool = self.tester._pending_transactions
-                below = [tx for tx in pool if _fees(tx)[0] < self.fee_floor_wei]
+                below = [tx for tx in pool if fees_of(tx)[0] < self.fee_floor_wei]
                 self.tester._pending_transactions = [tx for tx in pool if tx not in below]
                 try:
                     self.tester.mine_blocks(blocks)
