@@ -9,9 +9,11 @@ released only once access was delivered.
   visible to operators (`delivery_queue`, `telepay subscribers show`, status and metrics). When
   the pair resumes they are let in (`telepay.services.rights.resume`).
 * Policy (docs/decisions.md): a buyer still waiting after `DELIVERY_DEADLINE` (48 h) is moved to
-  review: the operators get an alert naming the invoice and the payment, to refund or credit by
-  hand (crypto refunds are manual), and the buyer is told. Their share stays held meanwhile. A
-  purchase paid in Telegram Stars is refunded at once, automatically (`stars.refund` job).
+  review: the operators get an alert naming the invoice, the payment and the commands that act
+  on it (crypto refunds are made by hand, then recorded with `telepay payments resolve PAYMENT
+  --action refunded`, which cancels the held share), and the buyer is told. Their share stays
+  held meanwhile. A purchase paid in Telegram Stars is refunded at once, automatically
+  (`stars.refund` job).
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ def review_overdue(session: Session, jobs: JobQueue, now: datetime) -> int:
         invite.status, invite.updated_at = InviteStatus.REVIEW, now
         payment = session.scalars(select(Payment).where(Payment.invoice_id == invite.invoice_id)
                                   .order_by(Payment.id.desc()).limit(1)).first() if invite.invoice_id else None
-        named = f"invoice {invite.invoice_id}" + (f", payment {payment.provider_payment_id}" if payment else "")
+        named = f"invoice {invite.invoice_id}" + (
+            f", payment {payment.id} ({payment.provider_payment_id})" if payment else "")
         stars = session.scalars(select(StarPayment).where(
             StarPayment.payment_id == payment.id, StarPayment.status == StarPaymentStatus.FULFILLED)).first() \
             if payment else None
@@ -135,12 +138,20 @@ def review_overdue(session: Session, jobs: JobQueue, now: datetime) -> int:
                             f"{DELIVERY_DEADLINE.total_seconds() / 3600:.0f} h.", key=f"refund:{invite.id}")
             logger.warning("invite %s (%s): not delivered within the deadline; Stars refunded", invite.id, named)
             continue
-        alert_operators(session, jobs,
-                        f"Refund due: user {invite.user_id} paid ({named}) but could not be let into chat "
-                        f"{invite.chat_id} within {DELIVERY_DEADLINE.total_seconds() / 3600:.0f} h. Refund or "
-                        "credit them by hand; the owner's share stays held.", key=f"refund:{invite.id}")
+        alert_operators(session, jobs, _refund_due(invite, named, payment), key=f"refund:{invite.id}")
         queue_message(session, jobs, invite.user_id,
                       "I'm sorry: the channel you paid for still can't let you in, so your payment has gone to "
                       "our team for a refund. They'll contact you here.", dedupe_key=f"refund:{invite.id}")
         logger.warning("invite %s (%s): not delivered within the deadline; moved to review", invite.id, named)
     return len(overdue)
+
+
+def _refund_due(invite: Invite, named: str, payment: Payment | None) -> str:
+    """The operators' alert for a crypto buyer moved to review, with the commands that act on it."""
+    text = (f"Refund due: user {invite.user_id} paid ({named}) but could not be let into chat {invite.chat_id} "
+            f"within {DELIVERY_DEADLINE.total_seconds() / 3600:.0f} h; the owner's share stays held.")
+    if payment is not None:
+        # The command takes the buyer out of the queue and cancels the share held for them.
+        text += (f" Refund them by hand, then record it: `telepay payments resolve {payment.id} --action refunded "
+                 '--reason "..."`.')
+    return text + f" What they bought and were sent: `telepay subscribers show {invite.user_id}`."

@@ -1,18 +1,23 @@
 """The periodic rights check and the delivery deadline (issue 13, finding 1), against the sandbox
 Telegram: a pair missing a right is paused and its owner and the operators told; when the right
 is back it resumes and its delivery queue is let in; a buyer still waiting after 48 hours goes to
-review with an operator alert naming the payment."""
+review with an operator alert naming the payment and the commands that act on it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 from telegram.ext import ExtBot
+
+from telepay.cli import main
 
 from telepay.models import (
     Channel, ChannelStatus, Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus,
@@ -49,7 +54,8 @@ def waiting_buyer(rig: Rig, channel_id: int, closed_chat_id: int, since) -> tupl
         session.add(invoice)
         session.flush()
         session.add(Payment(provider_payment_id=f"np-{uuid.uuid4().hex[:8]}", invoice_id=invoice.id,
-                            status=PaymentStatus.FINISHED, pay_currency="eth", price_amount=Decimal("5.00")))
+                            status=PaymentStatus.FINISHED, pay_currency="eth", price_amount=Decimal("5.00"),
+                            fulfilled_at=since))  # fulfilled: the subscription and the waiting invite are its doing
         subscription = Subscription(channel_id=channel_id, user_id=user_id, started_at=since,
                                     expires_at=since + timedelta(days=30), last_invoice_id=invoice.id)
         session.add(subscription)
@@ -92,7 +98,8 @@ def test_finding_1_the_periodic_check_pauses_resumes_and_lets_the_queue_in(rig):
     assert any("live again" in t for t in texts(rig, DIRECT_JOB))
 
 
-def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_alert(rig):
+def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_alert(rig, database_url, tmp_path,
+                                                                                   monkeypatch):
     channel_id, _, closed = rig.channel("Hope")
     with rig.session_factory.begin() as session:
         session.get(Channel, channel_id).status = ChannelStatus.LOST_RIGHTS
@@ -115,3 +122,17 @@ def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_aler
     assert old_invoice in alert and payment.provider_payment_id in alert
     assert any("refund" in job.payload["text"] for job in rig.jobs_of(DIRECT_JOB)
                if job.payload["chat_id"] == old.user_id)
+
+    # The commands the alert names act on this buyer: run them as written, the reason filled in.
+    commands = re.findall(r"`telepay ([^`]+)`", alert)
+    assert commands == [f'payments resolve {payment.id} --action refunded --reason "..."',
+                        f"subscribers show {old.user_id}"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("TELEPAY_DATA_DIR", str(tmp_path / "var"))
+    shown = CliRunner().invoke(main, shlex.split(commands[1]))
+    assert shown.exit_code == 0 and old_invoice in shown.output, shown.output
+    resolved = CliRunner().invoke(main, shlex.split(commands[0].replace("...", "refunded by hand")))
+    assert resolved.exit_code == 0 and f"payment {payment.id}" in resolved.output, resolved.output
+    with rig.session_factory() as session:
+        assert [(w.invite_id, w.status) for w in delivery_queue(session)] == [(new.id, InviteStatus.WAITING)]
