@@ -34,14 +34,14 @@ from telepay.errors import Conflict, NotFound
 from telepay.models import Channel, ChannelStatus, Invite, InviteStatus, Invoice, Subscription, SubscriptionStatus
 from telepay.services import rights
 from telepay.services.delivery import DELIVERED_INVITES, DELIVERY_DEADLINE, mark_delivered
-from telepay.services.fulfilment import INVITE_JOB
+from telepay.services.fulfilment import INVITE_JOB, link_name, new_invite
 from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 from telepay.services.messages import queue_message
 from telepay.services.payments import texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INVITE_JOB", "AccessService", "Decision", "InviteSender"]
+__all__ = ["INVITE_JOB", "AccessService", "Decision", "InviteSender", "link_name"]
 
 IN_CHAT = (ChatMember.MEMBER, ChatMember.ADMINISTRATOR, ChatMember.OWNER)
 OPEN = (InviteStatus.CREATED, InviteStatus.SENT, InviteStatus.UNDELIVERED)
@@ -66,11 +66,6 @@ class Target:
     renewed: bool
     link: str | None
     status: InviteStatus
-
-
-def link_name(invoice_id: str | None, user_id: int) -> str:
-    """Telegram allows 32 characters: the invoice id without dashes is exactly that."""
-    return (invoice_id or f"user{user_id}").replace("-", "")[:32]
 
 
 class AccessService:
@@ -108,6 +103,33 @@ class AccessService:
         return status
 
     def _invite_for_invoice(self, invoice_id: str) -> Target | None:
+        exists, target = self._made_at_fulfilment(invoice_id)
+        return target if exists else self._make_invite(invoice_id)
+
+    def _made_at_fulfilment(self, invoice_id: str) -> tuple[bool, Target | None]:
+        """(whether the invoice has an invite, its target if its subscription is active): the newest
+        invite, made with the grant, read in one statement without a lock. Nothing is written, so
+        there is no commit to wait for before Telegram is asked."""
+        now = self.clock.now()
+        with self.session_factory() as session:
+            row = session.execute(
+                select(Invite, Subscription, Channel, Invoice.completed_at)
+                .join(Subscription, Subscription.id == Invite.subscription_id)
+                .join(Channel, Channel.id == Subscription.channel_id)  # (for `_target`, loaded here)
+                .join(Invoice, Invoice.id == Invite.invoice_id)
+                .where(Invite.invoice_id == invoice_id).order_by(Invite.id.desc()).limit(1)).one_or_none()
+            if row is None:
+                return False, None
+            invite, subscription, _, completed_at = row
+            if not _active(subscription, now):
+                logger.warning("invoice %s: no active subscription to invite to", invoice_id)
+                return True, None
+            renewed = subscription.started_at < completed_at if completed_at else False
+            return True, self._target(session, invite, subscription, renewed)
+
+    def _make_invite(self, invoice_id: str) -> Target | None:
+        """An invoice without an invite row (fulfilled before rows were made with the grant): made
+        here, under the subscription's lock, so racing runs make one."""
         now = self.clock.now()
         with self.session_factory.begin() as session:
             invoice = session.get(Invoice, invoice_id)
@@ -241,11 +263,7 @@ class AccessService:
 
     @staticmethod
     def _new_invite(session: Session, subscription: Subscription, invoice_id: str | None, now: datetime) -> Invite:
-        channel = session.get(Channel, subscription.channel_id)
-        invite = Invite(subscription_id=subscription.id, invoice_id=invoice_id, chat_id=channel.closed_chat_id,
-                        user_id=subscription.user_id, name=link_name(invoice_id, subscription.user_id),
-                        status=InviteStatus.CREATED, created_at=now, updated_at=now)
-        session.add(invite)
+        invite = new_invite(session, subscription, invoice_id, now)
         session.flush()
         return invite
 
@@ -345,4 +363,4 @@ def _invites(services: _Needs, bot: Bot) -> InviteSender:
     return InviteSender(services.access, bot)
 
 
-JOB_KINDS = (JobKind(INVITE_JOB, _invites),)
+JOB_KINDS = (JobKind(INVITE_JOB, _invites, inline=True),)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from telepay.models import (
-    Channel, Invoice, InvoiceKind, Payment, Subscription, SubscriptionStatus, Tier,
+    Channel, Invite, InviteStatus, Invoice, InvoiceKind, Payment, Subscription, SubscriptionStatus, Tier,
 )
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import queue_message
@@ -61,6 +61,21 @@ def extend_subscription(session: Session, invoice: Invoice, now: datetime) -> tu
     return subscription, renewed
 
 
+def link_name(invoice_id: str | None, user_id: int) -> str:
+    """Telegram allows 32 characters: the invoice id without dashes is exactly that."""
+    return (invoice_id or f"user{user_id}").replace("-", "")[:32]
+
+
+def new_invite(session: Session, subscription: Subscription, invoice_id: str | None, now: datetime) -> Invite:
+    """The row of a buyer's invite, before any link exists (`telepay.services.access` makes it)."""
+    channel = session.get(Channel, subscription.channel_id)
+    invite = Invite(subscription_id=subscription.id, invoice_id=invoice_id, chat_id=channel.closed_chat_id,
+                    user_id=subscription.user_id, name=link_name(invoice_id, subscription.user_id),
+                    status=InviteStatus.CREATED, created_at=now, updated_at=now)
+    session.add(invite)
+    return invite
+
+
 @dataclass(frozen=True)
 class HeldShare:
     """A share not allocated at fulfilment: a Stars payment's, held until `until`."""
@@ -88,6 +103,9 @@ class Fulfilment:
         tier_text = None
         if invoice.kind == InvoiceKind.SUBSCRIPTION:
             subscription, renewed = extend_subscription(session, invoice, now)
+            # The invite's row is made with the grant, so the invite job's own first step only reads
+            # (no commit to wait for before Telegram is asked for the link).
+            new_invite(session, subscription, invoice.id, now)
             self.jobs.enqueue(session, INVITE_JOB, {"invoice_id": invoice.id}, dedupe_key=invoice.id)
             tier = session.get(Tier, invoice.tier_id)
             tier_text = f"Tier {tier.number} · {invoice.days} days" if tier else f"{invoice.days} days"

@@ -24,6 +24,7 @@ from telegram import Bot
 
 from telepay.clock import Clock, SystemClock
 from telepay.models import Job, JobState
+from telepay.services import inline_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class JobKind(Generic[S]):
     handler: Callable[[S, Bot], Handler | None]
     retry: RetryPolicy = DEFAULT_RETRY
     retention: timedelta = DEFAULT_RETENTION
+    # Queued by a running job: claimed at once and run by the same worker right after the queuing
+    # job's transaction commits (`telepay.services.inline_jobs`).
+    inline: bool = False
 
 
 class JobRegistry:
@@ -103,6 +107,10 @@ class JobRegistry:
     def retention(self, name: str) -> timedelta:
         kind = self.kinds.get(name)
         return kind.retention if kind else DEFAULT_RETENTION
+
+    def inline(self, name: str) -> bool:
+        kind = self.kinds.get(name)
+        return kind.inline if kind else False
 
     def handlers(self, services: Any, bot: Bot) -> dict[str, Handler]:
         """The handlers this process can run, by kind."""
@@ -154,24 +162,27 @@ class JobQueue:
         dedupe_key: str | None = None,
         run_at: datetime | None = None,
     ) -> int | None:
-        """Add a job inside the caller's transaction. Returns its id, or None if deduplicated."""
+        """Add a job inside the caller's transaction. Returns its id, or None if deduplicated.
+
+        A kind declared `inline`, queued for now by a running job, is inserted already claimed by
+        that job's worker, which runs it once this transaction commits (`inline_jobs`)."""
         now = self.clock.now()
+        claims = inline_jobs.claimant(kind) if run_at is None and self.kinds.inline(kind) else None
+        lease_end = now + self.lease if claims else None
         statement = (
             insert(Job)
-            .values(
-                kind=kind,
-                payload=payload or {},
-                dedupe_key=dedupe_key,
-                state=JobState.QUEUED,
-                attempts=0,
-                run_at=run_at or now,
-                created_at=now,
-                updated_at=now,
-            )
+            .values(kind=kind, payload=payload or {}, dedupe_key=dedupe_key, run_at=run_at or now,
+                    created_at=now, updated_at=now, state=JobState.RUNNING if claims else JobState.QUEUED,
+                    attempts=1 if claims else 0, locked_by=claims.worker_id if claims else None,
+                    locked_until=lease_end)
             .on_conflict_do_nothing(constraint="uq_jobs_kind_dedupe_key")
             .returning(Job.id)
         )
-        return session.execute(statement).scalar_one_or_none()
+        job_id = session.execute(statement).scalar_one_or_none()
+        if claims and job_id is not None:
+            inline_jobs.hand_over_on_commit(session, claims, ClaimedJob(
+                id=job_id, kind=kind, payload=payload or {}, attempts=1, created_at=now, locked_until=lease_end))
+        return job_id
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ import uuid
 from typing import Callable
 
 from telepay.logs import log_context
+from telepay.services import inline_jobs
+from telepay.services.inline_jobs import InlineClaims
 from telepay.services.jobs import ClaimedJob, Handler, JobQueue, RunAgain
 
 logger = logging.getLogger(__name__)
@@ -106,23 +108,47 @@ class Worker:
 
     async def _run_handler(self, job: ClaimedJob) -> None:
         handler = self.handlers[job.kind]
+        # What the handler queues of an `inline` kind is claimed for this worker as it is queued.
+        claims = InlineClaims(self.worker_id, self.handlers.keys())
+        token = inline_jobs.CURRENT.set(claims)
         try:
             outcome = await handler(job)
         except asyncio.CancelledError:
             # Shutdown interrupted the handler: give the job back for another run.
             await asyncio.to_thread(self.queue.release, job, self.worker_id)
+            await self._release(claims.take())
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
             logger.warning("job %s (%s) raised", job.id, job.kind, exc_info=True)
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
+            await self._run_inline(claims.take())  # committed before the failure: theirs to do
         else:
-            # What the handler queued (a payment's invite) may be claimed while this job is marked done.
-            self._wake.set()
-            if isinstance(outcome, RunAgain):
-                await asyncio.to_thread(self.queue.reschedule, job, self.worker_id, outcome.at)
-            else:
-                await asyncio.to_thread(self.queue.complete, job, self.worker_id)
+            try:
+                # First what the handler claimed in-line (a payment's invite), then wake the loop
+                # for what it queued for anyone (the owner's notice): the invite gets the cores.
+                await self._run_inline(claims.take())
+            finally:
+                self._wake.set()
+                if isinstance(outcome, RunAgain):
+                    await asyncio.to_thread(self.queue.reschedule, job, self.worker_id, outcome.at)
+                else:
+                    await asyncio.to_thread(self.queue.complete, job, self.worker_id)
+        finally:
+            inline_jobs.CURRENT.reset(token)
+
+    async def _run_inline(self, jobs: list[ClaimedJob]) -> None:
+        """Run jobs claimed as they were queued, one after another, as if claimed from the queue."""
+        for n, job in enumerate(jobs):
+            try:
+                await self._execute(job)
+            except asyncio.CancelledError:
+                await self._release(jobs[n + 1:])  # (the interrupted one released itself)
+                raise
+
+    async def _release(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            await asyncio.to_thread(self.queue.release, job, self.worker_id)
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop claiming, let running jobs finish within the grace time, release the rest."""
