@@ -79,6 +79,10 @@ class Worker:
         logger.info("worker %s started", self.worker_id)
         while not self._stopping:
             self.beat()
+            # Cleared before the claim, not after it: a wake-up that comes while the claim is in
+            # flight (an IPN committed after the claim's snapshot) makes the loop look again at
+            # once instead of being lost until the next poll.
+            self._wake.clear()
             free = self.concurrency - len(self._running)
             claimed: list[ClaimedJob] = []
             if free > 0:
@@ -93,8 +97,7 @@ class Worker:
             if len(claimed) == free and free > 0:
                 await asyncio.sleep(0)  # there may be more: look again at once
                 continue
-            self._wake.clear()
-            if self._stopping:  # `stop` woke us during the claim above: that wake was just cleared
+            if self._stopping:  # `stop` came during the claim above
                 break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)

@@ -93,3 +93,40 @@ def test_a_stop_during_a_claim_is_not_slept_through(session_factory):
         return time.monotonic() - started
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 10
+
+
+def test_a_wake_up_during_a_claim_that_missed_the_new_job_is_not_lost(session_factory):
+    """The job is committed (and the worker woken) after the claim's snapshot: the claim returns
+    nothing, and the loop must look again at once, not at its next poll (30 s here)."""
+    queue = JobQueue(session_factory)
+    ran = []
+    claims = []
+    claim = queue.claim
+
+    async def scenario():
+        worker = Worker(queue, {"ok": ok}, poll_seconds=30)
+
+        def claim_then_a_job_arrives(*args, **kwargs):
+            found = claim(*args, **kwargs)
+            claims.append(len(found))
+            if len(claims) == 2:  # (the first claim ran at start; this one follows a wake-up)
+                with session_factory.begin() as session:
+                    queue.enqueue(session, "ok", {"n": 2})
+                worker.wake()
+            return found
+
+        queue.claim = claim_then_a_job_arrives
+        worker.start()
+        await asyncio.sleep(0.2)
+        worker.wake()
+        for _ in range(250):
+            if ran:
+                break
+            await asyncio.sleep(0.02)
+        await worker.stop()
+
+    async def ok(job):
+        ran.append(job.payload["n"])
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert ran == [2] and claims[:2] == [0, 0]
