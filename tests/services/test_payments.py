@@ -8,10 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from telepay.models import (
-    Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, Job, JobState, Payment,
+    Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, Job, Payment,
     PaymentStatus, Payout, PayoutStatus, PayoutStrategy, Subscription,
 )
 from telepay.models import PaymentEvent
@@ -271,46 +271,22 @@ def test_a_job_whose_event_is_applied_does_not_wait_for_the_payment_lock(session
     assert len(_jobs(session_factory, INVITE_JOB)) == 1
 
 
-def test_the_first_run_applies_every_stored_event_and_takes_over_their_queued_jobs(session_factory, clock,
-                                                                                   processor, channel):
-    """A payment's IPNs come in a burst, one job each: the first job to run applies the newest
-    status, whichever event it was queued for, and the queued jobs of the events it read are
-    done without taking a turn of the worker."""
+def test_a_job_leaves_its_event_to_a_queued_job_of_a_later_event(session_factory, clock, processor, channel):
     invoice_id = _invoice(session_factory, channel)
     for status in ("confirming", "finished"):
         _ipn(session_factory, clock, invoice_id, "5001", status)
     events = _event_ids(session_factory, "5001")
-    assert processor.process("5001", events["confirming"]) == PaymentStatus.FINISHED  # the finished job's work
+    assert processor.process("5001", events["confirming"]) is None  # the finished job is queued
     with session_factory() as session:
         assert session.scalars(select(Payment.fulfilled_at).where(Payment.provider_payment_id == "5001")).one() \
-            is not None
-    # Both jobs were queued (this run was called directly, not claimed): neither will run now.
-    assert [job.state for job in _jobs(session_factory, PROCESS_JOB)] == [JobState.DONE, JobState.DONE]
+            is None  # untouched
+    assert processor.process("5001", events["finished"]) == PaymentStatus.FINISHED
     assert _jobs(session_factory, DIRECT_JOB) == []  # "on its way" never queued: it was already done
-    assert len(_jobs(session_factory, INVITE_JOB)) == 1
-    # Were the finished job claimed anyway (before the takeover committed), it finds its event applied.
-    assert processor.process("5001", events["finished"]) is None
-    # An event stored later has its own queued job, which applies it.
+    # Once no later job is queued (it ran), a job of an unapplied event does the work itself.
+    with session_factory.begin() as session:
+        session.execute(update(Job).where(Job.kind == PROCESS_JOB).values(state="done"))
     _ipn(session_factory, clock, invoice_id, "5001", "refunded")
     assert processor.process("5001", _event_ids(session_factory, "5001")["refunded"]) == PaymentStatus.REFUNDED
-
-
-def test_a_queued_job_being_claimed_is_not_taken_over(session_factory, clock, processor, channel):
-    """The takeover skips a job row someone holds (a claim in flight): it is not waited for."""
-    invoice_id = _invoice(session_factory, channel)
-    for status in ("confirming", "finished"):
-        _ipn(session_factory, clock, invoice_id, "5002", status)
-    events = _event_ids(session_factory, "5002")
-    with session_factory.begin() as claim:  # a worker's claim holding the finished job's row
-        claim.scalars(select(Job).where(Job.kind == PROCESS_JOB, Job.payload["event_id"].as_integer()
-                                        == events["finished"]).with_for_update()).one()
-        done = []
-        run = threading.Thread(target=lambda: done.append(processor.process("5002", events["confirming"])))
-        run.start()
-        run.join(timeout=10)
-        assert done == [PaymentStatus.FINISHED]  # it did not wait for the held row
-    jobs = {job.payload["event_id"]: job.state for job in _jobs(session_factory, PROCESS_JOB)}
-    assert jobs[events["finished"]] == JobState.QUEUED
 
 
 def _store_event(session_factory, payment_id, status):

@@ -60,18 +60,13 @@ S = PaymentStatus
 OPEN_INVOICE = (InvoiceStatus.CREATED, InvoiceStatus.PENDING, InvoiceStatus.PARTIALLY_PAID)
 
 
-# Nothing for a job to do: its event is applied already.
-_APPLIED = text("SELECT EXISTS (SELECT 1 FROM payment_events WHERE id = :event_id AND processed_at IS NOT NULL)")
-
-# A run applies every event stored so far, so the queued jobs of the events it read have nothing
-# left to do: they are done now instead of each taking a turn of the worker (one being claimed
-# right now is skipped, and finds its event applied).
-_TAKEN_OVER = text("""
-UPDATE jobs SET state = 'done', finished_at = :now, updated_at = :now
-WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = :kind
-             AND payload->>'provider_payment_id' = :payment_id
-             AND CAST(payload->>'event_id' AS bigint) = ANY(CAST(:event_ids AS bigint[]))
-             FOR UPDATE SKIP LOCKED)
+# Nothing for a job to do: its event is applied, or a due, not yet started job of a later event
+# of the payment will read every event, this one included, when it runs.
+_SUPERSEDED = text("""
+SELECT EXISTS (SELECT 1 FROM payment_events WHERE id = :event_id AND processed_at IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND run_at <= :now AND kind = :kind
+               AND payload->>'provider_payment_id' = :payment_id
+               AND CAST(payload->>'event_id' AS bigint) > :event_id)
 """)
 
 
@@ -94,14 +89,16 @@ class PaymentProcessor:
         nothing left to do for `event_id`, the event the job was queued for).
 
         A payment's IPNs come in a burst (waiting, confirming, ... finished), one job each, and
-        runs for one payment take turns on its row lock. So the first run after the final status
-        arrived applies it, whichever event it was queued for, and marks the queued jobs of the
-        events it read done; a job whose event another run already applied stops at once.
+        runs for one payment take turns on its row lock. So a job whose event another run has
+        already applied, or that a queued job of a later event will apply, stops at once: the run
+        that brings the final status is not kept waiting behind runs with nothing new to do.
         """
         now = self.clock.now()
         with self.session_factory.begin() as session:
-            if event_id is not None and session.execute(_APPLIED, {"event_id": event_id}).scalar_one():
-                logger.debug("payment %s: event %s applied already", provider_payment_id, event_id)
+            if event_id is not None and session.execute(_SUPERSEDED, {
+                    "event_id": event_id, "payment_id": provider_payment_id, "kind": PROCESS_JOB,
+                    "now": now}).scalar_one():
+                logger.debug("payment %s: event %s applied or left to a later job", provider_payment_id, event_id)
                 return None
             payment = session.scalars(select(Payment).where(Payment.provider_payment_id == provider_payment_id)
                                       .with_for_update()).one_or_none()
@@ -121,7 +118,7 @@ class PaymentProcessor:
                     f"NOWPayments reported status {statuses!r}; it is stored, nothing was changed.")
             decisive = furthest(events)
             if decisive is None:
-                self._mark_processed(session, provider_payment_id, events, now)
+                self._mark_processed(session, events, now)
                 return payment.status
             status = S(decisive.status)
             if status != payment.status:
@@ -140,19 +137,16 @@ class PaymentProcessor:
                            f"The IPN says {mismatch}; nothing was granted.")
             else:
                 run.act(status)
-            self._mark_processed(session, provider_payment_id, events, now)
+            self._mark_processed(session, events, now)
             return status
 
     @staticmethod
-    def _mark_processed(session: Session, provider_payment_id: str, events: list[PaymentEvent],
-                        now: datetime) -> None:
+    def _mark_processed(session: Session, events: list[PaymentEvent], now: datetime) -> None:
         # Only the events this run read: one stored since is not applied yet, and its own job
         # must not take it for done.
         unmarked = [event.id for event in events if event.processed_at is None]
         if unmarked:
             session.execute(update(PaymentEvent).where(PaymentEvent.id.in_(unmarked)).values(processed_at=now))
-            session.execute(_TAKEN_OVER, {"now": now, "kind": PROCESS_JOB, "payment_id": provider_payment_id,
-                                          "event_ids": unmarked})
 
 
 def complete_invoice(session: Session, fulfilment: Fulfilment, invoice: Invoice, payment: Payment,
