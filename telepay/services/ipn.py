@@ -61,6 +61,10 @@ class IpnDelivery:
 # was first stored with, or else to the first known order it comes with in the batch. A
 # re-deposit (no order id, a parent payment) belongs to its parent's order. A payment first
 # heard of with a status we don't know is stored as `waiting` (its event keeps the real text).
+# A new event makes the payment's queued, not yet claimed, processing jobs of earlier events
+# done (`superseded`): the new event's job reads every event, so they have nothing left to do,
+# and the newest status is not kept waiting behind their turns of the worker. (A row a worker
+# is claiming right now is skipped, never waited for; that job steps aside when it runs.)
 _KNOWN_STATUSES = ", ".join(f"'{status.value}'" for status in PaymentStatus)
 _RECORD_SQL = f"""
 WITH input AS (
@@ -107,6 +111,13 @@ WITH input AS (
                                                        'event_id', event.id),
            event.provider_payment_id || ':' || event.status, CAST(:now AS timestamptz)
     FROM event''')}
+), superseded AS (
+    UPDATE jobs SET state = 'done', finished_at = CAST(:now AS timestamptz), updated_at = CAST(:now AS timestamptz)
+    WHERE id IN (SELECT queued.id FROM jobs queued JOIN event
+                   ON queued.payload->>'provider_payment_id' = event.provider_payment_id
+                 WHERE queued.state = 'queued' AND queued.kind = :job_kind
+                   AND CAST(queued.payload->>'event_id' AS bigint) < event.id
+                 FOR UPDATE OF queued SKIP LOCKED)
 )
 SELECT checked.n, checked.invoice_id IS NOT NULL, checked.consistent, event.id
 FROM checked

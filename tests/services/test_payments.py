@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, func, select, update
 
 from telepay.models import (
-    Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, Job, Payment,
+    Accumulation, Channel, Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, Job, JobState, Payment,
     PaymentStatus, Payout, PayoutStatus, PayoutStrategy, Subscription,
 )
 from telepay.models import PaymentEvent
@@ -287,6 +287,34 @@ def test_a_job_leaves_its_event_to_a_queued_job_of_a_later_event(session_factory
         session.execute(update(Job).where(Job.kind == PROCESS_JOB).values(state="done"))
     _ipn(session_factory, clock, invoice_id, "5001", "refunded")
     assert processor.process("5001", _event_ids(session_factory, "5001")["refunded"]) == PaymentStatus.REFUNDED
+
+
+def test_a_new_event_supersedes_the_queued_jobs_of_earlier_ones(session_factory, clock, processor, channel):
+    """Recording an IPN makes the payment's queued processing jobs of earlier events done: the new
+    event's job applies them all, so the newest status does not wait behind their turns. A job
+    already claimed is left alone, and one being claimed right now is skipped, not waited for."""
+    invoice_id = _invoice(session_factory, channel)
+    _ipn(session_factory, clock, invoice_id, "5201", "waiting")
+    with session_factory.begin() as session:  # the waiting job is claimed (running) by a worker
+        session.execute(update(Job).where(Job.kind == PROCESS_JOB).values(state="running"))
+    _ipn(session_factory, clock, invoice_id, "5201", "confirming")
+    _ipn(session_factory, clock, invoice_id, "5201", "confirmed")
+    states = {job.dedupe_key: job.state for job in _jobs(session_factory, PROCESS_JOB)}
+    assert states == {"5201:waiting": JobState.RUNNING, "5201:confirming": JobState.DONE,
+                      "5201:confirmed": JobState.QUEUED}
+    with session_factory.begin() as claim:  # a worker's claim holds the confirmed job's row...
+        claim.scalars(select(Job).where(Job.dedupe_key == "5201:confirmed").with_for_update()).one()
+        recorded = []
+        late = threading.Thread(target=lambda: recorded.append(
+            _ipn(session_factory, clock, invoice_id, "5201", "finished")))
+        late.start()
+        late.join(timeout=10)
+        assert recorded == ["accepted"]  # ...and the IPN did not wait for it
+    states = {job.dedupe_key: job.state for job in _jobs(session_factory, PROCESS_JOB)}
+    assert states["5201:confirmed"] == JobState.QUEUED and states["5201:finished"] == JobState.QUEUED
+    events = _event_ids(session_factory, "5201")
+    assert processor.process("5201", events["finished"]) == PaymentStatus.FINISHED  # applies every event
+    assert len(_jobs(session_factory, INVITE_JOB)) == 1
 
 
 def _store_event(session_factory, payment_id, status):
