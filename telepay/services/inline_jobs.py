@@ -33,6 +33,7 @@ class InlineClaims:
     worker_id: str
     kinds: Collection[str]  # the kinds this worker has handlers for
     committed: list[Any] = field(default_factory=list)  # ClaimedJobs whose transaction committed
+    queued: bool = False  # it queued jobs for the queue: the worker looks for them when it ends
 
     def take(self) -> list[Any]:
         taken, self.committed = self.committed, []
@@ -43,10 +44,17 @@ class InlineClaims:
 CURRENT: ContextVar[InlineClaims | None] = ContextVar("telepay_inline_claims", default=None)
 
 
-def claimant(kind: str) -> InlineClaims | None:
-    """The running job's claims, if a job of `kind` queued now may be claimed in-line."""
+def claimant(kind: str, inline: bool) -> InlineClaims | None:
+    """The running job's claims, if a job of `kind` (declared `inline` or not) queued now for now
+    may be claimed in-line. Any other job queued by a running job is noted, so that its worker
+    looks for it as soon as the running job is done (and does not otherwise look after every job)."""
     claims = CURRENT.get()
-    return claims if claims is not None and kind in claims.kinds else None
+    if claims is None:
+        return None
+    if inline and kind in claims.kinds:
+        return claims
+    claims.queued = True
+    return None
 
 
 def hand_over_on_commit(session: Session, claims: InlineClaims, job: Any) -> None:

@@ -167,7 +167,7 @@ class JobQueue:
         A kind declared `inline`, queued for now by a running job, is inserted already claimed by
         that job's worker, which runs it once this transaction commits (`inline_jobs`)."""
         now = self.clock.now()
-        claims = inline_jobs.claimant(kind) if run_at is None and self.kinds.inline(kind) else None
+        claims = inline_jobs.claimant(kind, inline=run_at is None and self.kinds.inline(kind))
         lease_end = now + self.lease if claims else None
         statement = (
             insert(Job)

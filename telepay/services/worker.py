@@ -62,6 +62,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._running: dict[asyncio.Task, ClaimedJob] = {}
+        self._full = False  # asleep with every slot taken: a job that ends wakes it
         self._main: asyncio.Task | None = None
 
     def start(self) -> asyncio.Task:
@@ -93,16 +94,26 @@ class Worker:
             for job in claimed:
                 task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
                 self._running[task] = job
-                task.add_done_callback(lambda t: (self._running.pop(t, None), self._wake.set()))
+                task.add_done_callback(self._finished)
             if len(claimed) == free and free > 0:
                 await asyncio.sleep(0)  # there may be more: look again at once
                 continue
+            # Asleep until a producer wakes it (the API, a timer, a bot handler, a job that queued
+            # jobs), the poll, or, when every slot was taken, a slot coming free. A job that ends
+            # does not wake it otherwise: each needless claim cost a thread and a transaction,
+            # which on a busy machine the next sale's steps waited for.
+            self._full = free <= 0
             if self._stopping:  # `stop` came during the claim above
                 break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             except TimeoutError:
                 pass
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.pop(task, None)
+        if self._full:
+            self._wake.set()
 
     async def _execute(self, job: ClaimedJob) -> None:
         # The task is the job's own: every line logged for it, down in the handler, names it.
@@ -126,15 +137,19 @@ class Worker:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await asyncio.to_thread(self.queue.fail, job, self.worker_id, error)
             await self._run_inline(claims.take())  # committed before the failure: theirs to do
+            if claims.queued:
+                self._wake.set()
         else:
             try:
                 # First what the handler claimed in-line (a payment's invite), then wake the loop
                 # for what it queued for anyone (the owner's notice): the invite gets the cores.
                 await self._run_inline(claims.take())
             finally:
-                self._wake.set()
+                if claims.queued:
+                    self._wake.set()  # (claimed while this job is marked done)
                 if isinstance(outcome, RunAgain):
                     await asyncio.to_thread(self.queue.reschedule, job, self.worker_id, outcome.at)
+                    self._wake.set()  # it may be due already
                 else:
                     await asyncio.to_thread(self.queue.complete, job, self.worker_id)
         finally:

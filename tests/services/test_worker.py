@@ -130,3 +130,77 @@ def test_a_wake_up_during_a_claim_that_missed_the_new_job_is_not_lost(session_fa
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
     assert ran == [2] and claims[:2] == [0, 0]
+
+
+def test_the_worker_looks_for_jobs_when_there_may_be_some_not_after_every_job(session_factory):
+    """A job that queued another wakes the worker; a job that ends otherwise does not make it
+    claim again (a thread and a transaction each, for nothing). Poll: 30 s, so only wake-ups
+    can make this quick."""
+    queue = JobQueue(session_factory)
+    ran, claims = [], []
+    claim = queue.claim
+    queue.claim = lambda *args, **kwargs: claims.append(args[1]) or claim(*args, **kwargs)
+
+    async def plain(job):
+        ran.append(job.payload["n"])
+
+    def follow_up(n):
+        with session_factory.begin() as session:
+            queue.enqueue(session, "plain", {"n": n})
+
+    async def queues_one(job):
+        ran.append(job.payload["n"])
+        await asyncio.to_thread(follow_up, job.payload["n"] + 1)
+
+    async def scenario():
+        worker = Worker(queue, {"plain": plain, "queues": queues_one}, concurrency=4, poll_seconds=30)
+        worker.start()
+        await asyncio.sleep(0.3)
+        before = len(claims)
+        with session_factory.begin() as session:
+            for n in (1, 2):
+                queue.enqueue(session, "plain", {"n": n})
+        worker.wake()
+        await _until(lambda: len(ran) == 2)
+        await asyncio.sleep(0.3)
+        plain_claims = len(claims) - before
+        with session_factory.begin() as session:
+            queue.enqueue(session, "queues", {"n": 10})
+        worker.wake()
+        await _until(lambda: len(ran) == 4)
+        await asyncio.sleep(0.3)
+        await worker.stop()
+        return plain_claims, len(claims) - before - plain_claims
+
+    plain_claims, follow_up_claims = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert sorted(ran) == [1, 2, 10, 11]
+    assert plain_claims == 1  # the wake-up's; none when the two jobs ended
+    assert follow_up_claims == 2  # the wake-up's, then the follow-up's (its job woke the loop)
+
+
+def test_a_slot_coming_free_wakes_a_worker_that_had_every_slot_taken(session_factory):
+    queue = JobQueue(session_factory)
+    ran = []
+
+    async def plain(job):
+        ran.append(job.payload["n"])
+
+    async def scenario():
+        worker = Worker(queue, {"plain": plain}, concurrency=1, poll_seconds=30)
+        with session_factory.begin() as session:
+            for n in (1, 2, 3):
+                queue.enqueue(session, "plain", {"n": n})
+        worker.start()
+        await _until(lambda: len(ran) == 3)
+        await worker.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert ran == [1, 2, 3]
+
+
+async def _until(condition, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
