@@ -6,7 +6,8 @@ the tier's days); a donation is thanked. (A refund takes the days back:
 payout or a held share), or, for a Stars payment, left held for Telegram's withdrawal hold
 (`HeldShare`; released later by the Stars hold timer), and the owner is told if they opted in.
 Everything that talks to Telegram is queued as a job with a dedupe key naming the invoice, so a
-repeated IPN or a retried job grants, thanks and notifies exactly once.
+repeated IPN or a retried job grants, thanks and notifies exactly once. A subscriber's invite row
+is made here, with the grant; its link is the invite job's to make.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from telepay.cli import main
 from telepay.errors import NotFound
 from telepay.models import (
     Invite, InviteStatus, Invoice, InvoiceKind, InvoiceStatus, PaymentMethod, StarPayment, StarPaymentStatus,
-    Subscription,
 )
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.messages import DIRECT_JOB, queue_message
@@ -35,9 +34,9 @@ def _sale(session_factory, clock, processor, channel, jobs) -> str:
         _ipn(session_factory, clock, invoice, "7001", status)
     processor.process("7001")
     with session_factory.begin() as session:
-        sub = session.scalars(select(Subscription).where(Subscription.user_id == BUYER)).one()
-        session.add(Invite(subscription_id=sub.id, invoice_id=invoice, chat_id=channel.closed_chat_id,
-                           user_id=BUYER, link=LINK, name="inv", status=InviteStatus.SENT))
+        # The invite the grant made, as its job leaves it once sent.
+        invite = session.scalars(select(Invite).where(Invite.invoice_id == invoice)).one()
+        invite.link, invite.status = LINK, InviteStatus.SENT
         queue_message(session, jobs, BUYER, "Your subscription ends in 3 days", dedupe_key="t:remind")
         queue_message(session, jobs, OTHER, "someone else's", dedupe_key="t:other")
         stars = Invoice(id=str(uuid.uuid4()), kind=InvoiceKind.DONATION, channel_id=channel.id, buyer_user_id=BUYER,
