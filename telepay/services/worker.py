@@ -2,7 +2,9 @@
 
 Database calls are blocking (pg8000), so they run in threads; handlers are coroutines that
 may call Telegram or other clients. `wake()` is safe from any thread: the API thread calls it
-after committing a job so the worker does not wait for its next poll.
+after committing a job so the worker does not wait for its next poll. A job of an `inline` kind
+queued by a running job (a payment's invite) is run by the same worker right after that job's
+transaction commits, without a trip through the queue (`telepay.services.inline_jobs`).
 """
 
 from __future__ import annotations
