@@ -136,10 +136,10 @@ def payments_show(ref: str) -> None:
 
 @payments.command("resolve")
 @click.argument("ref")
-@click.option("--action", required=True, type=click.Choice(["fulfil", "refunded", "dismiss"]),
+@click.option("--action", required=True, type=click.Choice(["fulfil", "refunded", "dismiss", "deliver"]),
               help="fulfil: grant as a completed payment; refunded: the buyer got the money back (a fulfilled "
                    "payment's access and unpaid owner share are taken back); dismiss: clear the review, keep the "
-                   "state.")
+                   "state; deliver: let a buyer from the delivery queue in (their pair must be live).")
 @click.option("--reason", required=True, help="Why; kept in the audit log.")
 def payments_resolve(ref: str, action: str, reason: str) -> None:
     """Settle a payment in review, or mark a fulfilled one refunded (our id or NOWPayments' payment

@@ -19,18 +19,19 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Bot, ChatMember
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from telepay.clock import Clock
-from telepay.models import Channel, ChannelStatus, Invite, InviteStatus
+from telepay.models import Channel, ChannelStatus, Invite, InviteStatus, Payment
 from telepay.services.channels import ADMINS, CLOSED, OPEN, REQUIRED_RIGHTS
 from telepay.services.delivery import release_channel_payouts, review_overdue
 from telepay.services.fulfilment import INVITE_JOB
 from telepay.services.jobs import JobQueue
 from telepay.services.messages import alert_operators, queue_message
+from telepay.services.subscriptions import micros
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +85,6 @@ async def check_pair(bot: Bot, channel: Channel) -> PairCheck:
     return PairCheck(missing, owner_admin)
 
 
-def micros(moment: datetime) -> int:
-    """A moment as whole microseconds, for dedupe keys that name one event."""
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
-
-
 def pause(session: Session, jobs: JobQueue, channel_id: int, reason: str, now: datetime) -> bool:
     """Pause an active pair for `reason`; tell its owner and the operators. True if this was news."""
     changed = session.execute(
@@ -123,16 +119,34 @@ def resume(session: Session, jobs: JobQueue, channel_id: int, now: datetime) -> 
         Invite.chat_id == closed_chat_id, Invite.status == InviteStatus.WAITING).with_for_update()))
     stamp = micros(now)
     for invite in waiting:
-        invite.status, invite.waiting_since, invite.updated_at = InviteStatus.CREATED, None, now
-        if invite.invoice_id:
-            jobs.enqueue(session, INVITE_JOB, {"invoice_id": invite.invoice_id},
-                         dedupe_key=f"{invite.invoice_id}:resumed:{stamp}")
+        let_in(session, jobs, invite, now, "resumed")
     logger.info("channel %s resumed; %s waiting buyer(s) released", channel_id, len(waiting))
+    # Buyers past the deadline were told a refund is coming, and one may be under way by hand:
+    # letting them in instead is the operators' call, so they are named, not released.
+    in_review = session.execute(
+        select(Invite.user_id, func.max(Payment.id)).join(Payment, Payment.invoice_id == Invite.invoice_id)
+        .where(Invite.chat_id == closed_chat_id, Invite.status == InviteStatus.REVIEW)
+        .group_by(Invite.id, Invite.user_id).order_by(Invite.id)).all()
+    if in_review:
+        alert_operators(session, jobs, f"Channel {channel_id} (“{title}”) is live again. {len(in_review)} buyer(s) "
+                        "moved to review for a refund can be let in instead, if not refunded yet: "
+                        + "; ".join(f"user {user_id}: `telepay payments resolve {payment_id} --action deliver "
+                                    '--reason "..."`' for user_id, payment_id in in_review[:20]),
+                        key=f"resumed-review:{channel_id}:{stamp}")
     queue_message(session, jobs, owner_id,
                   f"✅ “{title}” is live again: I have every right I need. "
                   + (f"{len(waiting)} subscriber(s) who paid meanwhile are being let in now." if waiting else ""),
                   dedupe_key=f"resumed:{channel_id}:{stamp}")
     return len(waiting)
+
+
+def let_in(session: Session, jobs: JobQueue, invite: Invite, now: datetime, why: str) -> None:
+    """Take a buyer out of the delivery queue: their invite is made and sent by the invite job,
+    which marks the purchase delivered and so releases the owner's held share."""
+    invite.status, invite.waiting_since, invite.updated_at = InviteStatus.CREATED, None, now
+    if invite.invoice_id:
+        jobs.enqueue(session, INVITE_JOB, {"invoice_id": invite.invoice_id},
+                     dedupe_key=f"{invite.invoice_id}:{why}:{micros(now)}")
 
 
 class ChannelRights:

@@ -136,3 +136,51 @@ def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_aler
     assert resolved.exit_code == 0 and f"payment {payment.id}" in resolved.output, resolved.output
     with rig.session_factory() as session:
         assert [(w.invite_id, w.status) for w in delivery_queue(session)] == [(new.id, InviteStatus.WAITING)]
+
+
+def test_finding_1_a_buyer_in_review_is_let_in_only_when_the_operator_says_so(rig, database_url, tmp_path,
+                                                                              monkeypatch):
+    """Past the deadline the buyer was promised a refund: when the pair resumes they are not let
+    in by themselves; the operators are told, and `resolve --action deliver` lets them in."""
+    channel_id, _, closed = rig.channel("Iris")
+    with rig.session_factory.begin() as session:
+        session.get(Channel, channel_id).status = ChannelStatus.LOST_RIGHTS
+    old, old_invoice = waiting_buyer(rig, channel_id, closed.id,
+                                     rig.clock.now() - DELIVERY_DEADLINE - timedelta(minutes=1))
+
+    async def overdue() -> None:
+        bot = ExtBot(TOKEN, base_url=rig.telegram.base_url)
+        async with bot:
+            assert ChannelRights(rig.session_factory, rig.jobs, rig.clock, bot).review_overdue() == 1
+    asyncio.run(overdue())
+    with rig.session_factory() as session:
+        payment = session.scalars(select(Payment).where(Payment.invoice_id == old_invoice)).one()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("TELEPAY_DATA_DIR", str(tmp_path / "var"))
+    deliver = ["payments", "resolve", str(payment.id), "--action", "deliver", "--reason", "owner fixed the rights"]
+    paused = CliRunner().invoke(main, deliver)
+    assert paused.exit_code == 2 and "once it is live again" in paused.output, paused.output
+    with rig.session_factory() as session:
+        assert session.get(Invite, old.id).status == InviteStatus.REVIEW  # refused: nothing changed
+    assert rig.jobs_of(INVITE_JOB) == []
+
+    check_all(rig)  # every right is there: the pair resumes
+    with rig.session_factory() as session:
+        assert session.get(Channel, channel_id).status == ChannelStatus.ACTIVE
+        assert session.get(Invite, old.id).status == InviteStatus.REVIEW
+    assert rig.jobs_of(INVITE_JOB) == []
+    [alert] = [t for t in texts(rig, ALERT_JOB) if "live again" in t]
+    assert re.findall(r"`telepay ([^`]+)`", alert) == [
+        f'payments resolve {payment.id} --action deliver --reason "..."']
+
+    done = CliRunner().invoke(main, deliver)
+    assert done.exit_code == 0 and f"payment {payment.id}" in done.output, done.output
+    with rig.session_factory() as session:
+        assert session.get(Invite, old.id).status == InviteStatus.CREATED
+        assert delivery_queue(session) == []
+    assert [j.payload for j in rig.jobs_of(INVITE_JOB)] == [{"invoice_id": old_invoice}]
+    again = CliRunner().invoke(main, deliver)
+    assert again.exit_code == 2 and "no buyer waiting" in again.output, again.output
+    assert len(rig.jobs_of(INVITE_JOB)) == 1

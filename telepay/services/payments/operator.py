@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 
 from telepay.errors import Conflict, NotFound
 from telepay.models import (
-    Accumulation, AuditLog, Invite, Invoice, InvoiceStatus, Payment, PaymentEvent, PaymentStatus, Payout, StarPayment,
-    Subscription,
+    Accumulation, AuditLog, Channel, ChannelStatus, Invite, InviteStatus, Invoice, InvoiceStatus, Payment,
+    PaymentEvent, PaymentStatus, Payout, StarPayment, Subscription,
 )
 from telepay.services.fulfilment import Fulfilment
 from telepay.services.payments.processor import OPEN_INVOICE, complete_invoice
 from telepay.services.payments.refunds import Refunded, is_refunded, refund_fulfilled
+from telepay.services.rights import let_in
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Action(enum.StrEnum):
     FULFIL = "fulfil"
     REFUNDED = "refunded"
     DISMISS = "dismiss"
+    DELIVER = "deliver"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def resolve_payment(session: Session, fulfilment: Fulfilment, ref: str, action: 
     payment = find_payment(session, ref, for_update=True)
     invoice = session.get_one(Invoice, payment.invoice_id, with_for_update=True)
     fulfilled = payment.fulfilled_at is not None
+    if action == Action.DELIVER:
+        return _deliver(session, fulfilment, payment, invoice, reason, now)
     if action == Action.REFUNDED and fulfilled and is_refunded(invoice) and payment.needs_review is None:
         logger.info("payment %s (%s): refunded already; nothing changed", payment.id, payment.provider_payment_id)
         return Resolution(payment, False)
@@ -145,3 +149,28 @@ def resolve_payment(session: Session, fulfilment: Fulfilment, ref: str, action: 
                 payment.provider_payment_id, invoice.id, action.value, reason,
                 extra={"payment_id": payment.provider_payment_id, "invoice_id": invoice.id})
     return Resolution(payment, True, refund)
+
+
+def _deliver(session: Session, fulfilment: Fulfilment, payment: Payment, invoice: Invoice, reason: str,
+             now: datetime) -> Resolution:
+    """A buyer in the delivery queue (moved to review, or still waiting) is let in after all: the
+    operator chose access over a refund once the pair is live again."""
+    invite = session.scalars(select(Invite).where(
+        Invite.invoice_id == invoice.id, Invite.status.in_((InviteStatus.REVIEW, InviteStatus.WAITING)))
+        .with_for_update()).first()
+    if invite is None or payment.fulfilled_at is None or is_refunded(invoice):
+        raise Conflict(f"payment {payment.id} ({payment.provider_payment_id}) has no buyer waiting to be let in")
+    channel = session.get_one(Channel, invoice.channel_id)
+    if channel.status != ChannelStatus.ACTIVE:
+        raise Conflict(f"channel {channel.id} is {channel.status.value} ({channel.status_reason or 'not live'}): "
+                       "the buyer can be let in once it is live again")
+    before = {"payment_id": payment.id, "invite_status": invite.status.value}
+    let_in(session, fulfilment.jobs, invite, now, "operator")
+    session.add(AuditLog(channel_id=invoice.channel_id, actor_user_id=CLI_ACTOR, action="payment.deliver",
+                         before=before, after={"payment_id": payment.id, "invite_status": invite.status.value,
+                                               "reason": reason}, created_at=now))
+    session.flush()
+    logger.info("payment %s (%s), invoice %s: the operator let the buyer in (%s)", payment.id,
+                payment.provider_payment_id, invoice.id, reason,
+                extra={"payment_id": payment.provider_payment_id, "invoice_id": invoice.id, "user_id": invite.user_id})
+    return Resolution(payment, True)
