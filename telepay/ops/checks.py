@@ -228,16 +228,22 @@ class HealthChecks:
         hour_ago = now - timedelta(hours=1)
         refused = dict(session.execute(select(RefusedIpn.reason, func.count())
                                        .where(RefusedIpn.refused_at >= hour_ago).group_by(RefusedIpn.reason)).all())
-        not_created = session.scalar(select(func.count()).where(
-            Invoice.status == InvoiceStatus.CREATED, Invoice.created_at >= hour_ago,
-            Invoice.created_at <= now - timedelta(minutes=2)))
-        data = {"refused_last_hour": refused, "invoices_not_created_last_hour": not_created}
+        # Not created: refused by NOWPayments (provider_error kept), or left without an answer for
+        # minutes; a fresh one without an error may still be on its way to NOWPayments.
+        refused_invoice = (Invoice.status == InvoiceStatus.CREATED) & (Invoice.created_at >= hour_ago) & (
+            Invoice.provider_error.is_not(None) | (Invoice.created_at <= now - timedelta(minutes=2)))
+        not_created = session.scalar(select(func.count()).where(refused_invoice))
+        last_error = session.scalar(select(Invoice.provider_error).where(
+            refused_invoice, Invoice.provider_error.is_not(None)).order_by(Invoice.created_at.desc()).limit(1))
+        data = {"refused_last_hour": refused, "invoices_not_created_last_hour": not_created,
+                "last_provider_error": last_error}
         reasons = []
         if sum(refused.values()) >= REFUSED_IPNS_DEGRADED:
             reasons.append(f"{sum(refused.values())} IPNs refused in the last hour: "
                            + ", ".join(f"{r} {n}" for r, n in sorted(refused.items())))
         if not_created >= FAILED_INVOICES_DEGRADED:
-            reasons.append(f"{not_created} invoices NOWPayments did not create in the last hour "
+            said = f"; it said: {last_error.splitlines()[0][:160]}" if last_error else ""
+            reasons.append(f"{not_created} invoices NOWPayments did not create in the last hour{said} "
                            "(check NOWPAYMENTS_API_KEY: `telepay check-config --online`)")
         return Check("payments_in", DEGRADED if reasons else OK, "; ".join(reasons) or None, data)
 

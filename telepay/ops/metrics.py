@@ -20,8 +20,8 @@ from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import func, select
 
 from telepay.models import (
-    InviteStatus, Job, JobState, Payment, PaymentEvent, Payout, PayoutStatus, RefusedIpn, Subscription,
-    SubscriptionStatus,
+    InviteStatus, Invoice, InvoiceStatus, Job, JobState, Payment, PaymentEvent, Payout, PayoutStatus, RefusedIpn,
+    Subscription, SubscriptionStatus,
 )
 from telepay.ops.checks import _RANK
 from telepay.services.delivery import delivery_queue
@@ -111,6 +111,12 @@ class TelePayCollector:
                     RefusedIpn.refused_at >= hour_ago).group_by(RefusedIpn.reason)):
                 refused.add_metric([reason], count)
             yield refused
+            not_created = _gauge("telepay_invoices_not_created_last_hour",
+                                 "Invoices NOWPayments refused to create in the last hour (a wrong API key?).")
+            not_created.add_metric([], session.scalar(select(func.count()).where(
+                Invoice.status == InvoiceStatus.CREATED, Invoice.created_at >= hour_ago,
+                Invoice.provider_error.is_not(None))))
+            yield not_created
             payouts = _gauge("telepay_payouts", "Payouts by status.", ["status"])
             for status, count in session.execute(select(Payout.status, func.count()).group_by(Payout.status)):
                 payouts.add_metric([str(status)], count)

@@ -1,4 +1,5 @@
-"""Fixtures shared by the end-to-end fault tests."""
+"""Fixtures shared by the end-to-end fault tests: the sandbox Telegram and NOWPayments, the
+loopback alert webhook, a scratch PostgreSQL that may be frozen, and a shop to sell through."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from sqlalchemy import create_engine
 
 from telepay.models import migrate
 from telepay.models.engine import embedded_url
+from telepay_sandbox.database import empty_tables
+from telepay_sandbox.nowpayments import NowPaymentsSandbox
+from telepay_sandbox.telegram import RateLimits, TelegramSandbox
+from tests.e2e.faults import BOT, NOWPAYMENTS_KEY, TOKEN, Receiver, Shop
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +36,36 @@ def own_server():
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def telegram():
+    with TelegramSandbox(token=TOKEN, bot_username=BOT, rate_limits=RateLimits.off()) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def nowpayments():
+    with NowPaymentsSandbox(NOWPAYMENTS_KEY, "sandbox-nowpayments-ipn-secret") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def make_shop(telegram, nowpayments, receiver, tmp_path):
+    """make_shop(database_url, **settings): a Shop (not started); killed and its rows emptied after."""
+    made: list[Shop] = []
+
+    def make(database_url: str, **env: str) -> Shop:
+        made.append(Shop(telegram, nowpayments, receiver, tmp_path, database_url=database_url, **env))
+        return made[-1]
+
+    yield make
+    for shop in made:
+        shop.process.kill()
+        empty_tables(shop.engine)
+        shop.engine.dispose()

@@ -4,12 +4,9 @@ condition ends; "database unreachable" gets out while the database is frozen."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -22,57 +19,8 @@ from telepay_sandbox.telegram import TelegramSandbox
 from tests.e2e.faults import TOKEN, env_for, freeze, signal_all
 
 
-class Receiver:
-    """A webhook endpoint on loopback that can be told to fail its next answers."""
-
-    def __init__(self):
-        self.received: list[dict] = []
-        self.fail_next = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.fail_next > 0:
-                    receiver.fail_next -= 1
-                    self.send_response(503)
-                else:
-                    receiver.received.append(body)
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def wait_for(self, predicate, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for body in self.received:
-                if predicate(body):
-                    return body
-            time.sleep(0.2)
-        raise AssertionError(f"no matching alert within {timeout} s; got {self.received}")
-
-
-@pytest.fixture
-def telegram():
-    with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
-
-def test_a_dead_invite_job_alerts_both_channels_is_retried_and_resolves(telegram, receiver, database_url,
-                                                                         session_factory, tmp_path):
+def test_a_dead_job_alerts_both_channels_is_retried_and_resolves(telegram, receiver, database_url, session_factory,
+                                                                  tmp_path):
     operator = telegram.create_user("Olga", username="olga_ops")
     operator.send("/start")
     env = env_for(telegram, tmp_path, database_url=database_url, ALERT_WEBHOOK_URL=receiver.url,

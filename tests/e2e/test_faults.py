@@ -16,18 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from telepay.bot.start import WELCOME
 from telepay_sandbox.harness import TelepayProcess, keep_output, kept_log
-from telepay_sandbox.telegram import TelegramSandbox
 from tests.e2e.faults import TOKEN, env_for, server_pids, signal_all, wait_for_log
-
-
-@pytest.fixture
-def telegram():
-    with TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as sandbox:
-        yield sandbox
 
 
 def test_polling_survives_a_401_and_answers_again(telegram, database_url, session_factory, tmp_path):
