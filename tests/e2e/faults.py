@@ -202,3 +202,50 @@ class Shop:
     def count(self, model, *where) -> int:
         with self.session_factory() as session:
             return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+class Outage:
+    """A switchable outage in front of a loopback service (a provider's emulator, an RPC): every
+    request is forwarded to `target` until `down` is set; then each is answered 503, as a
+    provider's load balancer does while its service is away, until `down` is cleared."""
+
+    HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
+
+    def __init__(self, target: str):
+        self.target = target.rstrip("/")
+        self.down = False
+        self.refused = 0
+        outage = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if outage.down:
+                    outage.refused += 1
+                    status, headers = 503, {"Content-Type": "application/json"}
+                    content = b'{"error":"service_unavailable","message":"Service Unavailable"}'
+                else:
+                    sent = {k: v for k, v in self.headers.items() if k.lower() not in outage.HOP}
+                    answer = httpx.request(self.command, outage.target + self.path, content=body, headers=sent,
+                                           timeout=30)
+                    status, content = answer.status_code, answer.content
+                    headers = {k: v for k, v in answer.headers.items() if k.lower() not in outage.HOP}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
