@@ -12,7 +12,9 @@ a group id works) and to ALERT_WEBHOOK_URL as a JSON POST, without passing throu
 database or the job queue: "the database is unreachable" has to get out when the database is
 the thing that is broken. A delivery that fails is retried at the next evaluation, and
 `undelivered()` shows in `/status` until it gets through; nothing is dropped silently.
-Alerts raised by the services themselves (operator.alert jobs) stay on their own path.
+Alerts raised by the services themselves (operator.alert jobs: one-off facts such as a refund
+after fulfilment) take the job queue instead, to the same chats and the same webhook
+(telepay.services.messages); docs/decisions.md says why there are two paths.
 """
 
 from __future__ import annotations
@@ -21,35 +23,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Awaitable, Callable, Protocol
 
-import httpx
-
 from telepay.ops.checks import _RANK, OK, Report
+from telepay.ops.webhook import Alert, WebhookChannel
 
 logger = logging.getLogger(__name__)
-
-PREFIX = "🛎 TelePay"
-
-
-@dataclass
-class Alert:
-    key: str            # the check's name: one alert per condition, however its details change
-    level: str
-    text: str
-    status: str = "firing"  # or "resolved"
-    since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    def as_json(self) -> dict:
-        return {"service": "telepay", "status": self.status, "alert": self.key, "level": self.level,
-                "text": self.text, "since": self.since.isoformat(),
-                "at": datetime.now(timezone.utc).isoformat()}
-
-    def as_message(self) -> str:
-        if self.status == "resolved":
-            return f"{PREFIX} ✅ resolved: {self.key}: {self.text}"
-        return f"{PREFIX} ⚠️ {self.level}: {self.key}: {self.text}"
 
 
 class Channel(Protocol):
@@ -76,21 +55,6 @@ class TelegramChannel:
                 failures.append(f"chat {chat_id}: {type(error).__name__}: {error}")
         if failures:
             raise RuntimeError("; ".join(failures))
-
-
-class WebhookChannel:
-    """A JSON POST (Slack, PagerDuty and the like take it through a small bridge)."""
-
-    name = "webhook"
-
-    def __init__(self, url: str, timeout: float = 10.0):
-        self.url = url
-        self.timeout = timeout
-
-    async def send(self, alert: Alert) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            response = await client.post(self.url, json=alert.as_json())
-            response.raise_for_status()
 
 
 @dataclass

@@ -8,7 +8,9 @@ A person who blocked the bot is not retried for a day: Telegram will refuse ever
 Operator alerts take one path: `alert_operators` queues one `operator.alert` job per fact
 (deduplicated by its key), and that job queues one direct message per operator in
 ADMIN_CHAT_IDS, so one operator who cannot be reached never holds the others' copies back,
-and the code that raises an alert needs to know nothing about who receives it.
+and the code that raises an alert needs to know nothing about who receives it; with
+ALERT_WEBHOOK_URL set the job also POSTs the fact there (status `notice`), retried until it
+is accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from telegram.error import BadRequest, Forbidden
 
 from telepay.config import Settings
 from telepay.models import Invoice, InvoiceStatus
+from telepay.ops.webhook import Alert, WebhookChannel
 from telepay.services.jobs import ClaimedJob, JobKind, JobQueue
 
 logger = logging.getLogger(__name__)
@@ -54,23 +57,32 @@ def alert_operators(session: Session, jobs: JobQueue, text: str, *, key: str) ->
 
 
 class OperatorAlerter:
-    """The `operator.alert` job handler: one direct message per operator."""
+    """The `operator.alert` job handler: one direct message per operator, and the alert webhook."""
 
-    def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, admin_chat_ids: tuple[int, ...]):
+    def __init__(self, session_factory: sessionmaker[Session], jobs: JobQueue, admin_chat_ids: tuple[int, ...],
+                 webhook: WebhookChannel | None = None):
         self.session_factory = session_factory
         self.jobs = jobs
         self.admin_chat_ids = admin_chat_ids
+        self.webhook = webhook
 
     def fan_out(self, text: str, key: str) -> None:
         if not self.admin_chat_ids:
-            logger.error("operator alert %s has nobody to go to (ADMIN_CHAT_IDS is empty): %s", key, text)
+            if self.webhook is None:
+                logger.error("operator alert %s has nobody to go to (ADMIN_CHAT_IDS and ALERT_WEBHOOK_URL are "
+                             "empty): %s", key, text)
             return
         with self.session_factory.begin() as session:
             for chat_id in self.admin_chat_ids:
                 queue_message(session, self.jobs, chat_id, ALERT_PREFIX + text, dedupe_key=f"operator:{key}:{chat_id}")
 
     async def __call__(self, job: ClaimedJob) -> None:
-        await asyncio.to_thread(self.fan_out, job.payload["text"], job.payload.get("key") or str(job.id))
+        key = job.payload.get("key") or str(job.id)
+        await asyncio.to_thread(self.fan_out, job.payload["text"], key)
+        if self.webhook is not None:
+            # After the chats' messages are queued (their keys make a second fan-out a no-op): a
+            # failed POST fails this job, which is retried and shown in /status, never dropped.
+            await self.webhook.send(Alert(key, "degraded", job.payload["text"], status="notice"))
 
 
 class DirectMessenger:
@@ -116,7 +128,9 @@ def _messenger(services: _Needs, bot: Bot) -> DirectMessenger:
 
 
 def _alerter(services: _Needs, bot: Bot) -> OperatorAlerter:
-    return OperatorAlerter(services.session_factory, services.jobs, services.settings.admin_chat_ids)
+    url = services.settings.alert_webhook_url
+    return OperatorAlerter(services.session_factory, services.jobs, services.settings.admin_chat_ids,
+                           WebhookChannel(url) if url else None)
 
 
 # Kept 90 days: a message's dedupe key is what keeps a fact reprocessed later from saying it twice.

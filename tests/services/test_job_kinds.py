@@ -157,3 +157,38 @@ def test_operator_alerts_go_once_per_fact_to_every_operator_each_on_its_own_job(
     assert len(direct) == 3 and {j.state for j in direct} == {JobState.DONE}
     assert {j.dedupe_key for j in direct} == {f"operator:payout-review:7:{a.id}" for a in admins} | {
         "operator:payout-review:7:424242"}
+
+
+def test_operator_alerts_reach_the_webhook_too_retried_until_accepted_and_messaged_once(session_factory, clock):
+    """With ALERT_WEBHOOK_URL set, a service's alert is POSTed there as a `notice`; a refused POST
+    fails the job (so the queue retries it and /status shows it), and the retry does not message
+    the operators a second time."""
+    import httpx
+
+    from telepay.ops.webhook import WebhookChannel
+    from tests.e2e.faults import Receiver
+
+    receiver = Receiver()
+    receiver.fail_next = 1
+    queue = JobQueue(session_factory, clock=clock)
+    alerter = OperatorAlerter(session_factory, queue, (11, 12), WebhookChannel(receiver.url))
+    job = SimpleNamespace(id=5, payload={"text": "Refund after fulfilment: payment 9", "key": "refund:9"})
+    try:
+        with pytest.raises(httpx.HTTPStatusError):
+            asyncio.run(alerter(job))
+        assert receiver.received == []
+        asyncio.run(alerter(job))
+    finally:
+        receiver.server.shutdown()
+    [body] = receiver.received
+    assert (body["status"], body["alert"], body["text"]) == ("notice", "refund:9", "Refund after fulfilment: payment 9")
+    assert sorted(j.dedupe_key for j in queue.list(kind=DIRECT_JOB)) == ["operator:refund:9:11", "operator:refund:9:12"]
+
+    # Webhook only, no operator chats: the alert still goes out, and nothing is queued for chats.
+    receiver = Receiver()
+    try:
+        asyncio.run(OperatorAlerter(session_factory, queue, (), WebhookChannel(receiver.url))(
+            SimpleNamespace(id=6, payload={"text": "IPNs refused", "key": "ipn-refusals:1"})))
+    finally:
+        receiver.server.shutdown()
+    assert [b["alert"] for b in receiver.received] == ["ipn-refusals:1"]
