@@ -10,7 +10,7 @@ import gc
 import logging
 
 from telegram import Bot, Update
-from telegram.ext import Application
+from telegram.ext import Application, Updater
 
 from telepay.api.app import create_app
 from telepay.api.server import ApiServer
@@ -205,9 +205,19 @@ async def _serve(settings: Settings, services: Services, signals: StopSignals, r
                                                         error_callback=log_poll_error)
 
             async def restart_polling() -> None:
-                if application.updater.running:
+                # A poll loop that died (a 401 ends PTB's for good) leaves its Updater unable to
+                # poll again: its stop() re-raises what ended the loop halfway, leaving the loop's
+                # stop event set, so any later loop on it stops at once and the bot is silently
+                # deaf. So each restart polls with a fresh Updater on the same bot and queue, from
+                # the old one's offset (updates already taken are not taken twice).
+                old = application.updater
+                if old.running:
                     with contextlib.suppress(Exception):  # the dead loop re-raises what ended it
-                        await application.updater.stop()
+                        await old.stop()
+                fresh = Updater(bot=application.bot, update_queue=application.update_queue)
+                fresh._last_update_id = old._last_update_id
+                await fresh.initialize()
+                application.updater = fresh
                 await start_polling()
 
             await start_polling()

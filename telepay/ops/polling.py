@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ class PollSupervisor:
             await self.restart()
         except Exception as error:  # noqa: BLE001 - any failure: try again later
             self.watch.failures += 1
-            self.watch.last_error = f"polling could not be restarted: {type(error).__name__}: {error}"
+            # A refused token fails the restart itself (getMe): keep saying what that means.
+            meaning = f"{MEANINGS[401]}: " if isinstance(error, InvalidToken) else ""
+            self.watch.last_error = f"polling could not be restarted: {meaning}{type(error).__name__}: {error}"
             logger.error("polling could not be restarted, next try in %d s: %s",
                          self._next_try - self.watch.clock(), error)

@@ -205,16 +205,20 @@ class Shop:
 
 
 class Outage:
-    """A switchable outage in front of a loopback service (a provider's emulator, an RPC): every
-    request is forwarded to `target` until `down` is set; then each is answered 503, as a
-    provider's load balancer does while its service is away, until `down` is cleared."""
+    """A switchable outage in front of a loopback service (a provider's emulator, Telegram): every
+    request is forwarded to `target` until `down` is set; then each is answered `status` with
+    `body` (by default a 503, as a provider's load balancer answers while its service is away),
+    until `down` is cleared."""
 
     HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, status: int = 503,
+                 body: bytes = b'{"error":"service_unavailable","message":"Service Unavailable"}'):
         self.target = target.rstrip("/")
+        self.status, self.body = status, body
         self.down = False
         self.refused = 0
+        self.refused_paths: list[str] = []
         outage = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -223,8 +227,8 @@ class Outage:
                 body = self.rfile.read(length) if length else b""
                 if outage.down:
                     outage.refused += 1
-                    status, headers = 503, {"Content-Type": "application/json"}
-                    content = b'{"error":"service_unavailable","message":"Service Unavailable"}'
+                    outage.refused_paths.append(self.path)
+                    status, headers, content = outage.status, {"Content-Type": "application/json"}, outage.body
                 else:
                     sent = {k: v for k, v in self.headers.items() if k.lower() not in outage.HOP}
                     answer = httpx.request(self.command, outage.target + self.path, content=body, headers=sent,

@@ -52,6 +52,7 @@ def test_a_dead_job_alerts_both_channels_is_retried_and_resolves(telegram, recei
     finally:
         process.kill()
     assert seconds_to_webhook < 20
+    print(f"\ndead job: webhook alert {seconds_to_webhook:.1f} s after it died (the receiver failing twice first)")
     assert "could not be sent by webhook, will retry" in process.log()
     assert TOKEN not in process.log()
 
@@ -80,6 +81,7 @@ def test_database_unreachable_gets_out_while_the_database_is_frozen(telegram, re
         signal_all(pids, signal.SIGCONT)
         process.kill()
     assert down["level"] == "down" and seconds_to_alert < 15
+    print(f"\nhung database: down alert {seconds_to_alert:.1f} s after the freeze")
 
 
 def test_alerts_test_reports_each_channel(telegram, receiver, tmp_path):
@@ -102,31 +104,62 @@ def test_alerts_test_reports_each_channel(telegram, receiver, tmp_path):
     assert lines[1].startswith("webhook") and "FAIL" in lines[1] and "503" in lines[1]
 
 
-def test_a_host_wallet_below_the_margin_is_alerted_and_shown(receiver, database_url, session_factory, tmp_path):
+def test_a_host_wallet_below_the_margin_is_alerted_and_a_payout_waits_then_pays_once_after_a_top_up(
+        receiver, database_url, session_factory, tmp_path):
+    from decimal import Decimal
+
+    from eth_account import Account
+
+    from telepay.clock import ManualClock
+    from telepay.models import PayoutStatus
     from telepay_sandbox.chain import DevChain
     from telepay_sandbox.changenow import ChangeNowSandbox
     from telepay_sandbox.harness import sandbox_env
+    from telepay_sandbox.waiting import until
+    from tests.services.payouts.conftest import KEY, World
 
     empty_key = "0x31b69b129d5abc293150727133d1516b2187153907fb53ddc8159a8c30dd0b4f"  # holds nothing
     with DevChain() as chain, TelegramSandbox(token=TOKEN, bot_username="TelePayTestBot") as telegram, \
-            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None) as changenow:
+            ChangeNowSandbox("sandbox-changenow-key", chain, rate_limits=None, step_seconds=0.5) as changenow:
         env = sandbox_env(telegram_base_url=telegram.base_url, token=TOKEN, bot_username="TelePayTestBot",
                           data_dir=tmp_path, database_url=database_url, changenow_base_url=changenow.base_url,
                           chain_env={**chain.env(), "HOST_WALLET_PRIVATE_KEY": empty_key},
                           extra={"ALERT_WEBHOOK_URL": receiver.url, "ALERT_CHECK_SECONDS": "1",
-                                 "OPERATOR_TOKEN": "ops", "ADMIN_CHAT_IDS": "1"})
+                                 "OPERATOR_TOKEN": "ops", "ADMIN_CHAT_IDS": "1", "PAYOUT_POLL_SECONDS": "0.3"})
         process = TelepayProcess(env, tmp_path / "run.log")
+        world = World(session_factory, chain, changenow, ManualClock())
+        changenow.add_api_key(KEY)
         try:
             process.start()
+            started = time.monotonic()
             low = receiver.wait_for(lambda b: b["alert"] == "host_wallet" and b["status"] == "firing", timeout=60)
+            alerted = time.monotonic() - started
             assert "low on ETH" in low["text"] and "telepay wallet" in low["text"]
             body = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"}, timeout=10).json()
             wallet = body["checks"]["host_wallet"]
             assert wallet["level"] == "degraded" and wallet["data"]["eth_usd"] == "0.00"
+
+            # An owner's payout meanwhile: it cannot be funded, so it waits (and the service says so).
+            owner = world.channel("usdt", "eth")
+            payout = world.payout_of(world.pay(owner, Decimal("50")))
+            short = receiver.wait_for(lambda b: b["status"] == "notice" and "short of ETH" in b["text"], timeout=60)
+            assert f"payout {payout.id}" in short["text"]
+            assert world.payout(payout.id).status != PayoutStatus.FINISHED
+
+            chain.fund_eth(Account.from_key(empty_key).address, Decimal("10"))  # the operator tops it up
+            topped = time.monotonic()
+            until(lambda: world.payout(payout.id).status == PayoutStatus.FINISHED, "the payout", timeout=120)
+            paid_after = time.monotonic() - topped
+            done = world.payout(payout.id)
+            assert len(world.chain_txs(payout.id)) == 1
+            assert len(chain.transfers_to(done.payin_address, "eth")) == 1
+            assert len(chain.transfers_to(owner.payout_address, "usdt")) == 1
             code, _ = process.stop()
             assert code == 0
         finally:
             process.kill()
+            world.client.close()
+    print(f"\nhost wallet low: alert {alerted:.1f} s after start; payout paid {paid_after:.1f} s after the top-up")
 
 
 def test_a_filling_disk_under_the_embedded_database_is_down_alerted_and_resolves(receiver, tmp_path):
@@ -156,13 +189,16 @@ def test_a_filling_disk_under_the_embedded_database_is_down_alerted_and_resolves
                 with filler.open("wb") as f:
                     f.truncate(0)
                     f.write(b"\0" * (free - (60 << 20)))  # leave 60 MiB
+                filled = time.monotonic()
                 # 300 MiB is already under the 1 GiB of `degraded`; the alert escalates at once to down.
                 down = receiver.wait_for(lambda b: b["alert"] == "disk" and b["status"] == "firing"
                                          and b["level"] == "down", timeout=30)
                 assert "MiB free" in down["text"]
+                alerted = time.monotonic() - filled
                 status = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops"}, timeout=10)
                 assert status.status_code == 503 and status.json()["checks"]["disk"]["level"] == "down"
                 filler.unlink()
+                freed = time.monotonic()
                 # Freed: no longer down (a 300 MiB filesystem stays under the 1 GiB of `degraded`).
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
@@ -172,6 +208,8 @@ def test_a_filling_disk_under_the_embedded_database_is_down_alerted_and_resolves
                         break
                     time.sleep(0.5)
                 assert status.status_code == 200 and status.json()["checks"]["disk"]["level"] == "degraded"
+                print(f"\nfull disk: down alert {alerted:.1f} s after the fill; /status 200 again "
+                      f"{time.monotonic() - freed:.1f} s after freeing it")
                 code, _ = process.stop()
                 assert code == 0
             finally:

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from telepay.bot.start import WELCOME
 from telepay_sandbox.harness import TelepayProcess, keep_output, kept_log
-from tests.e2e.faults import TOKEN, env_for, server_pids, signal_all, wait_for_log
+from telepay_sandbox.waiting import until
+from tests.e2e.faults import (
+    OPS, TOKEN, Outage, env_for, metric, scrape, server_pids, signal_all, status, wait_for_log,
+)
 
 
 def test_polling_survives_a_401_and_answers_again(telegram, database_url, session_factory, tmp_path):
@@ -28,9 +31,11 @@ def test_polling_survives_a_401_and_answers_again(telegram, database_url, sessio
         telegram.fail_next("getUpdates", 401, "Unauthorized", count=2)
         wait_for_log(process, "polling has stopped", timeout=30)
         alice = telegram.create_user("Alice", username="alice")
-        alice.send("/start")
-        # Restarted after 5 s (refused again), then after 10 s more: answered.
+        alice.send("/start")  # sent while nobody polls
+        # Restarted after 5 s (refused again), then after 10 s more: answered, once.
         assert alice.wait_for_message(timeout=45).text == WELCOME
+        time.sleep(2)  # a doubled answer would have come by now
+        assert [m.text for m in alice.messages()] == [WELCOME]
         code, _ = process.stop()
         assert code == 0
     finally:
@@ -40,6 +45,61 @@ def test_polling_survives_a_401_and_answers_again(telegram, database_url, sessio
     assert TOKEN not in log
 
 
+def test_a_token_refused_for_minutes_is_down_alerted_by_webhook_then_each_update_is_answered_once(
+        telegram, receiver, database_url, session_factory, tmp_path):
+    """Telegram refuses the token (a revoked or rotated one: every call answered 401) for longer
+    than /status tolerates. The Telegram channel cannot carry that alert (the bot is what is
+    refused): the webhook does, and /status shows the Telegram send owed."""
+    operator = telegram.create_user("Olga", username="olga_ops")
+    operator.send("/start")
+    outage = Outage(telegram.base_url.removesuffix("/bot"), 401,
+                    b'{"ok":false,"error_code":401,"description":"Unauthorized"}')
+    env = env_for(telegram, tmp_path, database_url=database_url, TELEGRAM_API_BASE_URL=outage.url + "/bot",
+                  ALERT_WEBHOOK_URL=receiver.url, ALERT_CHECK_SECONDS="1", OPERATOR_TOKEN=OPS,
+                  ADMIN_CHAT_IDS=str(operator.id))
+    process = TelepayProcess(env, tmp_path / "run.log")
+    try:
+        process.start()
+        assert operator.wait_for_message(timeout=30).text == WELCOME  # polling works
+        outage.down = True
+        revoked = time.monotonic()
+        # The long poll under way when the token went is answered normally; write once getUpdates
+        # itself is refused. (An update fetched just before, whose reply is refused, is not answered.)
+        until(lambda: any(path.endswith("/getUpdates") for path in outage.refused_paths), "getUpdates refused",
+              timeout=30)
+        people = [telegram.create_user(name) for name in ("Alice", "Bob")]
+        for person in people:
+            person.send("/start")  # written during the outage
+        alert, arrived = receiver.firing("polling", timeout=180)
+        assert alert["level"] == "down" and "refuses the bot token" in alert["text"]
+        code, body = status(process)
+        assert code == 503 and body["checks"]["polling"]["level"] == "down"
+        assert "polling via telegram" in body["checks"]["alerts"]["reason"]  # owed, retried, not dropped
+        scraped = scrape(process)
+        assert metric(scraped, "telepay_poll_seconds_since_success") > 90
+        assert metric(scraped, "telepay_poll_restarts_total") >= 1
+        assert metric(scraped, "telepay_check_level", 'check="polling"') == 2
+
+        outage.down = False  # Telegram takes the token again
+        restored = time.monotonic()
+        # Picked up at the supervisor's next try: its backoff doubles from 5 s (to 5 min), so after
+        # ~100 s of refusals the next try is up to ~80 s away. (A new token needs a restart anyway.)
+        for person in people:
+            assert person.wait_for_message(timeout=150).text == WELCOME
+        answered = time.monotonic() - restored
+        receiver.wait_for(lambda b: b["alert"] == "polling" and b["status"] == "resolved", timeout=60)
+        operator.wait_for_message(lambda m: "resolved: polling" in (m.text or ""), timeout=60)
+        time.sleep(2)  # a doubled answer would have come by now
+        assert all([m.text for m in person.messages()] == [WELCOME] for person in people)
+        assert process.stop()[0] == 0
+    finally:
+        process.kill()
+        outage.close()
+    assert TOKEN not in process.log()
+    print(f"\n401 for minutes: webhook alert {arrived - revoked:.1f} s after the token was refused; "
+          f"updates from the outage answered {answered:.1f} s after it ended")
+
+
 def test_start_waits_for_a_database_that_is_not_up_yet(telegram, own_server, tmp_path):
     url, pg_dir = own_server
     pids = server_pids(pg_dir)
@@ -47,22 +107,32 @@ def test_start_waits_for_a_database_that_is_not_up_yet(telegram, own_server, tmp
     process = TelepayProcess(env_for(telegram, tmp_path, database_url=url, DB_CONNECT_TIMEOUT_SECONDS="1",
                                      DB_STARTUP_WAIT_SECONDS="90"), tmp_path / "run.log")
 
+    alice = telegram.create_user("Alice")
+
     def thaw_once_it_waits():  # the database comes up only after the process has found it down
         wait_for_log(process, "database not reachable yet", timeout=90)
+        alice.send("/start")  # someone writes to the bot while it waits
         time.sleep(3)
+        thawed.append(time.monotonic())
         signal_all(pids, signal.SIGCONT)
 
+    thawed: list[float] = []
     thaw = threading.Thread(target=thaw_once_it_waits, daemon=True)
     try:
         thaw.start()
         process.start(wait_seconds=120)
+        ready_after = time.monotonic() - thawed[0]
         thaw.join()
+        assert alice.wait_for_message(timeout=30).text == WELCOME  # nothing lost while it waited
+        time.sleep(2)
+        assert [m.text for m in alice.messages()] == [WELCOME]
         code, _ = process.stop()
         assert code == 0
     finally:
         signal_all(pids, signal.SIGCONT)
         process.kill()
     assert "database answered after" in process.log()
+    print(f"\ndatabase down at start: /health answered {ready_after:.1f} s after the database came up")
 
 
 def test_start_gives_up_clearly_when_the_database_stays_away(telegram, tmp_path):
@@ -156,6 +226,7 @@ def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(
         # Another process polls with our token: Telegram answers 409 to one of the two.
         telegram.fail_next("getUpdates", 409, "Conflict: terminated by other getUpdates request; "
                            "make sure that only one bot instance is running", count=2)
+        conflict = time.monotonic()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             body = httpx.get(process.base_url + "/status", headers={"Authorization": "Bearer ops-token"},
@@ -164,7 +235,13 @@ def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(
                 break
             time.sleep(0.5)
         assert body["status"] == "degraded" and "another process is polling" in body["checks"]["polling"]["reason"]
+        seen_after = time.monotonic() - conflict
         assert body["version"]
+        bob = telegram.create_user("Bob")
+        bob.send("/start")  # written while the two pollers fight: answered once, by us
+        assert bob.wait_for_message(timeout=60).text == WELCOME
+        time.sleep(2)
+        assert [m.text for m in bob.messages()] == [WELCOME]
 
         code, _ = process.stop()
         assert code == 0
@@ -173,6 +250,7 @@ def test_systemd_hears_ready_then_the_watchdog_and_status_names_a_second_poller(
     finally:
         process.kill()
         notify.close()
+    print(f"\nsecond poller: /status degraded {seen_after:.1f} s after the first 409")
 
 
 def test_no_payouts_leaves_payout_jobs_queued_and_the_rest_running(telegram, database_url, session_factory, tmp_path):
