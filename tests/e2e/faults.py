@@ -235,12 +235,15 @@ class Outage:
                                            timeout=30)
                     status, content = answer.status_code, answer.content
                     headers = {k: v for k, v in answer.headers.items() if k.lower() not in outage.HOP}
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a long poll cut short by a restart)
 
             do_GET = do_POST = forward
 

@@ -69,8 +69,9 @@ def test_a_wrong_nowpayments_key_is_named_and_alerted_then_a_restart_with_the_ri
             shop.nowpayments.pay(shop.latest_invoice(buyer).provider_invoice_id)
         for buyer in buyers:
             _paid_once(shop, buyer)
-        receiver.wait_for(lambda b: b["alert"] == "payments_in" and b["status"] == "resolved", timeout=30)
-        assert status(process)[1]["checks"]["payments_in"]["level"] == "ok"
+        # The truth is back to ok. (No "resolved" is promised: the restarted process's monitor may
+        # never have seen the condition, the buyers' retries being quicker than its first look.)
+        wait_for_status(process, lambda c, b: b["checks"]["payments_in"]["level"] == "ok", timeout=30)
         assert shop.count(Invoice) == 3  # the retries reused the refused invoices: nothing doubled
         assert process.stop()[0] == 0
     finally:
@@ -100,8 +101,9 @@ def test_a_burst_of_forged_ipns_is_refused_named_and_alerted_and_genuine_ones_fu
         assert all(400 <= code < 500 for code in answers), answers
         alert, arrived = receiver.firing("payments_in", timeout=60)
         assert "12 IPNs refused" in alert["text"] and "signature 12" in alert["text"]
-        # The service's own alert (operator.alert job) reaches the operators' Telegram too.
+        # The service's own alert (an operator.alert job) reaches the operators' Telegram and the webhook.
         shop.operator.wait_for_message(lambda m: "IPNs refused" in (m.text or ""), timeout=30)
+        receiver.wait_for(lambda b: b["status"] == "notice" and "IPNs refused" in b["text"], timeout=30)
         code, body = status(process)
         assert code == 200 and body["status"] == "degraded"
         assert body["checks"]["payments_in"]["data"]["refused_last_hour"] == {"signature": 12}
