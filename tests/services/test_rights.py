@@ -45,6 +45,14 @@ def check_all(rig: Rig) -> None:
     asyncio.run(run())
 
 
+def review_overdue(rig: Rig) -> int:
+    async def run() -> int:
+        bot = ExtBot(TOKEN, base_url=rig.telegram.base_url)
+        async with bot:
+            return ChannelRights(rig.session_factory, rig.jobs, rig.clock, bot).review_overdue()
+    return asyncio.run(run())
+
+
 def waiting_buyer(rig: Rig, channel_id: int, closed_chat_id: int, since) -> tuple[Invite, str]:
     with rig.session_factory.begin() as session:
         tier = session.scalars(select(Tier).where(Tier.channel_id == channel_id)).first()
@@ -107,11 +115,7 @@ def test_finding_1_a_buyer_waiting_past_the_deadline_goes_to_review_with_an_aler
                                      rig.clock.now() - DELIVERY_DEADLINE - timedelta(minutes=1))
     new, _ = waiting_buyer(rig, channel_id, closed.id, rig.clock.now() - timedelta(hours=1))
 
-    async def run() -> None:
-        bot = ExtBot(TOKEN, base_url=rig.telegram.base_url)
-        async with bot:
-            assert ChannelRights(rig.session_factory, rig.jobs, rig.clock, bot).review_overdue() == 1
-    asyncio.run(run())
+    assert review_overdue(rig) == 1
 
     with rig.session_factory() as session:
         assert session.get(Invite, old.id).status == InviteStatus.REVIEW
@@ -148,11 +152,7 @@ def test_finding_1_a_buyer_in_review_is_let_in_only_when_the_operator_says_so(ri
     old, old_invoice = waiting_buyer(rig, channel_id, closed.id,
                                      rig.clock.now() - DELIVERY_DEADLINE - timedelta(minutes=1))
 
-    async def overdue() -> None:
-        bot = ExtBot(TOKEN, base_url=rig.telegram.base_url)
-        async with bot:
-            assert ChannelRights(rig.session_factory, rig.jobs, rig.clock, bot).review_overdue() == 1
-    asyncio.run(overdue())
+    assert review_overdue(rig) == 1
     with rig.session_factory() as session:
         payment = session.scalars(select(Payment).where(Payment.invoice_id == old_invoice)).one()
 
