@@ -84,11 +84,31 @@ def _given(url: str) -> Iterator[str]:
 # Seeded by migrations, not by tests: kept when a test empties the database.
 KEEP_TABLES = frozenset({"payout_currencies", "alembic_version"})
 
+# The sequences of the emptied tables that have handed out a number, back to their start:
+# what TRUNCATE's RESTART IDENTITY did. setval is cheap and not rolled back.
+_RESTART_SEQUENCES = """
+SELECT setval(s.seqrelid, s.seqstart, false)
+FROM pg_sequence s
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid AND d.deptype IN ('a', 'i')
+JOIN pg_class t ON t.oid = d.refobjid
+WHERE t.relnamespace = current_schema()::regnamespace AND t.relname IN ({tables})
+  AND pg_sequence_last_value(s.seqrelid) IS NOT NULL
+"""
+
 
 def empty_tables(engine) -> None:
-    """Remove every row a test or a run made, keeping the migrations' own data."""
+    """Remove every row a test or a run made, keeping the migrations' own data, and restart the
+    tables' id sequences.
+
+    DELETE, children first, rather than TRUNCATE: TRUNCATE gives every table and index a new
+    file even when it is empty, about 0.3 s for our tables on every call, and tests call this
+    after each test. A test leaves a few rows, which DELETE removes in milliseconds; all of it
+    goes to the server as one round trip (no parameters: a simple query may hold many statements).
+    """
     from telepay.models import Base
 
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    deletes = "".join(f"DELETE FROM {name};\n" for name in tables)
+    restart = _RESTART_SEQUENCES.format(tables=", ".join(f"'{name}'" for name in tables))
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+        connection.exec_driver_sql(deletes + restart)
