@@ -47,7 +47,6 @@ def run(roles: frozenset[str], no_payouts: bool) -> None:
     """Run the bot, the job worker and the webhook API (or the roles asked for)."""
     import logging
 
-    from telepay import runtime
     from telepay.roles import BotLockHeld, BotLockLost
     from telepay.models.engine import describe
     from telepay.models.migrate import SchemaBehind
@@ -63,6 +62,11 @@ def run(roles: frozenset[str], no_payouts: bool) -> None:
     for warning in lookalikes_or_exit():
         log.warning("%s", warning)
     try:
+        # Checked before the runtime is imported (the bot, web3, the API: about a second), so
+        # that missing or bad settings are answered at once.
+        settings.require_for_run()
+        from telepay import runtime
+
         runtime.run(settings, signals, roles, payouts=not no_payouts)
     except (ConfigError, BotLockHeld) as error:
         log.critical("telepay cannot start: %s", error)

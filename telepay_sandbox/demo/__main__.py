@@ -1,5 +1,5 @@
 import sys
 
-from telepay_sandbox.demo import main
+from telepay_sandbox.demo.story import main
 
 sys.exit(main())

@@ -10,6 +10,6 @@ import click
 @click.command()
 def demo() -> None:
     """Play the product's story end to end on the embedded database and the sandboxes."""
-    from telepay_sandbox.demo import main
+    from telepay_sandbox.demo.story import main
 
     sys.exit(main())

@@ -49,7 +49,7 @@ def test_demo_plays_the_whole_story_and_sums_it_up():
     # needs to traverse the folders above its data, and every new pytest session resets
     # pytest's root to 0700 (see telepay_sandbox/database.py).
     with tempfile.TemporaryDirectory(prefix="telepay-demo-test-", ignore_cleanup_errors=True) as root:
-        result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo import main; "
+        result = subprocess.run([sys.executable, "-c", "import sys; from telepay_sandbox.demo.story import main; "
                                  f"sys.exit(main({root!r}))"],
                                 capture_output=True, text=True, timeout=240)
     keep_output("demo", result.stdout + result.stderr)
