@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import httpx
 
 from telepay.clients import jsontext
+from telepay.clients.http import tls_context
 from telepay_sandbox.nowpayments_model import PaymentState
 from telepay.security.nowpayments import SIGNATURE_HEADER, nowpayments_signature
 
@@ -105,7 +106,8 @@ class Courier:
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
-        # One client shared by deliveries: building one per delivery costs an SSL context each.
+        # One client shared by deliveries, on the shared TLS context: building a client costs a
+        # TLS context (the CA bundle read) otherwise.
         self._client: httpx.Client | None = None
 
     def close(self) -> None:
@@ -117,7 +119,7 @@ class Courier:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client()
+                self._client = httpx.Client(verify=tls_context())
             return self._client
 
     def send(self, ipns: list[Ipn], delivery: Delivery) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from telepay.clients.http import tls_context
 from telepay_sandbox.telegram import RateLimits, TelegramSandbox
 from tests.sandbox.bot_api_reference import Reference, reference_path
 
@@ -15,7 +16,7 @@ class RawBotApi:
 
     def __init__(self, sandbox: TelegramSandbox) -> None:
         self.url = sandbox.base_url + sandbox.token
-        self.http = httpx.Client(timeout=30)
+        self.http = httpx.Client(timeout=30, verify=tls_context())  # not a CA bundle read per test
 
     def __call__(self, method: str, **params) -> dict:
         return self.http.post(f"{self.url}/{method}", json=params).json()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from eth_account import Account
 
+from telepay.clients.http import tls_context
 from telepay.clock import ManualClock
 from telepay_sandbox.chain import DevChain
 from telepay_sandbox.changenow import ChangeNowSandbox
@@ -36,7 +37,7 @@ def changenow(chain, clock):
 
 
 def _get(sandbox, path, params, headers=HEADERS):
-    answer = httpx.get(sandbox.base_url + path, params=params, headers=headers)
+    answer = httpx.get(sandbox.base_url + path, params=params, headers=headers, verify=tls_context())
     return answer.status_code, json.loads(answer.text, parse_float=Decimal)
 
 
@@ -46,7 +47,7 @@ def _post(sandbox, body, headers=HEADERS):
         if isinstance(value, Decimal):
             text = text.replace(f'"{key}": "{value}"', f'"{key}": {value}')
     answer = httpx.post(sandbox.base_url + "/v2/exchange", content=text.encode(),
-                        headers={**headers, "Content-Type": "application/json"})
+                        headers={**headers, "Content-Type": "application/json"}, verify=tls_context())
     return answer.status_code, json.loads(answer.text, parse_float=Decimal)
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from telepay.clients.http import tls_context
 from telepay.clock import ManualClock
 from telepay_sandbox.loopback import LoopbackServer, Response
 from telepay_sandbox.nowpayments import Delivery, NowPaymentsSandbox, SandboxError
@@ -73,7 +74,7 @@ def _invoice(sandbox, receiver, price="15", **extra) -> dict:
     raw = "{" + ",".join(f'"{k}":{v}' if isinstance(v, Decimal) else f"{json.dumps(k)}:{json.dumps(v)}"
                          for k, v in body.items()) + "}"
     answer = httpx.post(sandbox.base_url + "/invoice", content=raw.encode(),
-                        headers={"x-api-key": KEY, "Content-Type": "application/json"})
+                        headers={"x-api-key": KEY, "Content-Type": "application/json"}, verify=tls_context())
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -109,7 +110,7 @@ def test_wrong_api_key_is_403(sandbox, headers):
     ({"price_amount": "0.10", "price_currency": "usd"}, "amountTo is too small"),
 ])
 def test_invalid_invoice_is_400_with_the_reason(sandbox, body, message):
-    answer = httpx.post(sandbox.base_url + "/invoice", json=body, headers={"x-api-key": KEY})
+    answer = httpx.post(sandbox.base_url + "/invoice", json=body, headers={"x-api-key": KEY}, verify=tls_context())
     assert answer.status_code == 400
     assert answer.json()["message"] == message and answer.json()["statusCode"] == 400
 
