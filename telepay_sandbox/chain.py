@@ -50,6 +50,10 @@ USDT_DECIMALS = 6
 ETH_DECIMALS = 18
 _ARTIFACT = Path(__file__).with_name("contracts") / "TestUSDT.json"
 _PRIORITY_FEE_WEI = 10**9
+# Gas for the faucet's mint of the test token: two storage writes and a log, under 60,000 gas.
+# Given, not estimated: eth-tester estimates by running the call some twenty times, and the
+# sandboxes mint into every wallet they make (a ChangeNOW sandbox's hot wallet: one per test).
+_MINT_GAS = 120_000
 # A contract wallet: its payable fallback counts deposits and stores each one in a fresh slot
 # (two storage writes, ~44,000 gas on top of the transfer), so 21,000 gas is not enough to pay
 # it, as with a Safe or a smart account. Init code copies the 14-byte runtime and returns it.
@@ -213,7 +217,8 @@ class DevChain:
 
     def mint_usdt(self, address: str, amount: Decimal) -> str:
         data = self.usdt.encode_abi("mint", [to_checksum_address(address), to_units(amount, USDT_DECIMALS)])
-        return self._transact(self._faucet, {"to": self.usdt_address, "data": data})["transactionHash"].to_0x_hex()
+        tx = {"to": self.usdt_address, "data": data, "gas": _MINT_GAS}
+        return self._transact(self._faucet, tx)["transactionHash"].to_0x_hex()
 
     def send_eth(self, sender: LocalAccount, to: str, amount: Decimal) -> str:
         """Send ETH and return the transaction hash; raises if the chain refuses it."""
