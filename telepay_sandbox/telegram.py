@@ -76,11 +76,13 @@ class TelegramSandbox:
         self._server = LoopbackServer(self._api, "telegram", host, port)
         self.bot = UserHandle(self._world, int(bot_id))
         self._renewals: threading.Thread | None = None
+        self._renewals_wake = threading.Event()  # set by stop(): no waiting out the renewals' pause
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> TelegramSandbox:
         self._world.stopping = False
+        self._renewals_wake.clear()
         self._server.start()
         # Star subscriptions renew when their period ends on the clock, whoever moves it.
         self._renewals = threading.Thread(target=self._renew_forever, name="telegram-sandbox-stars",
@@ -92,6 +94,7 @@ class TelegramSandbox:
         with self._world.lock:
             self._world.stopping = True  # ends long polls at once
             self._world.notify()
+        self._renewals_wake.set()
         self._server.stop()
         if self._renewals is not None:
             self._renewals.join(timeout=5)
@@ -100,7 +103,7 @@ class TelegramSandbox:
     def _renew_forever(self) -> None:
         while not self._world.stopping:
             self.charge_due_subscriptions()
-            time.sleep(0.2)
+            self._renewals_wake.wait(0.2)
 
     def __enter__(self) -> TelegramSandbox:
         return self.start()
