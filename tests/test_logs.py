@@ -225,9 +225,15 @@ def test_python_warnings_are_log_lines_too(monkeypatch):
     monkeypatch.setattr(sys, "stderr", stream)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # Another test's configure_logging may have left logging capturing warnings under a
+    # showwarning pytest has since put back; capturing again would then be a no-op. Start clean,
+    # and show this warning whatever filters earlier tests set.
+    logging.captureWarnings(False)
     try:
-        configure_logging("json", "INFO", secrets=[TOKEN])
-        warnings.warn(f"falling back for {TOKEN}", RuntimeWarning, stacklevel=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            configure_logging("json", "INFO", secrets=[TOKEN])
+            warnings.warn(f"falling back for {TOKEN}", RuntimeWarning, stacklevel=1)
     finally:
         logging.captureWarnings(False)
         root.handlers[:] = handlers
