@@ -12,6 +12,7 @@ from telepay.services import inline_jobs
 from telepay.services.inline_jobs import InlineClaims
 from telepay.services.jobs import JobKind, JobQueue, JobRegistry
 from telepay.services.worker import Worker
+from telepay_sandbox.waiting import until_async
 
 KINDS = JobRegistry([JobKind("grant", lambda services, bot: None),
                      JobKind("deliver", lambda services, bot: None, inline=True)])
@@ -19,14 +20,6 @@ KINDS = JobRegistry([JobKind("grant", lambda services, bot: None),
 
 def _queue(session_factory, clock=None) -> JobQueue:
     return JobQueue(session_factory, clock=clock or ManualClock(), kinds=KINDS)
-
-
-async def _until(condition, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def _run(session_factory, queue, handlers, until, *, poll_seconds: float = 30) -> Worker:
@@ -37,7 +30,7 @@ def _run(session_factory, queue, handlers, until, *, poll_seconds: float = 30) -
         with session_factory.begin() as session:
             queue.enqueue(session, "grant", {"n": 1})
         worker.wake()
-        await _until(lambda: until(worker))
+        await until_async(lambda: until(worker), "the scenario's condition")
         await worker.stop()
         return worker
 
@@ -96,12 +89,12 @@ def test_a_failed_delivery_is_retried_from_its_row(session_factory):
         with session_factory.begin() as session:
             queue.enqueue(session, "grant", {})
         worker.wake()
-        await _until(lambda: queue.list(JobState.DONE, kind="grant"))
+        await until_async(lambda: queue.list(JobState.DONE, kind="grant"), "the grant done")
         [failed] = queue.list(kind="deliver")
         assert failed.state == JobState.QUEUED and "did not answer" in failed.last_error
         clock.advance(timedelta(seconds=61))  # its kind's retry interval
         worker.wake()
-        await _until(lambda: queue.list(JobState.DONE, kind="deliver"))
+        await until_async(lambda: queue.list(JobState.DONE, kind="deliver"), "the delivery done")
         await worker.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

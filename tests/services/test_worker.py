@@ -10,6 +10,7 @@ from telepay.clock import ManualClock
 from telepay.models import JobState
 from telepay.services.jobs import JobQueue
 from telepay.services.worker import Worker
+from telepay_sandbox.waiting import until_async
 
 
 def test_worker_runs_jobs_records_failures_and_is_woken_from_another_thread(session_factory):
@@ -161,13 +162,13 @@ def test_the_worker_looks_for_jobs_when_there_may_be_some_not_after_every_job(se
             for n in (1, 2):
                 queue.enqueue(session, "plain", {"n": n})
         worker.wake()
-        await _until(lambda: len(ran) == 2)
+        await until_async(lambda: len(ran) == 2, "two jobs ran")
         await asyncio.sleep(0.3)
         plain_claims = len(claims) - before
         with session_factory.begin() as session:
             queue.enqueue(session, "queues", {"n": 10})
         worker.wake()
-        await _until(lambda: len(ran) == 4)
+        await until_async(lambda: len(ran) == 4, "four jobs ran")
         await asyncio.sleep(0.3)
         await worker.stop()
         return plain_claims, len(claims) - before - plain_claims
@@ -191,16 +192,8 @@ def test_a_slot_coming_free_wakes_a_worker_that_had_every_slot_taken(session_fac
             for n in (1, 2, 3):
                 queue.enqueue(session, "plain", {"n": n})
         worker.start()
-        await _until(lambda: len(ran) == 3)
+        await until_async(lambda: len(ran) == 3, "three jobs ran")
         await worker.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
     assert ran == [1, 2, 3]
-
-
-async def _until(condition, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
