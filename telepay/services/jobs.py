@@ -196,11 +196,14 @@ class JobQueue:
         candidates = select(Job.id).where(runnable).order_by(Job.run_at, Job.id).limit(limit)
         if kinds is not None:
             candidates = candidates.where(Job.kind.in_(list(kinds)))
-        candidates = candidates.with_for_update(skip_locked=True)
+        # Picked once, in a materialized CTE: as `id IN (subquery)` PostgreSQL may run the subquery
+        # again for each row it updates, and each run skips the rows this statement has already
+        # locked, so the claim ran past `limit`.
+        picked = candidates.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
         with self.session_factory.begin() as session:
             rows = session.execute(
                 update(Job)
-                .where(Job.id.in_(candidates.scalar_subquery()))
+                .where(Job.id == picked.c.id)
                 .values(
                     state=JobState.RUNNING,
                     locked_by=worker_id,
